@@ -1,0 +1,53 @@
+# Centralino. `make run` runs the demo on loopback; `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= ivr.yaml
+
+.PHONY: help run test test-unit lint bench venv sipstack system-deps clean
+
+help:
+	@echo "make run        run the switchboard on $(CONFIG) (the demo flow on loopback)"
+	@echo "make test       run the tests (unit and end-to-end over loopback SIP)"
+	@echo "make test-unit  run only the tests that need no SIP stack"
+	@echo "make lint       ruff and mypy"
+	@echo "make bench      run the benchmarks and print their figures"
+	@echo "make sipstack   build (once, then cached) and install the pjsua2 SIP stack"
+	@echo "make clean      remove the virtualenv and runtime files"
+
+system-deps:
+	@scripts/system-deps.sh
+
+# The virtualenv, with the project, its test tools and our own pjsua2 build.
+$(BIN)/.ready: setup.cfg pyproject.toml sipstack/build.sh sipstack/config_site.h | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,dev]'
+	$(MAKE) sipstack
+	touch $@
+
+venv: $(BIN)/.ready
+
+sipstack:
+	@wheel=$$(PYTHON=$(abspath $(BIN)/python) sipstack/build.sh) && \
+	  $(BIN)/pip install -q --force-reinstall --no-deps "$$wheel" && \
+	  echo "SIP stack installed: $$($(BIN)/ivr --version | tail -n 1)"
+
+run: $(BIN)/.ready
+	$(BIN)/ivr run --config $(CONFIG)
+
+test: $(BIN)/.ready
+	$(BIN)/python -m pytest -q tests
+
+test-unit: $(BIN)/.ready
+	$(BIN)/python -m pytest -q -m "not e2e" tests
+
+lint: $(BIN)/.ready
+	$(BIN)/ruff check ivr routing hw tests bench
+	$(BIN)/mypy ivr routing hw
+
+bench: $(BIN)/.ready
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

@@ -1,0 +1,432 @@
+"""The driver: one loop thread that owns the SIP stack, the call sessions and the routing state.
+
+Each turn of the loop polls the SIP stack for events, feeds them to the call sessions and the
+router with the current time, carries out the actions they return, fires due timers, and
+publishes a snapshot for the metrics thread. Every arrow is a plain call on this one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ivr.config import Config
+from ivr.engine import (
+    Action,
+    Answer,
+    CallSession,
+    DigitPressed,
+    Enqueue,
+    HangupCall,
+    PlaybackFinished,
+    PlayPrompt,
+    StopPlayback,
+    TimerFired,
+)
+from ivr.flow import Flow
+from ivr.metrics import Metrics, Snapshot
+from ivr.prompts import PromptError, PromptLibrary
+from ivr.sip.events import (
+    CallRefused,
+    DigitReceived,
+    IncomingCall,
+    LegAnswered,
+    LegEnded,
+    PlaybackEnded,
+    SipEvent,
+)
+from ivr.store import CallRecord, CallStore
+from routing import QueueSpec, RingAgent, Router, StopRinging
+from routing.acd import RoutingAction
+
+log = logging.getLogger("ivr.app")
+
+MOH_TOKEN = 0
+"""Token of the music-on-hold player (looped, never reports an end)."""
+
+
+class Sip(Protocol):
+    """What the driver needs of the SIP layer (:class:`ivr.sip.stack.SipStack`)."""
+
+    def poll(self, timeout_ms: int) -> list[SipEvent]: ...
+    def answer(self, leg_id: str) -> None: ...
+    def dial(self, uri: str) -> str | None: ...
+    def hangup(self, leg_id: str, status: int = 0) -> None: ...
+    def play(self, leg_id: str, path: str, token: int, loop: bool = False) -> None: ...
+    def stop_playback(self, leg_id: str) -> None: ...
+    def bridge(self, a: str, b: str) -> bool: ...
+
+
+@dataclass
+class ActiveCall:
+    call_id: str
+    leg: str
+    trunk: str
+    session: CallSession
+    record: CallRecord
+    phase: str = "ivr"
+    """'ivr', 'queued' or 'connected'."""
+    agent_leg: str | None = None
+    agent: str | None = None
+    routing_done: bool = False
+
+
+@dataclass
+class _AgentLeg:
+    call_id: str
+    agent: str
+    cancelled: bool = False
+
+
+@dataclass
+class Switchboard:
+    """Wires SIP, call sessions, routing, the call store and metrics. See the module doc."""
+
+    config: Config
+    flow: Flow
+    sip: Sip
+    store: CallStore
+    metrics: Metrics
+    prompts: PromptLibrary
+    music_on_hold: str
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    calls: dict[str, ActiveCall] = field(default_factory=dict)
+    stopping: bool = False
+
+    def __post_init__(self) -> None:
+        specs = [QueueSpec(q.name, q.agents, q.ring_timeout, q.retry_delay, q.wrap_up)
+                 for q in self.config.queues.values()]
+        self.router = Router(specs, now=self.clock())
+        self._by_leg: dict[str, str] = {}
+        self._agent_legs: dict[str, _AgentLeg] = {}
+
+    # -- admission (called by the SIP layer inside its INVITE callback) -----------------------
+    def accept_source(self, address: str) -> tuple[str | None, int]:
+        trunk = self.config.trunk_for(address)
+        if trunk is None:
+            return None, 403
+        if self.stopping:
+            return trunk.name, 503
+        busy = sum(1 for c in self.calls.values() if c.trunk == trunk.name)
+        return trunk.name, 486 if busy >= trunk.lines else 200
+
+    # -- the loop ----------------------------------------------------------------------------
+    def step(self, max_wait_ms: int = 10) -> None:
+        """One turn: SIP events, due timers, snapshot."""
+        now = self.clock()
+        deadline = self._next_deadline()
+        wait = max_wait_ms if deadline is None else max(0, min(max_wait_ms,
+                                                               int((deadline - now) * 1000)))
+        for event in self.sip.poll(wait):
+            self._on_sip(event)
+        self._fire_timers(self.clock())
+        self.store.flush()
+        self._publish()
+
+    def _next_deadline(self) -> float | None:
+        times = [d for c in self.calls.values() if (d := c.session.next_deadline()) is not None]
+        routing = self.router.next_deadline()
+        if routing is not None:
+            times.append(routing)
+        return min(times) if times else None
+
+    def _fire_timers(self, now: float) -> None:
+        for call in list(self.calls.values()):
+            deadline = call.session.next_deadline()
+            if call.phase == "ivr" and deadline is not None and deadline <= now:
+                self._session_actions(call, call.session.handle(TimerFired(), now))
+        deadline = self.router.next_deadline()
+        if deadline is not None and deadline <= now:
+            self._routing_actions(self.router.on_timer(now))
+
+    def _publish(self) -> None:
+        waiting: dict[str, int] = {q: 0 for q in self.config.queues}
+        for caller in self.router.waiting.values():
+            waiting[caller.queue] = waiting.get(caller.queue, 0) + 1
+        agents: dict[str, int] = {}
+        for agent in self.router.agents.values():
+            agents[agent.state] = agents.get(agent.state, 0) + 1
+        self.metrics.publish(Snapshot(len(self.calls), waiting, agents))
+
+    # -- SIP events ----------------------------------------------------------------------------
+    def _on_sip(self, event: SipEvent) -> None:
+        if isinstance(event, IncomingCall):
+            self._incoming(event)
+        elif isinstance(event, CallRefused):
+            self._refused(event)
+        elif isinstance(event, DigitReceived):
+            call = self._call_of(event.leg)
+            if call is not None and call.phase == "ivr":
+                log.info("call %s: key %s (%s)", call.call_id, event.digit, event.method)
+                self._session_actions(call, call.session.handle(DigitPressed(event.digit),
+                                                                self.clock()))
+        elif isinstance(event, PlaybackEnded):
+            call = self._call_of(event.leg)
+            if call is not None and call.phase == "ivr":
+                self._session_actions(call, call.session.handle(PlaybackFinished(event.token),
+                                                                self.clock()))
+        elif isinstance(event, LegAnswered):
+            self._agent_answered(event.leg)
+        elif isinstance(event, LegEnded):
+            if event.leg in self._agent_legs:
+                self._agent_leg_ended(event)
+            else:
+                self._caller_ended(event)
+
+    def _call_of(self, leg: str) -> ActiveCall | None:
+        call_id = self._by_leg.get(leg)
+        return self.calls.get(call_id) if call_id else None
+
+    def _incoming(self, event: IncomingCall) -> None:
+        call_id = uuid.uuid4().hex[:16]
+        flow = self.flow
+        record = CallRecord(call_id=call_id, started_at=self.wall(), caller=event.caller,
+                            called=event.called, trunk=event.trunk, source=event.source,
+                            flow=flow.name, flow_version=flow.version)
+        session = CallSession(flow, call_id, event.caller, event.called)
+        call = ActiveCall(call_id, event.leg, event.trunk, session, record)
+        self.calls[call_id] = call
+        self._by_leg[event.leg] = call_id
+        log.info("call %s from %s on trunk %s to %s: flow %s", call_id,
+                 event.caller or "withheld", event.trunk, event.called or "?", flow.name)
+        self.store.save(record)
+        self._session_actions(call, session.start(self.clock()))
+
+    def _refused(self, event: CallRefused) -> None:
+        now = self.wall()
+        record = CallRecord(call_id=uuid.uuid4().hex[:16], started_at=now, caller=event.caller,
+                            called=event.called, trunk=event.trunk, source=event.source)
+        record.finish(now, "refused", f"{event.status} {event.reason}")
+        self.store.save(record)
+        self.metrics.call_ended(event.trunk, "refused")
+
+    # -- what sessions ask for -----------------------------------------------------------------
+    def _session_actions(self, call: ActiveCall, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Answer):
+                self.sip.answer(call.leg)
+                call.record.answered_at = self.wall()
+            elif isinstance(action, PlayPrompt):
+                try:
+                    path = self.prompts.sequence(action.pieces)
+                except (PromptError, OSError) as exc:
+                    log.error("call %s: cannot play prompt: %s", call.call_id, exc)
+                    self._session_actions(call, call.session.handle(
+                        PlaybackFinished(action.play_id), self.clock()))
+                    continue
+                self.sip.play(call.leg, str(path), action.play_id)
+            elif isinstance(action, StopPlayback):
+                self.sip.stop_playback(call.leg)
+            elif isinstance(action, Enqueue):
+                self._enqueue(call, action)
+            elif isinstance(action, HangupCall):
+                log.info("call %s: flow ends the call (%s)", call.call_id, action.reason)
+                self.sip.hangup(call.leg)
+
+    def _enqueue(self, call: ActiveCall, action: Enqueue) -> None:
+        call.phase = "queued"
+        call.record.queue = action.queue
+        call.record.queued_at = self.wall()
+        call.record.ivr_path = call.session.path_text()
+        self.sip.play(call.leg, self.music_on_hold, MOH_TOKEN, loop=True)
+        self._routing_actions(self.router.join(call.call_id, action.queue, self.clock(),
+                                               action.priority))
+
+    # -- routing -------------------------------------------------------------------------------
+    def _routing_actions(self, actions: list[RoutingAction]) -> None:
+        pending = list(actions)
+        while pending:
+            action = pending.pop(0)
+            if isinstance(action, RingAgent):
+                pending += self._ring(action)
+            elif isinstance(action, StopRinging):
+                call = self.calls.get(action.call_id)
+                if call is not None and call.agent_leg is not None:
+                    self._agent_legs[call.agent_leg].cancelled = True
+                    self.sip.hangup(call.agent_leg)
+                    call.agent_leg = None
+
+    def _ring(self, action: RingAgent) -> list[RoutingAction]:
+        call = self.calls[action.call_id]
+        agent = self.config.agents[action.agent]
+        log.info("call %s: ringing agent %s (%s)", call.call_id, agent.name, agent.uri)
+        leg = self.sip.dial(agent.uri)
+        if leg is None:
+            return self.router.ring_failed(call.call_id, agent.name, self.clock(), "unreachable")
+        call.agent_leg = leg
+        self._agent_legs[leg] = _AgentLeg(call.call_id, agent.name)
+        return []
+
+    def _agent_answered(self, leg: str) -> None:
+        info = self._agent_legs.get(leg)
+        call = self.calls.get(info.call_id) if info else None
+        if info is None or call is None or call.agent_leg != leg or info.cancelled:
+            self.sip.hangup(leg)
+            return
+        now = self.clock()
+        actions = self.router.answered(call.call_id, info.agent, now)
+        if call.call_id not in self.router.connected or not self.sip.bridge(call.leg, leg):
+            log.warning("call %s: agent %s answered but the caller is gone", call.call_id,
+                        info.agent)
+            self.sip.hangup(leg)
+            return
+        call.phase = "connected"
+        call.agent = info.agent
+        call.record.agent = info.agent
+        call.record.connected_at = self.wall()
+        waited = call.record.connected_at - (call.record.queued_at or call.record.started_at)
+        log.info("call %s: connected to agent %s after %.1f s in queue %s", call.call_id,
+                 info.agent, waited, call.record.queue)
+        self._routing_actions(actions)
+
+    def _agent_leg_ended(self, event: LegEnded) -> None:
+        info = self._agent_legs.pop(event.leg)
+        call = self.calls.get(info.call_id)
+        if info.cancelled or call is None or call.agent_leg != event.leg:
+            return
+        call.agent_leg = None
+        now = self.clock()
+        if call.phase == "connected":
+            log.info("call %s: agent %s hung up", call.call_id, info.agent)
+            call.routing_done = True
+            self._routing_actions(self.router.finished(call.call_id, now))
+            self.sip.hangup(call.leg)
+        else:
+            self._routing_actions(self.router.ring_failed(
+                call.call_id, info.agent, now, f"{event.status} {event.reason}"))
+
+    def _caller_ended(self, event: LegEnded) -> None:
+        call_id = self._by_leg.pop(event.leg, None)
+        call = self.calls.pop(call_id, None) if call_id else None
+        if call is None:
+            return
+        now = self.clock()
+        if call.agent_leg is not None:
+            info = self._agent_legs.get(call.agent_leg)
+            if info is not None:
+                info.cancelled = True
+            self.sip.hangup(call.agent_leg)
+        if call.phase == "queued":
+            outcome, reason = "abandoned_queue", "caller hung up while waiting"
+            self._routing_actions(self.router.leave(call.call_id, now))
+        elif call.phase == "connected":
+            outcome, reason = "completed", "agent hung up" if call.routing_done \
+                else "caller hung up"
+            if not call.routing_done:
+                self._routing_actions(self.router.finished(call.call_id, now))
+        elif call.session.state == "ended":
+            failed = call.session.end_reason == "flow_error"
+            outcome, reason = ("failed" if failed else "completed"), call.session.end_reason
+        else:
+            outcome, reason = "abandoned_ivr", f"caller hung up at {call.session.node}"
+        if self.stopping:
+            outcome, reason = "interrupted", "switchboard stopped"
+        call.record.ivr_path = call.session.path_text()
+        call.record.finish(self.wall(), outcome, reason)
+        self.store.save(call.record)
+        self.metrics.call_ended(call.trunk, outcome)
+        log.info("call %s ended: %s (%s), path %s", call.call_id, outcome, reason,
+                 call.record.ivr_path)
+
+    # -- shutdown ------------------------------------------------------------------------------
+    def hang_up_all(self, grace_s: float = 2.0) -> None:
+        """Stop taking calls, hang up those in progress and record them."""
+        self.stopping = True
+        for call in list(self.calls.values()):
+            self.sip.hangup(call.leg)
+        end = self.clock() + grace_s
+        while self.calls and self.clock() < end:
+            self.step(20)
+        for call in list(self.calls.values()):  # legs that never confirmed their end
+            self._caller_ended(LegEnded(call.leg, 0, "switchboard stopped"))
+
+
+# -- systemd notification (Type=notify with watchdog) ------------------------------------------
+def sd_notify(message: str) -> None:
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as exc:
+        log.debug("sd_notify failed: %s", exc)
+
+
+def run(config: Config, flow: Flow, reload_flow: Callable[[], Flow | None]) -> int:
+    """Run the switchboard until SIGINT or SIGTERM; SIGHUP reloads the flow."""
+    from prometheus_client import CollectorRegistry
+
+    from ivr.prompts import music_on_hold
+    from ivr.sip.stack import SipSettings, SipStack, stack_version
+
+    prompts = PromptLibrary(config.prompt_cache, config.voices, config.speech_rate)
+    started = time.monotonic()
+    count = prompts.prepare(flow)
+    log.info("prompts ready: %d sequence(s) in %.1f s (cache %s)", count,
+             time.monotonic() - started, config.prompt_cache)
+    moh = config.music_on_hold or music_on_hold(config.prompt_cache)
+    store = CallStore(config.store)
+    store.recover(time.time())
+    metrics = Metrics(CollectorRegistry())
+    metrics.set_build(stack_version())
+    if config.metrics is not None:
+        metrics.serve(config.metrics.host, config.metrics.port)
+
+    flags = {"stop": False, "reload": False}
+
+    def on_stop(signum: int, _frame: object) -> None:
+        flags["stop"] = True
+
+    def on_hup(signum: int, _frame: object) -> None:
+        flags["reload"] = True
+
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+
+    board: Switchboard | None = None
+    settings = SipSettings(config.sip_listen.host, config.sip_listen.port, config.sip_user,
+                           config.rtp_port, config.rtp_port_range, config.max_calls,
+                           config.sip_log_level)
+    sip = SipStack(settings, lambda ip: board.accept_source(ip) if board else (None, 503))
+    sip.start()
+    board = Switchboard(config, flow, sip, store, metrics, prompts, str(moh))
+    metrics_url = f"http://{config.metrics}/metrics" if config.metrics else "off"
+    log.info("Centralino ready: call %s | flow %s (version %s, %s) | metrics %s | %s",
+             config.sip_uri, flow.name, flow.version, flow.source, metrics_url, stack_version())
+    sd_notify("READY=1")
+    watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+    last_ping = 0.0
+    try:
+        while not flags["stop"]:
+            board.step(10)
+            if flags["reload"]:
+                flags["reload"] = False
+                new = reload_flow()
+                if new is not None:
+                    prompts.prepare(new)
+                    board.flow = new
+                    log.info("flow reloaded: %s version %s (calls in progress keep theirs)",
+                             new.name, new.version)
+            if watchdog_usec and time.monotonic() - last_ping > watchdog_usec / 2e6:
+                sd_notify("WATCHDOG=1")
+                last_ping = time.monotonic()
+    finally:
+        sd_notify("STOPPING=1")
+        log.info("stopping: hanging up %d call(s)", len(board.calls))
+        board.hang_up_all()
+        sip.shutdown()
+        store.close()
+    log.info("stopped cleanly")
+    return 0

@@ -1,0 +1,64 @@
+"""Events the SIP layer reports to the driver. Plain data: no pjsua2 in here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class IncomingCall:
+    """A trunk's INVITE was accepted for handling (not yet answered)."""
+
+    leg: str
+    source: str
+    """IP address the INVITE came from."""
+    trunk: str
+    caller: str
+    """User part of the From URI (the caller's number), '' when withheld."""
+    called: str
+    """User part of the To URI (the number dialled)."""
+
+
+@dataclass(frozen=True)
+class CallRefused:
+    """An INVITE the SIP layer answered with an error on its own (unknown source, line limit)."""
+
+    source: str
+    caller: str
+    called: str
+    status: int
+    reason: str
+    trunk: str = ""
+
+
+@dataclass(frozen=True)
+class LegAnswered:
+    """An outgoing leg (an agent's phone) was answered."""
+
+    leg: str
+
+
+@dataclass(frozen=True)
+class LegEnded:
+    leg: str
+    status: int
+    """Last SIP status of the leg (e.g. 200 after a BYE, 486 busy, 408 no answer)."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class DigitReceived:
+    leg: str
+    digit: str
+    method: str
+    """'rfc2833' or 'info'."""
+
+
+@dataclass(frozen=True)
+class PlaybackEnded:
+    leg: str
+    token: int
+    """The token given to :meth:`SipStack.play`."""
+
+
+SipEvent = IncomingCall | CallRefused | LegAnswered | LegEnded | DigitReceived | PlaybackEnded

@@ -1,0 +1,367 @@
+"""The only module that speaks pjsua2.
+
+One thread (the one that calls :meth:`SipStack.start`) owns the endpoint and every pjsua2
+object: it polls with :meth:`SipStack.poll`, which returns the events that happened, and calls
+the methods below. Callbacks only record events; nothing is done inside them, so no driver code
+runs re-entrantly inside pjsua2.
+
+Legs are named by short strings ("L1", "L2", ...) so that nothing outside this module holds a
+pjsua2 object.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import queue
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pjsua2 as pj
+
+from ivr.sip.events import (
+    CallRefused,
+    DigitReceived,
+    IncomingCall,
+    LegAnswered,
+    LegEnded,
+    PlaybackEnded,
+    SipEvent,
+)
+
+log = logging.getLogger("ivr.sip")
+
+_USER = re.compile(r"sips?:([^@;>]*)@")
+
+
+def user_part(uri: str) -> str:
+    """'"Anna" <sip:+3902123@gw;user=phone>' -> '+3902123'; '' if there is none."""
+    match = _USER.search(uri)
+    user = match.group(1) if match else ""
+    return "" if user.lower() in ("anonymous", "unknown", "restricted") else user
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    host: str
+    port: int
+    user: str = "ivr"
+    rtp_port: int = 20000
+    rtp_port_range: int = 1000
+    max_calls: int = 128
+    log_level: int = 1
+
+
+def stack_version() -> str:
+    """The pjsua2 build in use: version, source and call limit where the build recorded them."""
+    try:
+        import pjsua2_build_info as info  # written by sipstack/build.sh
+    except ImportError:
+        return "pjsua2 (build info missing)"
+    return f"pjproject {info.PJ_VERSION} from {info.SOURCE}, max {info.MAX_CALLS} calls"
+
+
+class _Account(pj.Account):  # type: ignore[misc]
+    def __init__(self, stack: SipStack):
+        super().__init__()
+        self.stack = stack
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:  # noqa: N802 (pjsua2 name)
+        self.stack._on_incoming(self, prm)
+
+
+class _Leg(pj.Call):  # type: ignore[misc]
+    def __init__(self, stack: SipStack, account: _Account, leg: str,
+                 call_id: int = pj.PJSUA_INVALID_ID):
+        super().__init__(account, call_id)
+        self.stack = stack
+        self.leg = leg
+        self.outgoing = call_id == pj.PJSUA_INVALID_ID
+        self.audio: pj.AudioMedia | None = None
+        self.answered = False
+        self.ended = False
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
+        info = self.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
+            self.answered = True
+            if self.outgoing:
+                self.stack._events.append(LegAnswered(self.leg))
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+            self.ended = True
+            self.audio = None
+            self.stack._events.append(LegEnded(self.leg, info.lastStatusCode, info.lastReason))
+            self.stack._ended.append(self.leg)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
+        info = self.getInfo()
+        for media in info.media:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and \
+                    media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                self.audio = self.getAudioMedia(media.index)
+                self.stack._media_ready(self.leg)
+                return
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
+        method = "info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc2833"
+        self.stack._events.append(DigitReceived(self.leg, str(prm.digit), method))
+
+
+class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
+    """A prompt player. ``onEof2`` runs on the media clock thread: it only posts to a queue."""
+
+    def __init__(self, leg: str, token: int, done: queue.SimpleQueue[tuple[str, int]]):
+        super().__init__()
+        self.leg = leg
+        self.token = token
+        self._done = done
+        self.finished = False
+
+    def onEof2(self) -> None:  # noqa: N802
+        if not self.finished:
+            self.finished = True
+            self._done.put((self.leg, self.token))
+
+
+class SipStack:
+    """A SIP user agent for the switchboard: answers trunks' calls and dials agents.
+
+    ``accept_source(ip) -> (trunk name | None, refusal status)`` decides who may call in; any
+    other source gets 403 Forbidden.
+    """
+
+    def __init__(self, settings: SipSettings,
+                 accept_source: Callable[[str], tuple[str | None, int]]):
+        self.settings = settings
+        self.accept_source = accept_source
+        self._ep: pj.Endpoint | None = None
+        self._account: _Account | None = None
+        self._legs: dict[str, _Leg] = {}
+        self._players: dict[str, _Player] = {}
+        self._pending_play: dict[str, tuple[str, int, bool]] = {}
+        self._bridges: dict[str, str] = {}
+        self._events: list[SipEvent] = []
+        self._ended: list[str] = []
+        self._eof: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._next_leg = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        s = self.settings
+        ep = pj.Endpoint()
+        ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.maxCalls = s.max_calls
+        cfg.uaConfig.userAgent = "Centralino"
+        cfg.logConfig.level = s.log_level
+        cfg.logConfig.consoleLevel = s.log_level
+        cfg.medConfig.clockRate = 8000  # G.711 everywhere: an 8 kHz bridge never resamples
+        cfg.medConfig.sndClockRate = 8000
+        cfg.medConfig.noVad = True
+        cfg.medConfig.ecTailLen = 0
+        cfg.medConfig.sndAutoCloseTime = -1  # keep the bridge clock running (PJSUA2.md)
+        cfg.medConfig.maxMediaPorts = max(254, s.max_calls * 3)
+        ep.libInit(cfg)
+        tcfg = pj.TransportConfig()
+        tcfg.port = s.port
+        tcfg.boundAddress = s.host
+        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+        for codec in ep.codecEnum2():
+            ep.codecSetPriority(codec.codecId, 0)
+        ep.codecSetPriority("PCMU/8000/1", 255)
+        ep.codecSetPriority("PCMA/8000/1", 254)
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:{s.user}@{s.host}:{s.port}"
+        acfg.regConfig.registerOnAdd = False
+        acfg.natConfig.iceEnabled = False
+        acfg.mediaConfig.transportConfig.port = s.rtp_port
+        acfg.mediaConfig.transportConfig.portRange = s.rtp_port_range
+        acfg.mediaConfig.transportConfig.boundAddress = s.host
+        account = _Account(self)
+        account.create(acfg, True)
+        self._ep, self._account = ep, account
+        log.info("SIP listening on udp %s:%d, RTP ports %d-%d", s.host, s.port, s.rtp_port,
+                 s.rtp_port + s.rtp_port_range)
+
+    def shutdown(self) -> None:
+        """Hang up everything and release the stack; safe to call twice."""
+        ep = self._ep
+        if ep is None:
+            return
+        ep.hangupAllCalls()
+        for _ in range(50):
+            ep.libHandleEvents(20)
+            if not any(not leg.ended for leg in self._legs.values()):
+                break
+        self._players.clear()
+        self._pending_play.clear()
+        self._legs.clear()
+        self._events.clear()
+        gc.collect()
+        if self._account is not None:
+            self._account.shutdown()
+            self._account = None
+        gc.collect()
+        ep.libDestroy()
+        self._ep = None
+        log.info("SIP stack stopped")
+
+    # -- polling ---------------------------------------------------------------------------
+    def poll(self, timeout_ms: int) -> list[SipEvent]:
+        """Run the stack for up to *timeout_ms* and return what happened, in order."""
+        assert self._ep is not None, "start() first"
+        self._ep.libHandleEvents(timeout_ms)
+        while True:
+            try:
+                leg, token = self._eof.get_nowait()
+            except queue.Empty:
+                break
+            player = self._players.get(leg)
+            if player is not None and player.token == token:
+                self._release_player(leg)
+                self._events.append(PlaybackEnded(leg, token))
+        for leg in self._ended:
+            self._players.pop(leg, None)
+            self._pending_play.pop(leg, None)
+            self._bridges.pop(leg, None)
+            self._legs.pop(leg, None)
+        self._ended.clear()
+        events, self._events = self._events, []
+        return events
+
+    # -- incoming --------------------------------------------------------------------------
+    def _new_leg_id(self) -> str:
+        self._next_leg += 1
+        return f"L{self._next_leg}"
+
+    def _on_incoming(self, account: _Account, prm: pj.OnIncomingCallParam) -> None:
+        source = str(prm.rdata.srcAddress).rsplit(":", 1)[0].strip("[]")
+        leg_id = self._new_leg_id()
+        leg = _Leg(self, account, leg_id, prm.callId)
+        info = leg.getInfo()
+        caller, called = user_part(info.remoteUri), user_part(info.localUri)
+        trunk, status = self.accept_source(source)
+        if trunk is None or status >= 300:
+            reason = "Forbidden" if trunk is None else "Busy Here"
+            log.warning("refused call from %s to %s: %s", source, called or "?",
+                        "source is not a configured trunk" if trunk is None else
+                        f"trunk {trunk} has no free line")
+            op = pj.CallOpParam()
+            op.statusCode = status if trunk is not None else 403
+            leg.ended = True
+            self._legs[leg_id] = leg  # keep it referenced until pjsua2 is done with it
+            leg.hangup(op)
+            self._ended.append(leg_id)
+            self._events.append(CallRefused(source, caller, called, op.statusCode, reason,
+                                            trunk or ""))
+            return
+        self._legs[leg_id] = leg
+        self._events.append(IncomingCall(leg_id, source, trunk, caller, called))
+
+    # -- commands --------------------------------------------------------------------------
+    def answer(self, leg_id: str) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.ended:
+            return
+        op = pj.CallOpParam()
+        op.statusCode = 200
+        leg.answer(op)
+
+    def dial(self, uri: str) -> str | None:
+        """Call *uri* (an agent); returns the leg, or None if the call could not be started."""
+        assert self._account is not None
+        leg_id = self._new_leg_id()
+        leg = _Leg(self, self._account, leg_id)
+        try:
+            leg.makeCall(uri, pj.CallOpParam(True))
+        except Exception as exc:  # pjsua2 raises its own Error type
+            log.error("cannot call %s: %s", uri, _describe(exc))
+            return None
+        self._legs[leg_id] = leg
+        return leg_id
+
+    def hangup(self, leg_id: str, status: int = 0) -> None:
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.ended:
+            return
+        self._release_player(leg_id)
+        op = pj.CallOpParam()
+        if status:
+            op.statusCode = status
+        try:
+            leg.hangup(op)
+        except Exception as exc:
+            log.debug("hangup of %s: %s", leg_id, _describe(exc))
+
+    def play(self, leg_id: str, path: str, token: int, loop: bool = False) -> None:
+        """Play a WAV file to the leg, replacing what it was playing.
+
+        ``PlaybackEnded(leg, token)`` is reported at the end (never for a loop).
+        """
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.ended:
+            return
+        self._release_player(leg_id)
+        if leg.audio is None:
+            self._pending_play[leg_id] = (path, token, loop)
+            return
+        player = _Player(leg_id, token, self._eof)
+        try:
+            player.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+            player.startTransmit(leg.audio)
+        except Exception as exc:
+            log.error("cannot play %s on %s: %s", path, leg_id, _describe(exc))
+            self._events.append(PlaybackEnded(leg_id, token))
+            return
+        self._players[leg_id] = player
+
+    def stop_playback(self, leg_id: str) -> None:
+        self._pending_play.pop(leg_id, None)
+        self._release_player(leg_id)
+
+    def bridge(self, a: str, b: str) -> bool:
+        """Connect two legs' audio both ways (stopping what either was playing)."""
+        leg_a, leg_b = self._legs.get(a), self._legs.get(b)
+        if not leg_a or not leg_b or leg_a.audio is None or leg_b.audio is None:
+            return False
+        self.stop_playback(a)
+        self.stop_playback(b)
+        leg_a.audio.startTransmit(leg_b.audio)
+        leg_b.audio.startTransmit(leg_a.audio)
+        self._bridges[a], self._bridges[b] = b, a
+        return True
+
+    # -- internals -------------------------------------------------------------------------
+    def _media_ready(self, leg_id: str) -> None:
+        pending = self._pending_play.pop(leg_id, None)
+        if pending is not None:
+            path, token, loop = pending
+            self.play(leg_id, path, token, loop)
+
+    def _release_player(self, leg_id: str) -> None:
+        player = self._players.pop(leg_id, None)
+        if player is None:
+            return
+        player.finished = True
+        leg = self._legs.get(leg_id)
+        if leg is not None and leg.audio is not None:
+            try:
+                player.stopTransmit(leg.audio)
+            except Exception as exc:
+                log.debug("stopTransmit on %s: %s", leg_id, _describe(exc))
+        # the player is freed here, on the owning thread, when this last reference goes
+
+
+def _describe(exc: BaseException) -> str:
+    info = getattr(exc, "info", None)
+    if callable(info):
+        try:
+            return str(info())
+        except Exception:  # pragma: no cover - best effort for pjsua2's Error
+            pass
+    return str(exc)

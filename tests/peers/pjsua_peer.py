@@ -1,0 +1,237 @@
+"""A scripted SIP peer on our pjsua2 build, run as its own process by the end-to-end tests.
+
+    caller: places N calls, sends digits (RFC 2833 or SIP INFO), plays a file, records what it
+            hears, hangs up after a while or when the far end does.
+    agent:  answers incoming calls after a delay (or refuses them), plays a file, records,
+            hangs up after a talk time.
+
+Every happening is printed as one JSON line on stdout with a wall-clock time ``t``, so the test
+can measure, e.g., the time from a caller's digit to the agent's INVITE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+
+import pjsua2 as pj
+
+T0 = time.time()
+
+
+def emit(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
+
+
+class Peer:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.ep = pj.Endpoint()
+        self.ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.maxCalls = 64
+        cfg.logConfig.level = 1
+        cfg.logConfig.consoleLevel = 1
+        cfg.medConfig.clockRate = 8000
+        cfg.medConfig.sndClockRate = 8000
+        cfg.medConfig.sndAutoCloseTime = -1
+        cfg.medConfig.noVad = True
+        cfg.medConfig.ecTailLen = 0
+        self.ep.libInit(cfg)
+        tc = pj.TransportConfig()
+        tc.port = args.port
+        tc.boundAddress = "127.0.0.1"
+        self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+        self.ep.libStart()
+        self.ep.audDevManager().setNullDev()
+        for codec in self.ep.codecEnum2():
+            self.ep.codecSetPriority(codec.codecId, 0)
+        self.ep.codecSetPriority("PCMU/8000/1", 255)
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:{args.user}@127.0.0.1:{args.port}"
+        acfg.regConfig.registerOnAdd = False
+        acfg.natConfig.iceEnabled = False
+        acfg.mediaConfig.transportConfig.port = args.rtp_port
+        acfg.mediaConfig.transportConfig.portRange = 200
+        acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        self.account = Account(self)
+        self.account.create(acfg, True)
+        self.calls: dict[int, Call] = {}
+        self.done: list[Call] = []
+        self.players: list[pj.AudioMediaPlayer] = []
+        self.recorders: list[pj.AudioMediaRecorder] = []
+        emit("ready", port=args.port)
+
+    def shutdown(self) -> None:
+        self.ep.hangupAllCalls()
+        for _ in range(30):
+            self.ep.libHandleEvents(20)
+        for rec in self.recorders:
+            del rec
+        self.recorders.clear()
+        self.players.clear()
+        self.calls.clear()
+        self.done.clear()
+        gc.collect()
+        self.account.shutdown()
+        self.ep.libDestroy()
+
+
+class Account(pj.Account):
+    def __init__(self, peer: Peer):
+        super().__init__()
+        self.peer = peer
+
+    def onIncomingCall(self, prm):  # noqa: N802
+        call = Call(self.peer, self, prm.callId)
+        call.index = len(self.peer.calls)
+        self.peer.calls[prm.callId] = call
+        emit("incoming", call=prm.callId, src=str(prm.rdata.srcAddress))
+        if self.peer.args.reject:
+            op = pj.CallOpParam()
+            op.statusCode = self.peer.args.reject
+            call.hangup(op)
+            return
+        op = pj.CallOpParam()
+        op.statusCode = 180
+        call.answer(op)
+        call.answer_at = time.time() + self.peer.args.answer_after
+
+
+class Call(pj.Call):
+    def __init__(self, peer: Peer, account: Account, call_id: int = pj.PJSUA_INVALID_ID):
+        super().__init__(account, call_id)
+        self.peer = peer
+        self.index = 0
+        self.answer_at: float | None = None
+        self.confirmed_at: float | None = None
+        self.hangup_at: float | None = None
+        self.digits: list[tuple[float, str]] = []
+        self.ended = False
+        self.audio = None
+
+    def onCallState(self, prm):  # noqa: N802
+        info = self.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and self.confirmed_at is None:
+            self.confirmed_at = time.time()
+            emit("confirmed", call=self.index)
+            args = self.peer.args
+            if args.mode == "agent" and args.talk > 0:
+                self.hangup_at = self.confirmed_at + args.talk
+            if args.mode == "caller":
+                at = self.confirmed_at + args.first_digit_after
+                for i, d in enumerate(args.digits):
+                    self.digits.append((at + i * args.digit_gap, d))
+                if args.hold > 0:
+                    last = self.digits[-1][0] if self.digits else self.confirmed_at
+                    self.hangup_at = last + args.hold
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+            self.ended = True
+            emit("disconnected", call=self.index, code=info.lastStatusCode,
+                 reason=info.lastReason)
+            self.peer.done.append(self)
+
+    def onCallMediaState(self, prm):  # noqa: N802
+        info = self.getInfo()
+        for media in info.media:
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE \
+                    and self.audio is None:
+                self.audio = self.getAudioMedia(media.index)
+                args = self.peer.args
+                if args.play:
+                    player = pj.AudioMediaPlayer()
+                    player.createPlayer(args.play, 0)
+                    player.startTransmit(self.audio)
+                    self.peer.players.append(player)
+                if args.record_dir:
+                    rec = pj.AudioMediaRecorder()
+                    rec.createRecorder(f"{args.record_dir}/{args.user}-{self.index}.wav")
+                    self.audio.startTransmit(rec)
+                    self.peer.recorders.append(rec)
+                    emit("recording", call=self.index,
+                         path=f"{args.record_dir}/{args.user}-{self.index}.wav")
+
+    def onDtmfDigit(self, prm):  # noqa: N802
+        emit("dtmf", call=self.index, digit=prm.digit)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=("caller", "agent"))
+    parser.add_argument("--user", default="peer")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--rtp-port", type=int, default=40000)
+    parser.add_argument("--target", help="caller: URI to call")
+    parser.add_argument("--calls", type=int, default=1)
+    parser.add_argument("--call-gap", type=float, default=0.2)
+    parser.add_argument("--digits", type=lambda s: [d for d in s.split(",") if d], default=[])
+    parser.add_argument("--dtmf", choices=("rfc2833", "info"), default="rfc2833")
+    parser.add_argument("--first-digit-after", type=float, default=1.0)
+    parser.add_argument("--digit-gap", type=float, default=1.0)
+    parser.add_argument("--hold", type=float, default=0.0,
+                        help="caller: hang up this long after the last digit (0: wait)")
+    parser.add_argument("--answer-after", type=float, default=0.5)
+    parser.add_argument("--talk", type=float, default=0.0,
+                        help="agent: hang up this long after answering (0: wait)")
+    parser.add_argument("--reject", type=int, default=0, help="agent: refuse calls with this")
+    parser.add_argument("--play")
+    parser.add_argument("--record-dir")
+    parser.add_argument("--duration", type=float, default=60.0)
+    args = parser.parse_args()
+
+    peer = Peer(args)
+    end = time.time() + args.duration
+    next_call = time.time()
+    placed = 0
+    method = pj.PJSUA_DTMF_METHOD_SIP_INFO if args.dtmf == "info" else \
+        pj.PJSUA_DTMF_METHOD_RFC2833
+    outgoing: list[Call] = []
+    try:
+        while time.time() < end:
+            peer.ep.libHandleEvents(5)
+            now = time.time()
+            if args.mode == "caller" and placed < args.calls and now >= next_call:
+                call = Call(peer, peer.account)
+                call.index = placed
+                call.makeCall(args.target, pj.CallOpParam(True))
+                outgoing.append(call)
+                emit("dialing", call=placed)
+                placed += 1
+                next_call = now + args.call_gap
+            calls = outgoing if args.mode == "caller" else list(peer.calls.values())
+            for call in calls:
+                if call.ended:
+                    continue
+                if call.answer_at is not None and now >= call.answer_at:
+                    call.answer_at = None
+                    op = pj.CallOpParam()
+                    op.statusCode = 200
+                    call.answer(op)
+                    emit("answered", call=call.index)
+                while call.digits and now >= call.digits[0][0]:
+                    _, digit = call.digits.pop(0)
+                    prm = pj.CallSendDtmfParam()
+                    prm.digits = digit
+                    prm.method = method
+                    emit("digit_sent", call=call.index, digit=digit)
+                    call.sendDtmf(prm)
+                if call.hangup_at is not None and now >= call.hangup_at:
+                    call.hangup_at = None
+                    emit("hanging_up", call=call.index)
+                    call.hangup(pj.CallOpParam())
+            if args.mode == "caller" and placed == args.calls and all(c.ended for c in outgoing):
+                break
+    finally:
+        outgoing.clear()
+        peer.shutdown()
+    emit("exit")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
