@@ -45,7 +45,7 @@ class Peer:
         self.ep.libInit(cfg)
         tc = pj.TransportConfig()
         tc.port = args.port
-        tc.boundAddress = "127.0.0.1"
+        tc.boundAddress = args.ip
         self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()
@@ -53,12 +53,12 @@ class Peer:
             self.ep.codecSetPriority(codec.codecId, 0)
         self.ep.codecSetPriority("PCMU/8000/1", 255)
         acfg = pj.AccountConfig()
-        acfg.idUri = f"sip:{args.user}@127.0.0.1:{args.port}"
+        acfg.idUri = f"sip:{args.user}@{args.ip}:{args.port}"
         acfg.regConfig.registerOnAdd = False
         acfg.natConfig.iceEnabled = False
         acfg.mediaConfig.transportConfig.port = args.rtp_port
         acfg.mediaConfig.transportConfig.portRange = 200
-        acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        acfg.mediaConfig.transportConfig.boundAddress = args.ip
         self.account = Account(self)
         self.account.create(acfg, True)
         self.calls: dict[int, Call] = {}
@@ -165,6 +165,7 @@ def main() -> int:
     parser.add_argument("mode", choices=("caller", "agent"))
     parser.add_argument("--user", default="peer")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ip", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--rtp-port", type=int, default=40000)
     parser.add_argument("--target", help="caller: URI to call")
     parser.add_argument("--calls", type=int, default=1)

@@ -1,0 +1,238 @@
+"""Running the real switchboard and real SIP peers as processes, for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER = Path(__file__).resolve().parent / "peers" / "pjsua_peer.py"
+
+
+def require_sip_stack() -> None:
+    """Skip where the SIP stack is absent, except in CI, where its absence is a failure."""
+    try:
+        import pjsua2  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("pjsua2 is not installed: the SIP stack build did not run")
+        pytest.skip("pjsua2 is not installed (make venv builds it)")
+
+
+def free_udp_port() -> int:
+    """A UDP port that is free on 127.0.0.1 now (with its neighbour, for RTCP-style pairs)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 60000:
+            return int(port)
+    raise RuntimeError("no free UDP port")
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_next_rtp = [30000 + (os.getpid() % 50) * 400]
+
+
+def rtp_block(size: int = 200) -> int:
+    """A block of RTP ports for one process, distinct within this test run."""
+    start = _next_rtp[0]
+    _next_rtp[0] += size
+    return start
+
+
+@dataclass
+class Switchboard:
+    """An `ivr run` process on loopback with its own config, database and ports."""
+
+    workdir: Path
+    sip_port: int
+    metrics_port: int
+    agents: dict[str, int]
+    trunk_sources: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    ring_timeout: float = 15.0
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"sip:ivr@127.0.0.1:{self.sip_port}"
+
+    @property
+    def db(self) -> Path:
+        return self.workdir / "calls.db"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "ivr.log"
+
+    def agent_uri(self, name: str) -> str:
+        return f"sip:{name}@127.0.0.1:{self.agents[name]}"
+
+    def write_config(self) -> Path:
+        agents = "\n".join(f"  {n}: {{uri: \"{self.agent_uri(n)}\"}}" for n in self.agents)
+        names = list(self.agents)
+        config = f"""
+sip:
+  listen: 127.0.0.1:{self.sip_port}
+  rtp_port: {rtp_block(400)}
+  rtp_port_range: 400
+trunks:
+  test:
+    sources: [{", ".join(self.trunk_sources)}]
+    lines: 30
+agents:
+{agents}
+queues:
+  support: {{agents: [{", ".join(names)}], ring_timeout: {self.ring_timeout}, retry_delay: 1}}
+  sales: {{agents: [{", ".join(reversed(names))}], ring_timeout: {self.ring_timeout}}}
+flow: {ROOT / "flows" / "demo.yaml"}
+store: calls.db
+prompts: {{cache: {ROOT / "var" / "test-prompts"}}}
+metrics: 127.0.0.1:{self.metrics_port}
+log_level: info
+"""
+        path = self.workdir / "ivr.yaml"
+        path.write_text(config)
+        return path
+
+    def start(self, timeout: float = 30.0) -> Switchboard:
+        config = self.write_config()
+        log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ivr.cli", "run", "--config", str(config)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if "Centralino ready" in self.log_path.read_text():
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"ivr did not start:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
+
+    def records(self) -> list[dict[str, object]]:
+        with sqlite3.connect(self.db) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM calls ORDER BY started_at")]
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                    timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and (labels is None or all(
+                        sample.labels.get(k) == v for k, v in labels.items())):
+                    return float(sample.value)
+        return None
+
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in self.log_path.read_text():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"'{text}' not logged in {timeout}s:\n{self.log_tail()}")
+
+
+@dataclass
+class Peer:
+    """A pjsua2 test peer process (tests/peers/pjsua_peer.py) and the JSON events it printed."""
+
+    args: list[str]
+    workdir: Path
+    name: str
+    proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> Peer:
+        out = (self.workdir / f"{self.name}.jsonl").open("w")
+        self.proc = subprocess.Popen([sys.executable, str(PEER), *self.args], stdout=out,
+                                     stderr=subprocess.STDOUT, text=True)
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            if any(e["event"] == "ready" for e in self.events()):
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"peer {self.name} did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return (self.workdir / f"{self.name}.jsonl").read_text()
+
+    def events(self, kind: str | None = None) -> list[dict[str, object]]:
+        out = []
+        for line in self.output().splitlines():
+            if line.startswith("{"):
+                event = json.loads(line)
+                if kind is None or event["event"] == kind:
+                    out.append(event)
+        return out
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            return int(self.proc.wait(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"peer {self.name} still running:\n{self.output()}") from None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def wait_event(self, kind: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, object]]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            found = self.events(kind)
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"peer {self.name}: {count} x '{kind}' not seen:\n{self.output()}")
+
+
+def peer(workdir: Path, name: str, mode: str, port: int, *extra: str) -> Peer:
+    args = [mode, "--user", name, "--port", str(port), "--rtp-port", str(rtp_block()), *extra]
+    return Peer(args, workdir, name)

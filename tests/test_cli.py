@@ -1,0 +1,57 @@
+"""The `ivr` command: help, version, validate."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ivr.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["validate", "--help"],
+                                  ["version", "--help"]])
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    assert "usage: ivr" in capsys.readouterr().out
+
+
+def test_validate_shipped_flow(capsys):
+    assert main(["validate", str(ROOT / "flows" / "demo.yaml"), "--config",
+                 str(ROOT / "ivr.yaml")]) == 0
+    assert "ok (flow 'demo', 5 nodes" in capsys.readouterr().out
+
+
+def test_validate_broken_flow_lists_problems_and_fails(capsys):
+    bad = ROOT / "tests" / "flows_bad" / "typo_key.yaml"
+    assert main(["validate", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "typo_key.yaml:8:5: nodes.a.timout: unknown key 'timout'. Did you mean 'timeout'?" in err
+    assert "1 problem found." in err
+
+
+def test_run_refuses_broken_config_without_traceback(tmp_path):
+    cfg = tmp_path / "ivr.yaml"
+    cfg.write_text("sip: {listen: 127.0.0.1:99999}\ntrunks: {gw: {sources: [not-an-ip]}}\n"
+                   "flow: flows/demo.yaml\nqueus: {}\n")
+    proc = subprocess.run([sys.executable, "-m", "ivr.cli", "run", "--config", str(cfg)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert "ivr.yaml:1:15: sip.listen: '127.0.0.1:99999' is not an address:port such as " \
+        "127.0.0.1:5080" in lines[0]
+    assert "trunks.gw.sources[0]: 'not-an-ip' is not an IP address or network" in lines[1]
+    assert "queus: unknown key 'queus'. Did you mean 'queues'?" in lines[2]
+    assert lines[3] == "3 problems found."
+
+
+def test_version_names_the_sip_stack(capsys):
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ivr (Centralino) ")
+    assert "SIP stack:" in out
