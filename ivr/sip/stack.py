@@ -162,7 +162,7 @@ class SipStack:
         cfg.medConfig.sndClockRate = 8000
         cfg.medConfig.noVad = True
         cfg.medConfig.ecTailLen = 0
-        cfg.medConfig.sndAutoCloseTime = -1  # keep the bridge clock running (PJSUA2.md)
+        cfg.medConfig.sndAutoCloseTime = -1  # keep the bridge clock running when idle
         cfg.medConfig.maxMediaPorts = max(254, s.max_calls * 3)
         ep.libInit(cfg)
         tcfg = pj.TransportConfig()
