@@ -226,13 +226,19 @@ class Router:
     def _dispatch(self, now: float) -> list[RoutingAction]:
         actions: list[RoutingAction] = []
         for spec in self.queues.values():
+            free = [self.agents[a] for a in spec.agents if self.agents[a].state == "available"]
+            if not free:
+                continue
             for caller in self._ordered(spec.name):
+                if not free:
+                    break
                 if caller.ringing is not None or caller.next_try > now:
                     continue
                 caller.retry_pending = False
-                agent = self._pick(spec, caller, now)
+                agent = self._pick(spec, caller, free, now)
                 if agent is None:
                     continue
+                free.remove(agent)
                 caller.ringing = agent.agent
                 caller.tried.add(agent.agent)
                 agent.call_id = caller.call_id
@@ -241,10 +247,8 @@ class Router:
                 actions.append(RingAgent(caller.call_id, agent.agent, spec.name))
         return actions
 
-    def _pick(self, spec: QueueSpec, caller: Caller, now: float) -> AgentState | None:
-        free = [self.agents[a] for a in spec.agents if self.agents[a].state == "available"]
-        if not free:
-            return None
+    def _pick(self, spec: QueueSpec, caller: Caller, free: list[AgentState],
+              now: float) -> AgentState | None:
         untried = [a for a in free if a.agent not in caller.tried]
         if not untried:
             # every free agent had its chance: start a new round after a pause
@@ -252,5 +256,5 @@ class Router:
             caller.next_try = now + spec.retry_delay
             caller.retry_pending = True
             return None
-        order = {a: i for i, a in enumerate(spec.agents)}
-        return min(untried, key=lambda a: (a.idle_since, order[a.agent]))
+        # free keeps the queue's configured order, and min() keeps the first of equals
+        return min(untried, key=lambda a: a.idle_since)

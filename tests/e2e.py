@@ -223,7 +223,8 @@ class Peer:
                 self.proc.kill()
                 self.proc.wait()
 
-    def wait_event(self, kind: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, object]]:
+    def wait_event(self, kind: str, count: int = 1,
+                   timeout: float = 30.0) -> list[dict[str, object]]:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             found = self.events(kind)

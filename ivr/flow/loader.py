@@ -64,6 +64,7 @@ class _Builder:
         self.base_dir = base_dir
         self.languages: tuple[str, ...] = ("en",)
         self.references: list[tuple[Cursor, str]] = []
+        self.queue_cursors: dict[str, Cursor] = {}
 
     def build(self, path: Path, known_queues: Iterable[str] | None) -> Flow | None:
         top = self.root.mapping(allowed=("flow", "description", "languages", "start", "nodes"),
@@ -100,8 +101,7 @@ class _Builder:
             queues = set(known_queues)
             for node_name, node in nodes.items():
                 if isinstance(node, Queue) and node.queue not in queues:
-                    cursor = node_cursors[node_name].mapping() or {}
-                    where = cursor.get("queue", node_cursors[node_name])
+                    where = self.queue_cursors[node_name]
                     hint = did_you_mean(node.queue, queues)
                     known = f" (configured queues: {', '.join(sorted(queues))})" if not hint else ""
                     where.error(f"queue '{node.queue}' is not configured in ivr.yaml.{hint}"
@@ -156,6 +156,7 @@ class _Builder:
             prompt = self._prompts(fields.get("prompt"), optional=True)
             if queue is None or priority is None:
                 return None
+            self.queue_cursors[name] = fields["queue"]
             return Queue(name, line, queue, prompt, priority)
         return Hangup(name, line, self._prompts(fields.get("prompt"), optional=True))
 
