@@ -105,3 +105,30 @@ def test_ten_simultaneous_callers_to_two_agents_all_complete(board, tmp_path):
     note_figure(f"10 callers / 2 agents: median wait {statistics.median(waits):.1f} s, "
                 f"max {waits[-1]:.1f} s; calls per agent {by_agent}")
     assert board.metric("ivr_calls_total", {"outcome": "completed"}) == 10.0
+
+
+def test_malformed_sip_is_dropped_and_service_goes_on(board, tmp_path):
+    import socket
+
+    junk = [
+        b"\x00\xff garbage that is not SIP at all\r\n\r\n",
+        b"INVITE sip:ivr@127.0.0.1 SIP/2.0\r\nVia: nonsense\r\nContent-Length: 99999\r\n\r\nv=0",
+        b"SIP/2.0 200 OK\r\nCSeq: banana\r\n\r\n",
+        b"INVITE sip:ivr@127.0.0.1 SIP/2.0\r\n" + b"X-Long: " + b"A" * 3000 + b"\r\n\r\n",
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for datagram in junk:
+            s.sendto(datagram, ("127.0.0.1", board.sip_port))
+    anna = peer(tmp_path, "anna", "agent", board.agents["anna"], "--talk", "1",
+                "--duration", "40").start()
+    caller = peer(tmp_path, "caller", "caller", free_udp_port(), "--target", board.uri,
+                  "--digits", "1,1", "--first-digit-after", "0.5", "--digit-gap", "0.8",
+                  "--duration", "40").start()
+    try:
+        assert caller.wait_exit(45) == 0
+    finally:
+        anna.stop()
+    (record,) = board.records()
+    assert record["outcome"] == "completed" and record["agent"] == "anna"
+    assert record["ivr_path"] == "welcome[1] > main[1] > support"
+    assert board.proc.poll() is None  # still running
