@@ -59,7 +59,9 @@ def stack_version() -> str:
         import pjsua2_build_info as info  # written by sipstack/build.sh
     except ImportError:
         return "pjsua2 (build info missing)"
-    return f"pjproject {info.PJ_VERSION} from {info.SOURCE}, max {info.MAX_CALLS} calls"
+    patches = ", ".join(getattr(info, "PATCHES", ())) or "none"
+    return (f"pjproject {info.PJ_VERSION} from {info.SOURCE}, max {info.MAX_CALLS} calls, "
+            f"patches: {patches}")
 
 
 class _Account(pj.Account):  # type: ignore[misc]
