@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ivr.engine import PromptPiece
 from ivr.engine.session import resolve
-from ivr.flow.model import Flow
+from ivr.flow.model import Flow, Prompt, Say
 
 log = logging.getLogger("ivr.prompts")
 
@@ -99,7 +99,15 @@ class PromptLibrary:
         count = 0
         for prompts in flow.prompts():
             for language in flow.languages:
-                self.sequence(resolve(prompts, language))
+                pieces = resolve(prompts, language)
+                if any("{" in text for text in _say_texts(prompts, language)):
+                    # text with variables is rendered when the call gets there; its fixed
+                    # pieces are rendered now
+                    for piece, text in zip(pieces, _say_texts(prompts, language), strict=True):
+                        if "{" not in text:
+                            self.piece(piece)
+                    continue
+                self.sequence(pieces)
                 count += 1
         return count
 
@@ -117,6 +125,10 @@ class PromptLibrary:
         self._run(["sox", str(source), "-r", str(RATE), "-c", "1", "-b", "16",
                    "-e", "signed-integer", str(tmp)])
         tmp.replace(target)  # atomic: a crash never leaves half a prompt in the cache
+
+
+def _say_texts(prompts: tuple[Prompt, ...], language: str) -> list[str]:
+    return [p.text_for(language) if isinstance(p, Say) else "" for p in prompts]
 
 
 def _join_wavs(files: list[Path], target: Path) -> None:

@@ -291,12 +291,16 @@ class Cursor:
             return None
         return str(node.value).lower() in ("true", "yes", "on", "y")
 
-    def choice(self, choices: Iterable[str]) -> str | None:
+    def choice(self, choices: Iterable[str], what: str = "") -> str | None:
+        """A text that must be one of *choices*; *what* names them ('node type')."""
         value = self.text()
         options = list(choices)
         if value is not None and value not in options:
             hint = did_you_mean(value, options)
-            self.error(f"'{value}' is not one of {', '.join(options)}.{hint}".rstrip("."))
+            if hint and what:
+                self.error(f"'{value}' is not a {what}.{hint}")
+            else:
+                self.error(f"'{value}' is not one of {', '.join(options)}.{hint}".rstrip("."))
             return None
         return value
 

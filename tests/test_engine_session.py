@@ -58,8 +58,11 @@ def test_english_then_support_reaches_support_queue(flow):
     assert StopPlayback(menu.play_id) in actions
     holding = last_play(actions)
     assert "Connecting you to technical support" in texts(holding)
-    actions = s.handle(PlaybackFinished(holding.play_id), 8.0)
-    assert actions == [Enqueue("support", 0)]
+    (enqueue,) = s.handle(PlaybackFinished(holding.play_id), 8.0)
+    assert isinstance(enqueue, Enqueue)
+    assert (enqueue.queue, enqueue.priority) == ("support", 0)
+    assert enqueue.context["language"] == "en"
+    assert enqueue.context["ivr_path"] == "welcome[2] > main[1] > support"
     assert s.state == "queued" and s.queue == "support"
     assert s.path_text() == "welcome[2] > main[1] > support"
 
@@ -106,23 +109,25 @@ def test_timeouts_run_out_to_goodbye_and_hangup(flow):
     s = CallSession(flow, "c1")
     s.start(0.0)
     play = last_play(s.handle(DigitPressed("2"), 1.0))
-    now = 1.0
-    # main allows 3 failures: 4 timeouts lead to goodbye
-    for attempt in range(4):
+    now, timeouts = 1.0, 0
+    while s.node == "main":
         now += 2.0
-        s.handle(PlaybackFinished(play.play_id), now)
+        assert s.handle(PlaybackFinished(play.play_id), now) == []
         deadline = s.next_deadline()
         assert deadline == pytest.approx(now + 6.0)
         assert s.handle(TimerFired(), deadline - 0.1) == []  # not yet
-        actions = s.handle(TimerFired(), deadline)
+        play = last_play(s.handle(TimerFired(), deadline))
         now = deadline
-        play = last_play(actions)
-        if attempt < 3:
-            assert texts(play) in ("We did not receive your choice.",) or "press" in texts(play)
-            if texts(play) == "We did not receive your choice.":
-                play = last_play(s.handle(PlaybackFinished(play.play_id), now + 1))
+        timeouts += 1
+        if s.node == "main":
+            assert texts(play) == "We did not receive your choice."
+            now += 1.0
+            play = last_play(s.handle(PlaybackFinished(play.play_id), now))
+            assert "press 1" in texts(play)
+    assert timeouts == 4  # main's max_timeouts
     assert s.node == "goodbye"
     assert "Goodbye" in texts(play)
+    assert s.path_text() == "welcome[2] > main[~~~~] > goodbye"
     assert s.handle(PlaybackFinished(play.play_id), now + 2) == [HangupCall("flow_end")]
     assert s.state == "ended"
 

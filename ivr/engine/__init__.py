@@ -8,15 +8,25 @@ from ivr.engine.session import (
     Enqueue,
     Event,
     HangupCall,
+    HttpLookup,
+    LookupFinished,
     PathStep,
     PlaybackFinished,
     PlayPrompt,
     PromptPiece,
+    RecordingFinished,
+    SetOverrideState,
+    StartRecording,
     StopPlayback,
     TimerFired,
+    TransferCall,
+    TransferFinished,
+    resolve,
 )
 
 __all__ = [
     "Action", "Answer", "CallSession", "DigitPressed", "Enqueue", "Event", "HangupCall",
-    "PathStep", "PlayPrompt", "PlaybackFinished", "PromptPiece", "StopPlayback", "TimerFired",
+    "HttpLookup", "LookupFinished", "PathStep", "PlayPrompt", "PlaybackFinished", "PromptPiece",
+    "RecordingFinished", "SetOverrideState", "StartRecording", "StopPlayback", "TimerFired",
+    "TransferCall", "TransferFinished", "resolve",
 ]
