@@ -524,12 +524,10 @@ class CallSession:
         if node.terminator and digit == node.terminator and entry.buffer:
             return actions + self._menu_evaluate(node, now)
         entry.buffer += digit
-        longest = node.max_digits or max([len(k) for k in node.options] or [1])
-        could_grow = any(k != entry.buffer and k.startswith(entry.buffer) for k in node.options)
-        if node.extension_pattern and not node.max_digits:
-            could_grow = True  # an extension may be longer: wait for the pause or terminator
-        if len(entry.buffer) >= longest and not (node.extension_pattern and not node.max_digits):
-            could_grow = False
+        keys = entry.buffer
+        could_grow = len(keys) < node.longest_entry() and (
+            any(k != keys and k.startswith(keys) for k in node.options)
+            or node.could_be_extension(keys))
         if not could_grow:
             return actions + self._menu_evaluate(node, now)
         self._deadline = now + node.inter_digit_timeout

@@ -277,11 +277,20 @@ class _Builder:
             option = self._option(value)
             if option is not None:
                 options[key] = option
-        ext_pattern = ext_next = None
+        ext_patterns: list[str] = []
+        ext_next = None
         if "extensions" in f:
             ef = f["extensions"].mapping(allowed=("pattern", "next"), required=("pattern", "next"))
             if ef is not None and "pattern" in ef and "next" in ef:
-                ext_pattern = self._regex(ef, "pattern")
+                items = ef["pattern"].sequence() if ef["pattern"].is_sequence() \
+                    else [ef["pattern"]]
+                for item in items or ():
+                    text = item.text()
+                    if text is not None and not re.fullmatch(r"[0-9XZN*#]{1,16}", text):
+                        item.error(f"'{text}' is not an extension pattern: use digits and X "
+                                   "(any digit), Z (1-9), N (2-9), e.g. '2XX'")
+                    elif text is not None:
+                        ext_patterns.append(text)
                 ext_next = self._ref(ef, "next")
         terminator = self._text(f, "terminator") or "#"
         if terminator not in ("#", "*", "none"):
@@ -301,7 +310,7 @@ class _Builder:
             invalid_prompt=self._prompts(f.get("invalid_prompt"), optional=True),
             timeout_prompt=self._prompts(f.get("timeout_prompt"), optional=True),
             on_failure=self._ref(f, "on_failure"),
-            extension_pattern=ext_pattern, extension_next=ext_next)
+            extension_patterns=tuple(ext_patterns), extension_next=ext_next)
 
     def _option(self, cursor: Cursor) -> MenuOption | None:
         if cursor.is_scalar():

@@ -91,8 +91,9 @@ class Menu(Node):
     timeout_prompt: Prompts = ()
     on_failure: str | None = None
     """Node reached when invalid keys or timeouts run out; None hangs up."""
-    extension_pattern: str | None = None
-    """Regular expression of extensions callers may dial directly from this menu."""
+    extension_patterns: tuple[str, ...] = ()
+    """Extensions callers may dial directly from this menu, as digit patterns: a digit stands
+    for itself, X for any digit, Z for 1-9, N for 2-9 (e.g. '2XX')."""
     extension_next: str | None = None
     """Node reached with the dialled extension in the variable ``extension``."""
 
@@ -103,7 +104,7 @@ class Menu(Node):
             if option.next:
                 yield key, option.next
         if self.extension_next:
-            yield f"ext {self.extension_pattern}", self.extension_next
+            yield f"ext {'|'.join(self.extension_patterns)}", self.extension_next
         if self.on_failure:
             yield "failure", self.on_failure
 
@@ -112,7 +113,23 @@ class Menu(Node):
                                 self.timeout_prompt) if p)
 
     def matches_extension(self, digits: str) -> bool:
-        return bool(self.extension_pattern and re.fullmatch(self.extension_pattern, digits))
+        return any(len(p) == len(digits) and _fits(p, digits) for p in self.extension_patterns)
+
+    def could_be_extension(self, digits: str) -> bool:
+        """True if more keys could still make *digits* an extension."""
+        return any(len(p) > len(digits) and _fits(p[:len(digits)], digits)
+                   for p in self.extension_patterns)
+
+    def longest_entry(self) -> int:
+        lengths = [len(k) for k in self.options] + [len(p) for p in self.extension_patterns]
+        return self.max_digits or max(lengths or [1])
+
+
+_PATTERN_CLASSES = {"X": "0123456789", "Z": "123456789", "N": "23456789"}
+
+
+def _fits(pattern: str, digits: str) -> bool:
+    return all(d in _PATTERN_CLASSES.get(p, p) for p, d in zip(pattern, digits, strict=True))
 
 
 @dataclass(frozen=True)

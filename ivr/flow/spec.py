@@ -32,8 +32,9 @@ NODES: dict[str, tuple[str, tuple[Key, ...]]] = {
         _k("short_prompt", "prompt", "Short greeting, played on re-entry and after errors."),
         _k("options", "options", "Key (or key string) -> node, 'repeat', or "
                                  "{next, language}.", True),
-        _k("extensions", "mapping", "Direct dial: {pattern: regex of extensions, next: node}; "
-                                    "the digits go in the variable 'extension'."),
+        _k("extensions", "mapping", "Direct dial: {pattern: '2XX' (X any digit, Z 1-9, N 2-9; "
+                                    "or a list), next: node}; the digits go in the variable "
+                                    "'extension'."),
         _k("timeout", "number", "Seconds to wait for the first key after the prompt (5)."),
         _k("inter_digit_timeout", "number", "Seconds to wait between keys (2)."),
         _k("max_digits", "integer", "Keys to collect at most (default: longest option)."),
