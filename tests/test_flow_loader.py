@@ -52,7 +52,7 @@ def test_broken_flow_gives_exact_messages(path):
 
 
 def test_there_are_broken_flow_fixtures():
-    assert len(list(BAD.glob("*.yaml"))) >= 8
+    assert len(list(BAD.glob("*.yaml"))) >= 30
     for path in BAD.glob("*.yaml"):
         assert path.with_suffix(".expected").exists(), path
 
