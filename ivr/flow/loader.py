@@ -180,15 +180,18 @@ class _Builder:
                     f"node '{name}' cannot be reached from the start node '{start}'; link to it "
                     "or remove it")
         # nodes from which no path leads to an end of the call
-        ends = {n for n, node in nodes.items() if node.kind in spec.TERMINAL_KINDS}
-        can_end = set(ends)
-        changed = True
-        while changed:
-            changed = False
-            for name, node in nodes.items():
-                if name not in can_end and any(t in can_end for _, t in node.exits()):
-                    can_end.add(name)
-                    changed = True
+        # walk back from the nodes that end the call (linear in nodes + edges)
+        callers: dict[str, list[str]] = {}
+        for name, node in nodes.items():
+            for _, target in node.exits():
+                callers.setdefault(target, []).append(name)
+        todo = [n for n, node in nodes.items() if node.kind in spec.TERMINAL_KINDS]
+        can_end = set(todo)
+        while todo:
+            for source in callers.get(todo.pop(), ()):
+                if source not in can_end:
+                    can_end.add(source)
+                    todo.append(source)
         stuck = [n for n in nodes if n in reachable and n not in can_end]
         for name in stuck:
             node = nodes[name]
