@@ -38,6 +38,7 @@ run: $(BIN)/.ready
 
 test: $(BIN)/.ready
 	$(BIN)/python -m pytest -q tests
+	$(BIN)/ivr test flows/
 
 test-unit: $(BIN)/.ready
 	$(BIN)/python -m pytest -q -m "not e2e" tests

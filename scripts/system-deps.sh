@@ -4,9 +4,9 @@
 #   scripts/system-deps.sh --list   print the package names
 set -euo pipefail
 
-# build of the SIP stack | prompts | test peers | source fetch
+# build of the SIP stack | prompts | test peers | source fetch | 'ivr graph' (SVG, PNG)
 PACKAGES=(build-essential swig libssl-dev uuid-dev pkg-config dpkg-dev patch xz-utils
-          espeak-ng sox baresip-core)
+          espeak-ng sox baresip-core graphviz)
 
 if [[ "${1:-}" == "--list" ]]; then
     printf '%s\n' "${PACKAGES[@]}"

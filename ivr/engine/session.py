@@ -297,6 +297,8 @@ class CallSession:
         """How the call left the IVR: {'queue': name}, {'hangup': reason}, {'transfer': to}."""
         self.queue: str | None = None
         self._overrides = overrides if overrides is not None else {}
+        self._set_overrides: dict[str, str] = {}
+        """Overrides this call switched: the driver applies them for later calls."""
         self._started_at = started_at or dt.datetime.fromtimestamp(0, dt.UTC)
         self._start_now = 0.0
         self._frames = [_Frame(flow, "", None)]
@@ -399,11 +401,14 @@ class CallSession:
             return go(self._branch(node))
         if isinstance(node, Hours):
             when = self.wall_time(now)
-            state = hours_state(node, when, self._overrides.get(node.override or ""))
+            name = node.override or ""
+            override = self._set_overrides.get(name, self._overrides.get(name))
+            state = hours_state(node, when, override)
             self.path[-1].digits = state
             target = {"open": node.open, "closed": node.closed, "holiday": node.holiday}[state]
             return go(target)
         if isinstance(node, SetOverride):
+            self._set_overrides[node.override] = node.state  # seen by this call at once
             return [SetOverrideState(node.override, node.state), *go(node.next)]
         if isinstance(node, Language):
             self._set_language(node.language)
@@ -441,6 +446,7 @@ class CallSession:
         self.variables["language"] = language
 
     def _play(self, prompts: Prompts, barge_in: bool) -> list[Action]:
+        self._deadline = None  # no key timeout runs while a prompt plays
         self._play_id += 1
         self._playing = self._play_id
         return [PlayPrompt(self._play_id, resolve(prompts, self.language, self.variables),
@@ -466,7 +472,8 @@ class CallSession:
     def _end(self, reason: str) -> list[Action]:
         self.state = "ended"
         self.end_reason = reason
-        self.exit = {"hangup": reason}
+        kept = {k: v for k, v in self.exit.items() if k == "voicemail"}  # a message stays known
+        self.exit = {**kept, "hangup": reason}
         self._deadline = None
         return [HangupCall(reason)]
 
@@ -613,6 +620,7 @@ class CallSession:
             entry.entered = keys
             entry.phase = "confirm"
             shown = dict(self.variables, digits=keys)
+            self._deadline = None
             self._play_id += 1
             self._playing = self._play_id
             prompt = node.confirm_prompt or CONFIRM_PROMPT
