@@ -39,7 +39,7 @@ def _print_problems(exc: DocumentError) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ivr.config import load_config
-    from ivr.flow import load_flow
+    from ivr.flow import Flow, load_flow
     from ivr.prompts import check_tools
 
     try:
@@ -53,20 +53,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("missing programs for prompts: %s (apt-get install %s)", ", ".join(missing),
                   " ".join(missing))
         return 2
+
+    def transfer_allowed(destination: str) -> bool:
+        return config.transfer_target(destination) is not None
+
     try:
-        flow = load_flow(config.flow, known_queues=config.queues)
+        flow = load_flow(config.flow, known_queues=config.queues,
+                         transfer_allowed=transfer_allowed)
     except DocumentError as exc:
         _print_problems(exc)
         return 2
 
-    def reload_flow() -> object:
-        try:
-            return load_flow(config.flow, known_queues=config.queues)
-        except DocumentError as exc:
-            log.error("flow reload refused, the running version stays in service:")
-            for problem in exc.problems:
-                log.error("  %s", problem)
-            return None
+    def reload_flow() -> Flow:
+        """The flow file checked again; run() logs a DocumentError and keeps the old flow."""
+        return load_flow(config.flow, known_queues=config.queues,
+                         transfer_allowed=transfer_allowed)
 
     try:
         import pjsua2  # noqa: F401
@@ -75,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     from ivr.app import run
 
-    return run(config, flow, reload_flow)  # type: ignore[arg-type]
+    return run(config, flow, reload_flow)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -101,6 +102,74 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from ivr.flow.schema import schema_text
+
+    text = schema_text()
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"{args.output}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from ivr.flow import load_flow
+    from ivr.flow.graph import GraphError, format_for, render, to_dot
+
+    fmt = args.format or format_for(args.output)
+    try:
+        flow = load_flow(args.file)
+    except DocumentError as exc:
+        _print_problems(exc)
+        return 2
+    dot = to_dot(flow)
+    try:
+        data = dot.encode("utf-8") if fmt == "dot" else render(dot, fmt)
+    except GraphError as exc:
+        print(f"ivr graph: {exc}", file=sys.stderr)
+        return 2
+    if args.output is None and fmt != "png":
+        sys.stdout.write(data.decode("utf-8"))
+        return 0
+    if args.output is None:
+        if sys.stdout.isatty():
+            print("ivr graph: PNG is not for a terminal: give --output FILE", file=sys.stderr)
+            return 2
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return 0
+    try:
+        Path(args.output).write_bytes(data)
+    except OSError as exc:
+        print(f"{args.output}: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ivr.flow import load_flow
+    from ivr.simulate import main as simulate
+
+    try:
+        flow = load_flow(args.file)
+    except DocumentError as exc:
+        _print_problems(exc)
+        return 2
+    return simulate(flow, args)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from ivr.flowtest import main as run_tests
+
+    return run_tests(args.paths or ["flows/"], verbose=args.verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ivr", description="Centralino: IVR and call queues for a SIP/FXO gateway.")
@@ -124,6 +193,65 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--config", type=Path,
                      help="also check queue names against this ivr.yaml")
     val.set_defaults(func=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of flow files",
+                            description="Print the JSON Schema (draft-07) of the flow language, "
+                                        "made from its specification, for editors' completion "
+                                        "and checks. A flow file that starts with '# "
+                                        "yaml-language-server: $schema=flow.schema.json' uses it.")
+    schema.add_argument("--output", type=Path, metavar="FILE",
+                        help="write it to FILE (e.g. flows/flow.schema.json) instead")
+    schema.set_defaults(func=cmd_schema)
+
+    graph = sub.add_parser("graph", help="draw a flow as a graph (DOT, SVG, PNG)",
+                           description="Write the flow's tree as Graphviz DOT, or render it as "
+                                       "SVG or PNG with Graphviz 'dot' (Debian package "
+                                       "graphviz). Exit status 2 if the flow has problems.")
+    graph.add_argument("file", help="flow file (YAML)")
+    graph.add_argument("--format", choices=("dot", "svg", "png"),
+                       help="output format (default: from the --output suffix, else dot)")
+    graph.add_argument("--output", metavar="PATH",
+                       help="write to PATH (default: standard output)")
+    graph.set_defaults(func=cmd_graph)
+
+    simulate = sub.add_parser(
+        "simulate", help="try a flow without SIP: a call typed at the terminal or scripted",
+        description="Run a flow on a virtual clock and show what the caller hears. With --digits "
+                    "the call is scripted and a transcript, the path and the exit are printed; "
+                    "without, keys are read from standard input (a line of keys, an empty line "
+                    "waits for the timeout, q hangs up). Exit status 2 if the flow has problems.")
+    simulate.add_argument("file", help="flow file (YAML)")
+    simulate.add_argument("--digits", metavar="KEYS",
+                          help="script, e.g. '2,1' or '1,wait,123#': keys after each prompt; "
+                               "'wait' lets a timeout pass")
+    simulate.add_argument("--at", metavar="TIME",
+                          help="start of the call, e.g. '2026-12-25 10:00' (default: now)")
+    simulate.add_argument("--timezone", metavar="ZONE",
+                          help="zone of --at (default: the flow's hours node, else UTC)")
+    simulate.add_argument("--caller", default="3331234567", help="caller number ('' withheld)")
+    simulate.add_argument("--called", default="800123456", help="dialled number")
+    simulate.add_argument("--language", help="language at the start (default: the flow's first)")
+    simulate.add_argument("--lookup-json", type=Path, metavar="FILE",
+                          help="answers of lookups: JSON object, node name or URL -> answer "
+                               "(null fails, \"timeout\" times out; missing ones fail)")
+    simulate.add_argument("--failing-transfer", action="append", default=[], metavar="DEST",
+                          help="a transfer destination that does not answer ('*': all)")
+    simulate.add_argument("--override", action="append", default=[], metavar="NAME=STATE",
+                          help="an hours switch forced open or closed")
+    simulate.add_argument("--barge-in", action="store_true",
+                          help="press keys as soon as a prompt may be interrupted")
+    simulate.set_defaults(func=cmd_simulate)
+
+    test = sub.add_parser(
+        "test", help="run flow tests (*.test.yaml)",
+        description="Run the scripted calls of flow test files (NAME.test.yaml beside NAME.yaml) "
+                    "and compare path, exit and variables with the expected ones. Prints PASS or "
+                    "FAIL per case and 'N passed, M failed'; exit status 1 on any failure.")
+    test.add_argument("paths", nargs="*", metavar="PATH",
+                      help="test files, flow files or directories (default: flows/)")
+    test.add_argument("-v", "--verbose", action="store_true",
+                      help="show the transcript of passing cases too")
+    test.set_defaults(func=cmd_test)
 
     version = sub.add_parser("version", help="show versions",
                              description="Show the versions of Centralino and its SIP stack.")
