@@ -68,6 +68,15 @@ def main() -> None:
     print(f"call session, demo flow: median {s * 1e6:.1f} us per event")
     r = statistics.median(bench_routing() for _ in range(3))
     print(f"routing, 1,000 waiting callers and 200 agents: median {r * 1e3:.3f} ms per event")
+    from routing.simulator import LoadSpec, simulate
+
+    def sim() -> float:
+        start = time.perf_counter()
+        result = simulate(LoadSpec(agents=8, calls_per_hour=100, handle_time=240, hours=100))
+        assert result.calls > 9000
+        return (time.perf_counter() - start) * 10_000 / result.calls
+    s10k = statistics.median(sim() for _ in range(3))
+    print(f"simulator: median {s10k:.2f} s per 10,000 calls (goal: 2 s)")
 
 
 if __name__ == "__main__":

@@ -170,6 +170,83 @@ def cmd_test(args: argparse.Namespace) -> int:
     return run_tests(args.paths or ["flows/"], verbose=args.verbose)
 
 
+def _seconds(text: str) -> float:
+    """'240', '240s', '4m', '1h' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    scale = units.get(text[-1:].lower(), 0)
+    number = text[:-1] if scale else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration such as 240s or 4m") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a duration cannot be negative")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a share such as 80% or 0.8") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("the target must be between 0 and 100%")
+    return value
+
+
+def cmd_simulate_load(args: argparse.Namespace) -> int:
+    import json
+
+    from routing.simulator import LoadSpec, simulate
+
+    spec = LoadSpec(agents=args.agents, calls_per_hour=args.calls_per_hour,
+                    handle_time=args.handle_time, hours=args.hours, patience=args.patience,
+                    threshold=args.threshold, seed=args.seed, strategy=args.strategy,
+                    max_wait=args.max_wait)
+    if args.agents < 1 or args.calls_per_hour <= 0 or args.handle_time <= 0:
+        print("agents, calls per hour and handle time must be positive", file=sys.stderr)
+        return 2
+    erlangs = args.calls_per_hour * args.handle_time / 3600
+    if erlangs >= args.agents and not args.patience and not args.json:
+        print(f"note: {erlangs:.1f} erlangs of traffic on {args.agents} agents is more than "
+              "they can answer; the queue grows without end", file=sys.stderr)
+    result = simulate(spec)
+    if args.json:
+        print(json.dumps(result.as_dict(), sort_keys=True))
+        return 0
+    print(f"{result.calls} calls in {args.hours:g} h on {args.agents} agents "
+          f"({erlangs:.2f} erlangs offered)")
+    print(f"  service level  {result.service_level:6.1%} answered within {args.threshold:g} s")
+    print(f"  ASA            {result.asa_seconds:6.1f} s")
+    print(f"  abandonment    {result.abandonment_rate:6.1%} ({result.abandoned} calls)")
+    print(f"  occupancy      {result.occupancy:6.1%}")
+    for key, count in sorted(result.escalations.items()):
+        queue, kind = key.split(":")
+        print(f"  escalations    {count} from {queue} ({kind})")
+    return 0
+
+
+def cmd_staffing(args: argparse.Namespace) -> int:
+    from routing.erlang import agents_needed, average_speed_of_answer, service_level
+
+    try:
+        hours = [float(x) for x in args.calls_per_hour.split(",") if x.strip()]
+    except ValueError:
+        print(f"--calls-per-hour: '{args.calls_per_hour}' is not a list of numbers",
+              file=sys.stderr)
+        return 2
+    print(f"target: {args.target:.0%} of calls answered within {args.threshold:g} s, "
+          f"handle time {args.handle_time:g} s (Erlang C)")
+    print(f"{'hour':>4}  {'calls':>7}  {'erlangs':>7}  {'SL':>6}  {'ASA s':>6}  agents")
+    for i, calls in enumerate(hours):
+        n = agents_needed(calls, args.handle_time, args.target, args.threshold)
+        sl = service_level(n, calls, args.handle_time, args.threshold) if n else 1.0
+        asa = average_speed_of_answer(n, calls, args.handle_time) if n else 0.0
+        print(f"{i:>4}  {calls:>7g}  {calls * args.handle_time / 3600:>7.2f}  {sl:>6.1%}  "
+              f"{asa:>6.1f}  {n}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ivr", description="Centralino: IVR and call queues for a SIP/FXO gateway.")
@@ -252,6 +329,35 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("-v", "--verbose", action="store_true",
                       help="show the transcript of passing cases too")
     test.set_defaults(func=cmd_test)
+
+    load = sub.add_parser(
+        "simulate-load", help="simulate a day of traffic on the routing code",
+        description="Discrete-event simulation of one queue: Poisson arrivals, exponential "
+                    "handle times (and patience). Prints service level, ASA, abandonment, "
+                    "occupancy and escalations.")
+    load.add_argument("--agents", type=int, required=True)
+    load.add_argument("--calls-per-hour", type=float, required=True)
+    load.add_argument("--handle-time", type=_seconds, required=True, help="mean, e.g. 240s or 4m")
+    load.add_argument("--patience", type=_seconds, help="mean wait before callers hang up")
+    load.add_argument("--threshold", type=_seconds, default=20.0, help="service level threshold")
+    load.add_argument("--hours", type=float, default=8.0)
+    load.add_argument("--max-wait", type=_seconds, default=0.0,
+                      help="overflow to a second queue of the same size after this wait")
+    load.add_argument("--strategy", default="longest_idle")
+    load.add_argument("--seed", type=int, default=1)
+    load.add_argument("--json", action="store_true", help="print one JSON object")
+    load.set_defaults(func=cmd_simulate_load)
+
+    staff = sub.add_parser(
+        "staffing", help="agents needed per hour for a service level (Erlang C)",
+        description="For each hour's expected calls, the fewest agents that reach the target "
+                    "service level, by Erlang C.")
+    staff.add_argument("--calls-per-hour", required=True,
+                       help="comma-separated, one per hour, e.g. 30,60,120")
+    staff.add_argument("--handle-time", type=_seconds, required=True)
+    staff.add_argument("--target", type=_share, default=0.8, help="e.g. 80%% or 0.8")
+    staff.add_argument("--threshold", type=_seconds, default=20.0)
+    staff.set_defaults(func=cmd_staffing)
 
     version = sub.add_parser("version", help="show versions",
                              description="Show the versions of Centralino and its SIP stack.")

@@ -23,6 +23,7 @@ Escalation, three kinds, each logged as an ``escalate`` queue event with its kin
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Iterable, Mapping
@@ -81,6 +82,10 @@ class QueueSpec:
     """Seconds between position / expected-wait announcements (0: none)."""
 
     def all_members(self) -> tuple[Member, ...]:
+        return self._all_members
+
+    @functools.cached_property
+    def _all_members(self) -> tuple[Member, ...]:
         return tuple(Member(a) for a in self.agents) + self.members
 
 
