@@ -137,7 +137,7 @@ def test_account_number_with_read_back_and_confirm(office):
     assert said(actions) == "Ha inserito 1 2 3 4 5. Prema 1 per confermare, 2 per riprovare."
     actions = s.handle(DigitPressed("1"), 5.0)
     assert s.variables["account"] == "12345"
-    assert said(actions) == "Resti in linea."
+    assert said(actions).startswith("Resti in linea.")
     assert s.path_text() == "hours[open] > withheld[case 1] > welcome[1] > account[12345] > support"
 
 
@@ -254,3 +254,31 @@ nodes:
     assert s.language == "en"
     assert s.path_text() == "intro > lang > jump > admin[5] > close > done"
     assert actions[-1] == HangupCall("flow_end")
+
+
+def test_waiting_caller_hears_position_and_can_leave_with_an_exit_key(office):
+    from ivr.engine import LeaveQueueRequest, QueueLeft
+
+    s, _ = call(office, caller="")
+    actions = s.handle(DigitPressed("1"), 1.0)
+    for i, key in enumerate("1234#"):
+        actions = s.handle(DigitPressed(key), 2.0 + i * 0.2)
+    actions = s.handle(DigitPressed("1"), 4.0)           # confirm the account number
+    finish(s, actions, 8.0)
+    assert s.state == "queued"
+    (announce,) = s.announcement(position=3, expected_wait=200)
+    assert said([announce]) == ("Lei è il chiamante numero 3. L'attesa prevista è di circa 3 "
+                                "minuti.")
+    assert s.handle(DigitPressed("5"), 30.0) == []        # not an exit key
+    actions = s.handle(DigitPressed("1"), 31.0)
+    assert isinstance(actions[0], LeaveQueueRequest)
+    assert s.state == "ivr" and s.node == "message"
+    assert s.path_text().endswith("account[1234] > support[1] > closed > closed/message")
+
+    s2, _ = call(office, caller="")
+    s2.handle(DigitPressed("1"), 1.0)
+    for key in "1234#":
+        actions = s2.handle(DigitPressed(key), 2.0)
+    finish(s2, s2.handle(DigitPressed("1"), 3.0), 5.0)
+    s2.handle(QueueLeft("timeout"), 600.0)                # max wait passed: routing lets go
+    assert s2.node == "message" and "support[timeout]" in s2.path_text()

@@ -9,11 +9,13 @@ from ivr.engine.session import (
     Event,
     HangupCall,
     HttpLookup,
+    LeaveQueueRequest,
     LookupFinished,
     PathStep,
     PlaybackFinished,
     PlayPrompt,
     PromptPiece,
+    QueueLeft,
     RecordingFinished,
     SetOverrideState,
     StartRecording,
@@ -26,7 +28,7 @@ from ivr.engine.session import (
 
 __all__ = [
     "Action", "Answer", "CallSession", "DigitPressed", "Enqueue", "Event", "HangupCall",
-    "HttpLookup", "LookupFinished", "PathStep", "PlayPrompt", "PlaybackFinished", "PromptPiece",
-    "RecordingFinished", "SetOverrideState", "StartRecording", "StopPlayback", "TimerFired",
-    "TransferCall", "TransferFinished", "resolve",
+    "HttpLookup", "LeaveQueueRequest", "LookupFinished", "PathStep", "PlayPrompt",
+    "PlaybackFinished", "PromptPiece", "QueueLeft", "RecordingFinished", "SetOverrideState",
+    "StartRecording", "StopPlayback", "TimerFired", "TransferCall", "TransferFinished", "resolve",
 ]

@@ -52,6 +52,15 @@ log = logging.getLogger("ivr.engine")
 MAX_STEPS_PER_EVENT = 64
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
 
+ANNOUNCE_PROMPT: Prompts = (Say({
+    "it": "Lei è il chiamante numero {position}. L'attesa prevista è di circa {expected_wait} "
+          "minuti.",
+    "en": "You are caller number {position}. The expected wait is about {expected_wait} "
+          "minutes.",
+    "*": "You are caller number {position}. The expected wait is about {expected_wait} "
+         "minutes.",
+}),)
+
 CONFIRM_PROMPT: Prompts = (Say({
     "it": "Ha inserito {digits:digits}. Prema 1 per confermare, 2 per riprovare.",
     "en": "You entered {digits:digits}. Press 1 to confirm, 2 to try again.",
@@ -95,6 +104,14 @@ class RecordingFinished:
 
 
 @dataclass(frozen=True)
+class QueueLeft:
+    """Routing took the caller out of the queue unserved."""
+
+    reason: str
+    """'full', 'no_agents' or 'timeout'."""
+
+
+@dataclass(frozen=True)
 class TransferFinished:
     ok: bool
     """True when the destination answered and the call was put through."""
@@ -102,7 +119,7 @@ class TransferFinished:
 
 
 Event = (DigitPressed | PlaybackFinished | TimerFired | LookupFinished | RecordingFinished
-         | TransferFinished)
+         | TransferFinished | QueueLeft)
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -171,13 +188,18 @@ class TransferCall:
 
 
 @dataclass(frozen=True)
+class LeaveQueueRequest:
+    """The caller pressed an exit key: take them out of the queue."""
+
+
+@dataclass(frozen=True)
 class SetOverrideState:
     override: str
     state: str
 
 
 Action = (Answer | PlayPrompt | StopPlayback | Enqueue | HangupCall | HttpLookup
-          | StartRecording | TransferCall | SetOverrideState)
+          | StartRecording | TransferCall | SetOverrideState | LeaveQueueRequest)
 
 
 @dataclass
@@ -320,6 +342,8 @@ class CallSession:
         return [Answer(), *self._enter(self.flow.start, now)]
 
     def handle(self, event: Event, now: float) -> list[Action]:
+        if self.state == "queued":
+            return self._queued(event, now)
         if self.state != "ivr":
             return []
         if isinstance(event, PlaybackFinished):
@@ -341,6 +365,34 @@ class CallSession:
         if isinstance(event, TransferFinished):
             return self._transfer_done(event, now)
         raise TypeError(f"unknown event {event!r}")
+
+    def announcement(self, position: int, expected_wait: float) -> list[Action]:
+        """The position announcement for a waiting caller (routing says when)."""
+        node = self._node
+        if self.state != "queued" or not isinstance(node, Queue):
+            return []
+        minutes = max(1, round(expected_wait / 60))
+        shown = dict(self.variables, position=str(position), expected_wait=str(minutes))
+        self._play_id += 1
+        return [PlayPrompt(self._play_id, resolve(node.announce_prompt or ANNOUNCE_PROMPT,
+                                                  self.language, shown), False)]
+
+    def _queued(self, event: Event, now: float) -> list[Action]:
+        node = self._node
+        assert isinstance(node, Queue)
+        if isinstance(event, QueueLeft):
+            self.state = "ivr"
+            self.queue = None
+            self.path[-1].digits = event.reason
+            if node.on_exit:
+                return self._enter(node.on_exit, now)
+            return self._end(f"queue_{event.reason}")
+        if isinstance(event, DigitPressed) and event.digit in node.exit_keys:
+            self.state = "ivr"
+            self.queue = None
+            self.path[-1].digits = event.digit
+            return [LeaveQueueRequest(), *self._enter(node.exit_keys[event.digit], now)]
+        return []
 
     def next_deadline(self) -> float | None:
         return self._deadline if self.state == "ivr" else None
@@ -728,7 +780,8 @@ class CallSession:
 
 __all__ = [
     "Action", "Answer", "CallSession", "DigitPressed", "Enqueue", "Event", "HangupCall",
-    "HttpLookup", "LookupFinished", "PathStep", "PlayPrompt", "PlaybackFinished", "PromptPiece",
-    "RecordingFinished", "SetOverrideState", "StartRecording", "StopPlayback", "TimerFired",
-    "TransferCall", "TransferFinished", "fill", "hours_state", "resolve",
+    "HttpLookup", "LeaveQueueRequest", "LookupFinished", "PathStep", "PlayPrompt",
+    "PlaybackFinished", "PromptPiece", "QueueLeft", "RecordingFinished", "SetOverrideState",
+    "StartRecording", "StopPlayback", "TimerFired", "TransferCall", "TransferFinished", "fill",
+    "hours_state", "resolve",
 ]

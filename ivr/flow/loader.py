@@ -538,8 +538,18 @@ class _Builder:
                              + known)
         if queue is None:
             return None
+        exit_keys: dict[str, str] = {}
+        for key, cursor in (f["exit_keys"].items() if "exit_keys" in f else ()):
+            target = cursor.text()
+            if not _DIGITS.match(key) or len(key) != 1:
+                cursor.error(f"exit key '{key}' must be one phone key (0-9, * or #)")
+            elif target is not None:
+                self.references.append((cursor, target))
+                exit_keys[key] = target
         return Queue(name, line, queue, self._prompts(f.get("prompt"), optional=True),
-                     self._int(f, "priority", 0, 0, 100))
+                     self._int(f, "priority", 0, 0, 100),
+                     self._prompts(f.get("announce_prompt"), optional=True), exit_keys,
+                     self._ref(f, "on_exit"))
 
     def _node_voicemail(self, name: str, line: int, f: dict[str, Cursor]) -> Node | None:
         prompt = self._prompts(f["prompt"])

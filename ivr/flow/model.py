@@ -290,12 +290,21 @@ class Queue(Node):
     prompt: Prompts = ()
     """Played once before the caller joins the queue."""
     priority: int = 0
+    announce_prompt: Prompts = ()
+    exit_keys: Mapping[str, str] = field(default_factory=dict)
+    """Key -> node for a waiting caller who wants out."""
+    on_exit: str | None = None
+    """Node when the caller leaves the queue unserved; None hangs up."""
 
     kind = "queue"
 
+    def exits(self) -> Iterator[tuple[str, str]]:
+        yield from self.exit_keys.items()
+        if self.on_exit:
+            yield "unserved", self.on_exit
+
     def prompt_sequences(self) -> Iterator[Prompts]:
-        if self.prompt:
-            yield self.prompt
+        yield from (p for p in (self.prompt, self.announce_prompt) if p)
 
 
 @dataclass(frozen=True)

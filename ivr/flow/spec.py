@@ -105,6 +105,15 @@ NODES: dict[str, tuple[str, tuple[Key, ...]]] = {
         _k("queue", "text", "Queue name from ivr.yaml.", True),
         _k("prompt", "prompt", "Played once before joining."),
         _k("priority", "integer", "Higher is served first (0)."),
+        _k("announce_prompt", "prompt", "Position announcement, played as the queue's "
+                                        "announce_every says; default 'You are caller number "
+                                        "{position}. The expected wait is about "
+                                        "{expected_wait} minutes.'"),
+        _k("exit_keys", "options", "Key -> node: a waiting caller who presses it leaves the "
+                                   "queue (e.g. to leave a message)."),
+        _k("on_exit", "node", "Where the call goes when it leaves the queue unserved (queue "
+                              "full, nobody logged in, max wait); without it the call is hung "
+                              "up."),
     )),
     "voicemail": ("Records a message after a beep.", (
         _k("prompt", "prompt", "Asks for the message.", True),
