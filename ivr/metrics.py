@@ -28,6 +28,15 @@ class Snapshot:
     agents_by_state: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FlowInService:
+    """The flow version new calls get, and when it was loaded (Unix seconds)."""
+
+    name: str
+    version: str
+    loaded_at: float
+
+
 class _StateCollector(Collector):
     def __init__(self, read: Callable[[], Snapshot]):
         self._read = read
@@ -47,6 +56,24 @@ class _StateCollector(Collector):
         yield agents
 
 
+class _FlowCollector(Collector):
+    def __init__(self, read: Callable[[], FlowInService | None]):
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        flow = self._read()
+        info = GaugeMetricFamily("ivr_flow_info", "The flow version new calls get (value 1).",
+                                 labels=["flow", "version"])
+        loaded = GaugeMetricFamily("ivr_flow_last_reload_timestamp_seconds",
+                                   "When the flow in service was last loaded and checked "
+                                   "(start or successful reload), Unix seconds.")
+        if flow is not None:
+            info.add_metric([flow.name, flow.version], 1)
+            loaded.add_metric([], flow.loaded_at)
+        yield info
+        yield loaded
+
+
 class Metrics:
     """The switchboard's metrics on one registry.
 
@@ -62,7 +89,14 @@ class Metrics:
                              ["trunk", "outcome"], registry=registry)
         self.build = Info("ivr_build", "Version of the switchboard and its SIP stack.",
                           registry=registry)
+        self._flow: FlowInService | None = None
+        self.reloads = Counter("ivr_flow_reloads", "Flow reloads (SIGHUP or file change), by "
+                               "result: ok (in service, or unchanged) or failed.", ["result"],
+                               registry=registry)
+        for result in ("ok", "failed"):
+            self.reloads.labels(result=result)
         registry.register(_StateCollector(self.snapshot))
+        registry.register(_FlowCollector(self.flow_in_service))
         if process:
             ProcessCollector(namespace="", registry=registry)
 
@@ -71,6 +105,18 @@ class Metrics:
 
     def call_ended(self, trunk: str, outcome: str) -> None:
         self.calls.labels(trunk=trunk or "none", outcome=outcome).inc()
+
+    def flow_loaded(self, name: str, version: str, at: float) -> None:
+        """The flow new calls get from now on (at start, and on each successful reload)."""
+        with self._lock:
+            self._flow = FlowInService(name, version, at)
+
+    def flow_in_service(self) -> FlowInService | None:
+        with self._lock:
+            return self._flow
+
+    def reload_done(self, ok: bool) -> None:
+        self.reloads.labels(result="ok" if ok else "failed").inc()
 
     def publish(self, snapshot: Snapshot) -> None:
         with self._lock:
