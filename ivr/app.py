@@ -7,14 +7,19 @@ publishes a snapshot for the metrics thread. Every arrow is a plain call on this
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import os
+import queue
 import signal
 import socket
 import time
 import uuid
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from ivr.config import Config
@@ -25,12 +30,20 @@ from ivr.engine import (
     DigitPressed,
     Enqueue,
     HangupCall,
+    HttpLookup,
+    LookupFinished,
     PlaybackFinished,
     PlayPrompt,
+    RecordingFinished,
+    SetOverrideState,
+    StartRecording,
     StopPlayback,
     TimerFired,
+    TransferCall,
+    TransferFinished,
 )
-from ivr.flow import Flow
+from ivr.flow import DocumentError, Flow
+from ivr.lookup import LookupResult, Lookups, redact_url
 from ivr.metrics import Metrics, Snapshot
 from ivr.prompts import PromptError, PromptLibrary
 from ivr.sip.events import (
@@ -40,9 +53,11 @@ from ivr.sip.events import (
     LegAnswered,
     LegEnded,
     PlaybackEnded,
+    RecordingEnded,
     SipEvent,
 )
 from ivr.store import CallRecord, CallStore
+from ivr.watch import FilesState, FileWatcher, files_state, flow_files
 from routing import QueueSpec, RingAgent, Router, StopRinging
 from routing.acd import RoutingAction
 
@@ -62,6 +77,9 @@ class Sip(Protocol):
     def play(self, leg_id: str, path: str, token: int, loop: bool = False) -> None: ...
     def stop_playback(self, leg_id: str) -> None: ...
     def bridge(self, a: str, b: str) -> bool: ...
+    def start_recording(self, leg_id: str, path: str, token: int, max_seconds: float,
+                        silence_seconds: float, beep: str | None = None) -> None: ...
+    def stop_recording(self, leg_id: str, reason: str = "key") -> None: ...
 
 
 @dataclass
@@ -76,6 +94,14 @@ class ActiveCall:
     agent_leg: str | None = None
     agent: str | None = None
     routing_done: bool = False
+    recording: int | None = None
+    """Token of the voicemail being recorded."""
+    voicemail_left: bool = False
+    """The caller hung up while leaving a message (which is kept)."""
+    transfer_leg: str | None = None
+    transfer_to: str = ""
+    transfer_deadline: float | None = None
+    """While the transfer destination rings: when it counts as not answering."""
 
 
 @dataclass
@@ -100,13 +126,27 @@ class Switchboard:
     wall: Callable[[], float] = time.time
     calls: dict[str, ActiveCall] = field(default_factory=dict)
     stopping: bool = False
+    lookups: Lookups = field(default_factory=Lookups)
+    """Worker threads for lookup nodes; their results come back through an inbox."""
+    overrides: dict[str, str] | None = None
+    """Hours override switches (name -> 'open' / 'closed'); None: load them from the store."""
+    transfer_timeout: float = 30.0
+    """Seconds a transfer destination may ring before the transfer fails ('no answer')."""
 
     def __post_init__(self) -> None:
-        specs = [QueueSpec(q.name, q.agents, q.ring_timeout, q.retry_delay, q.wrap_up)
+        specs = [QueueSpec(q.name, q.agents, ring_timeout=q.ring_timeout,
+                           retry_delay=q.retry_delay, wrap_up=q.wrap_up)
                  for q in self.config.queues.values()]
         self.router = Router(specs, now=self.clock())
         self._by_leg: dict[str, str] = {}
         self._agent_legs: dict[str, _AgentLeg] = {}
+        self._transfer_legs: dict[str, str] = {}
+        """Outgoing legs of transfers -> call id."""
+        if self.overrides is None:
+            self.overrides = self.store.overrides()
+        for name, state in sorted(self.overrides.items()):
+            log.warning("hours override %s is set to %s (a set_override node with state auto "
+                        "releases it)", name, state)
 
     # -- admission (called by the SIP layer inside its INVITE callback) -----------------------
     def accept_source(self, address: str) -> tuple[str | None, int]:
@@ -127,12 +167,16 @@ class Switchboard:
                                                                int((deadline - now) * 1000)))
         for event in self.sip.poll(wait):
             self._on_sip(event)
+        for result in self.lookups.drain():
+            self._lookup_done(result)
         self._fire_timers(self.clock())
         self.store.flush()
         self._publish()
 
     def _next_deadline(self) -> float | None:
         times = [d for c in self.calls.values() if (d := c.session.next_deadline()) is not None]
+        times += [c.transfer_deadline for c in self.calls.values()
+                  if c.transfer_deadline is not None]
         routing = self.router.next_deadline()
         if routing is not None:
             times.append(routing)
@@ -143,6 +187,8 @@ class Switchboard:
             deadline = call.session.next_deadline()
             if call.phase == "ivr" and deadline is not None and deadline <= now:
                 self._session_actions(call, call.session.handle(TimerFired(), now))
+            if call.transfer_deadline is not None and call.transfer_deadline <= now:
+                self._transfer_timed_out(call)
         deadline = self.router.next_deadline()
         if deadline is not None and deadline <= now:
             self._routing_actions(self.router.on_timer(now))
@@ -166,6 +212,8 @@ class Switchboard:
             call = self._call_of(event.leg)
             if call is not None and call.phase == "ivr":
                 log.info("call %s: key %s (%s)", call.call_id, event.digit, event.method)
+                if call.recording is not None:
+                    self.sip.stop_recording(call.leg, "key")
                 self._session_actions(call, call.session.handle(DigitPressed(event.digit),
                                                                 self.clock()))
         elif isinstance(event, PlaybackEnded):
@@ -173,11 +221,18 @@ class Switchboard:
             if call is not None and call.phase == "ivr":
                 self._session_actions(call, call.session.handle(PlaybackFinished(event.token),
                                                                 self.clock()))
+        elif isinstance(event, RecordingEnded):
+            self._recording_ended(event)
         elif isinstance(event, LegAnswered):
-            self._agent_answered(event.leg)
+            if event.leg in self._transfer_legs:
+                self._transfer_answered(event.leg)
+            else:
+                self._agent_answered(event.leg)
         elif isinstance(event, LegEnded):
             if event.leg in self._agent_legs:
                 self._agent_leg_ended(event)
+            elif event.leg in self._transfer_legs:
+                self._transfer_leg_ended(event)
             else:
                 self._caller_ended(event)
 
@@ -191,7 +246,9 @@ class Switchboard:
         record = CallRecord(call_id=call_id, started_at=self.wall(), caller=event.caller,
                             called=event.called, trunk=event.trunk, source=event.source,
                             flow=flow.name, flow_version=flow.version)
-        session = CallSession(flow, call_id, event.caller, event.called)
+        session = CallSession(flow, call_id, event.caller, event.called,
+                              started_at=dt.datetime.fromtimestamp(record.started_at, dt.UTC),
+                              overrides=self.overrides)
         call = ActiveCall(call_id, event.leg, event.trunk, session, record)
         self.calls[call_id] = call
         self._by_leg[event.leg] = call_id
@@ -230,6 +287,174 @@ class Switchboard:
             elif isinstance(action, HangupCall):
                 log.info("call %s: flow ends the call (%s)", call.call_id, action.reason)
                 self.sip.hangup(call.leg)
+            elif isinstance(action, HttpLookup):
+                log.info("call %s: lookup %d: GET %s (timeout %g s)", call.call_id,
+                         action.request_id, redact_url(action.url), action.timeout)
+                self.lookups.submit(call.call_id, action.request_id, action.url, action.timeout)
+            elif isinstance(action, StartRecording):
+                self._start_recording(call, action)
+            elif isinstance(action, TransferCall):
+                self._transfer(call, action.destination)
+            elif isinstance(action, SetOverrideState):
+                self._set_override(call, action)
+
+    # -- lookups, overrides ----------------------------------------------------------------------
+    def _lookup_done(self, result: LookupResult) -> None:
+        call = self.calls.get(result.key)
+        if call is None:
+            log.debug("lookup %d of ended call %s answered after %.3f s", result.request_id,
+                      result.key, result.seconds)
+            return
+        if result.error:
+            log.warning("call %s: lookup %d failed after %.3f s: %s", call.call_id,
+                        result.request_id, result.seconds, result.error)
+        else:
+            log.info("call %s: lookup %d answered in %.3f s", call.call_id, result.request_id,
+                     result.seconds)
+        if call.phase == "ivr":
+            self._session_actions(call, call.session.handle(
+                LookupFinished(result.request_id, result.data, result.error), self.clock()))
+
+    def _set_override(self, call: ActiveCall, action: SetOverrideState) -> None:
+        assert self.overrides is not None
+        if action.state == "auto":
+            self.overrides.pop(action.override, None)
+        else:
+            self.overrides[action.override] = action.state
+        self.store.set_override(action.override, action.state, self.wall())
+        log.warning("hours override %s set to %s by call %s", action.override, action.state,
+                    call.call_id)
+
+    # -- voicemail -------------------------------------------------------------------------------
+    def _start_recording(self, call: ActiveCall, action: StartRecording) -> None:
+        folder = self.config.recordings
+        path = folder / f"{call.call_id}.wav"
+        if path.exists():  # a second message in the same call
+            path = folder / f"{call.call_id}-{action.recording_id}.wav"
+        beep = None
+        if action.beep:
+            try:
+                beep = str(self._beep_file())
+            except OSError as exc:
+                log.error("call %s: cannot make the beep: %s; recording without it",
+                          call.call_id, exc)
+        call.recording = action.recording_id
+        log.info("call %s: recording a message (at most %g s, ends after %g s of silence)",
+                 call.call_id, action.max_seconds, action.silence_seconds)
+        self.sip.start_recording(call.leg, str(path), action.recording_id, action.max_seconds,
+                                 action.silence_seconds, beep)
+
+    def _recording_ended(self, event: RecordingEnded) -> None:
+        call = self._call_of(event.leg)
+        if call is None or call.recording != event.token:
+            return
+        call.recording = None
+        if event.path and event.seconds > 0:
+            call.record.voicemail_path = event.path
+            self.store.save(call.record)
+            log.info("call %s: message of %.1f s recorded (%s)", call.call_id, event.seconds,
+                     event.reason)
+        else:
+            log.warning("call %s: no message recorded (%s)", call.call_id, event.reason)
+        if event.reason == "hangup":
+            call.voicemail_left = call.record.voicemail_path is not None
+            return  # the call ends next: the flow goes no further
+        self._session_actions(call, call.session.handle(
+            RecordingFinished(event.token, event.path, event.seconds, event.reason),
+            self.clock()))
+
+    def _beep_file(self) -> Path:
+        """The beep before a message: 0.4 s of 1 kHz, made once into the prompt cache."""
+        target = self.config.prompt_cache / "beep-1.wav"
+        if target.exists():
+            return target
+        rate, n = 8000, 3200
+        frames = bytearray()
+        for i in range(n):
+            envelope = min(1.0, i / 80, (n - i) / 80)
+            frames += int(0.3 * 32767 * envelope * math.sin(2 * math.pi * 1000 * i / rate)
+                          ).to_bytes(2, "little", signed=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}.wav")
+        with wave.open(str(tmp), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(bytes(frames))
+        tmp.replace(target)
+        return target
+
+    # -- transfers -------------------------------------------------------------------------------
+    def _transfer(self, call: ActiveCall, destination: str) -> None:
+        uri = self.config.transfer_target(destination)
+        if uri is None:
+            log.warning("call %s: transfer to '%s' refused: not an extension and no dial_out "
+                        "rule allows it", call.call_id, destination)
+            self._transfer_failed(call, "not allowed")
+            return
+        log.info("call %s: transferring to %s (%s)", call.call_id, destination, uri)
+        leg = self.sip.dial(uri)
+        if leg is None:
+            self._transfer_failed(call, "cannot dial")
+            return
+        call.phase = "transferring"
+        call.transfer_leg = leg
+        call.transfer_to = destination
+        call.transfer_deadline = self.clock() + self.transfer_timeout
+        self._transfer_legs[leg] = call.call_id
+        self.sip.play(call.leg, self.music_on_hold, MOH_TOKEN, loop=True)
+
+    def _transfer_failed(self, call: ActiveCall, reason: str) -> None:
+        if call.phase == "transferring":
+            self.sip.stop_playback(call.leg)
+        call.phase = "ivr"
+        call.transfer_leg = None
+        call.transfer_deadline = None
+        self._session_actions(call, call.session.handle(TransferFinished(False, reason),
+                                                        self.clock()))
+
+    def _transfer_answered(self, leg: str) -> None:
+        call = self.calls.get(self._transfer_legs[leg])
+        if call is None or call.transfer_leg != leg:
+            self.sip.hangup(leg)
+            return
+        if not self.sip.bridge(call.leg, leg):
+            log.warning("call %s: %s answered but the call cannot be put through",
+                        call.call_id, call.transfer_to)
+            self._transfer_legs.pop(leg, None)
+            self.sip.hangup(leg)
+            self._transfer_failed(call, "cannot connect")
+            return
+        call.phase = "transferred"
+        call.transfer_deadline = None
+        call.record.transferred_to = call.transfer_to
+        call.record.connected_at = self.wall()
+        call.record.ivr_path = call.session.path_text()
+        log.info("call %s: transferred to %s", call.call_id, call.transfer_to)
+        self.store.save(call.record)
+        self._session_actions(call, call.session.handle(TransferFinished(True), self.clock()))
+
+    def _transfer_leg_ended(self, event: LegEnded) -> None:
+        call = self.calls.get(self._transfer_legs.pop(event.leg))
+        if call is None or call.transfer_leg != event.leg:
+            return
+        call.transfer_leg = None
+        if call.phase == "transferred":
+            log.info("call %s: %s hung up", call.call_id, call.transfer_to)
+            self.sip.hangup(call.leg)
+            return
+        reason = _dial_failure(event.status, event.reason)
+        log.info("call %s: transfer to %s failed: %s", call.call_id, call.transfer_to, reason)
+        self._transfer_failed(call, reason)
+
+    def _transfer_timed_out(self, call: ActiveCall) -> None:
+        leg = call.transfer_leg
+        log.info("call %s: transfer to %s not answered in %g s", call.call_id, call.transfer_to,
+                 self.transfer_timeout)
+        if leg is not None:
+            self._transfer_legs.pop(leg, None)
+            self.sip.hangup(leg)
+        self._transfer_failed(call, "no answer")
 
     def _enqueue(self, call: ActiveCall, action: Enqueue) -> None:
         call.phase = "queued"
@@ -314,7 +539,17 @@ class Switchboard:
             if info is not None:
                 info.cancelled = True
             self.sip.hangup(call.agent_leg)
-        if call.phase == "queued":
+        if call.transfer_leg is not None:
+            self._transfer_legs.pop(call.transfer_leg, None)
+            self.sip.hangup(call.transfer_leg)
+        if call.phase == "transferred":
+            outcome, reason = "completed", f"transferred to {call.transfer_to}"
+        elif call.phase == "transferring":
+            outcome, reason = "abandoned_ivr", \
+                f"caller hung up during transfer to {call.transfer_to}"
+        elif call.voicemail_left:
+            outcome, reason = "completed", "voicemail left, caller hung up"
+        elif call.phase == "queued":
             outcome, reason = "abandoned_queue", "caller hung up while waiting"
             self._routing_actions(self.router.leave(call.call_id, now))
         elif call.phase == "connected":
@@ -347,6 +582,20 @@ class Switchboard:
             self.step(20)
         for call in list(self.calls.values()):  # legs that never confirmed their end
             self._caller_ended(LegEnded(call.leg, 0, "switchboard stopped"))
+        self.lookups.shutdown()
+
+
+def _dial_failure(status: int, reason: str) -> str:
+    """A short reason for an outgoing leg that ended unanswered."""
+    if status in (486, 600):
+        return "busy"
+    if status in (408, 480, 487):
+        return "no answer"
+    if status in (403, 603):
+        return "declined"
+    if status in (404, 604):
+        return "not found"
+    return f"{status} {reason}".strip()
 
 
 # -- systemd notification (Type=notify with watchdog) ------------------------------------------
@@ -363,13 +612,72 @@ def sd_notify(message: str) -> None:
         log.debug("sd_notify failed: %s", exc)
 
 
-def run(config: Config, flow: Flow, reload_flow: Callable[[], Flow | None]) -> int:
-    """Run the switchboard until SIGINT or SIGTERM; SIGHUP reloads the flow."""
+@dataclass(frozen=True)
+class ReloadRequest:
+    """Posted to the loop by the SIGHUP handler or the file watcher."""
+
+    trigger: str
+    """'SIGHUP' or 'file change'."""
+    files: FilesState | None = None
+    """For a file change: the state of the files the watcher saw."""
+
+
+def reload_flow(board: Switchboard, load: Callable[[], Flow], trigger: str) -> str:
+    """Load and check the flow file again, render its prompts, then give it to new calls.
+
+    Calls in progress keep the flow object they started with. Returns 'reloaded', 'unchanged'
+    (same version: nothing to do) or 'failed' (every problem logged, the running version stays
+    in service). Nothing raised here reaches the loop.
+    """
+    old = board.flow
+    try:
+        new = load()
+        if new.name == old.name and new.version == old.version:
+            log.debug("flow reload (%s): %s version %s is unchanged", trigger, old.name,
+                      old.version)
+            board.metrics.reload_done(ok=True)
+            board.metrics.flow_loaded(old.name, old.version, board.wall())
+            return "unchanged"
+        started = time.monotonic()
+        count = board.prompts.prepare(new)
+    except DocumentError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        n = len(exc.problems)
+        log.error("flow reload (%s) refused, %d problem%s: flow %s version %s stays in service",
+                  trigger, n, "" if n == 1 else "s", old.name, old.version)
+        board.metrics.reload_done(ok=False)
+        return "failed"
+    except Exception as exc:  # noqa: BLE001 - a bad reload must never stop the switchboard
+        log.error("flow reload (%s) failed: %s: %s", trigger, type(exc).__name__, exc)
+        log.error("flow reload (%s) refused: flow %s version %s stays in service", trigger,
+                  old.name, old.version)
+        board.metrics.reload_done(ok=False)
+        return "failed"
+    board.flow = new
+    board.metrics.reload_done(ok=True)
+    board.metrics.flow_loaded(new.name, new.version, board.wall())
+    log.info("flow reloaded (%s): %s version %s, was %s version %s; %d prompt(s) ready in "
+             "%.1f s; calls in progress keep theirs", trigger, new.name, new.version, old.name,
+             old.version, count, time.monotonic() - started)
+    return "reloaded"
+
+
+def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int:
+    """Run the switchboard until SIGINT or SIGTERM.
+
+    SIGHUP, or a change of the flow's files (polled every second), reloads the flow with
+    *reload_flow_file*, which raises :class:`~ivr.flow.DocumentError` for a broken file.
+    """
     from prometheus_client import CollectorRegistry
 
     from ivr.prompts import music_on_hold
     from ivr.sip.stack import SipSettings, SipStack, stack_version
 
+    requests: queue.SimpleQueue[ReloadRequest] = queue.SimpleQueue()
+    files = flow_files(flow)
+    last_files = files_state(files)  # what the last (re)load read, near enough
+    watcher = FileWatcher(files, lambda seen: requests.put(ReloadRequest("file change", seen)))
     prompts = PromptLibrary(config.prompt_cache, config.voices, config.speech_rate)
     started = time.monotonic()
     count = prompts.prepare(flow)
@@ -380,16 +688,17 @@ def run(config: Config, flow: Flow, reload_flow: Callable[[], Flow | None]) -> i
     store.recover(time.time())
     metrics = Metrics(CollectorRegistry())
     metrics.set_build(stack_version())
+    metrics.flow_loaded(flow.name, flow.version, time.time())
     if config.metrics is not None:
         metrics.serve(config.metrics.host, config.metrics.port)
 
-    flags = {"stop": False, "reload": False}
+    flags = {"stop": False}
 
     def on_stop(signum: int, _frame: object) -> None:
         flags["stop"] = True
 
     def on_hup(signum: int, _frame: object) -> None:
-        flags["reload"] = True
+        requests.put(ReloadRequest("SIGHUP"))
 
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGTERM, on_stop)
@@ -402,6 +711,7 @@ def run(config: Config, flow: Flow, reload_flow: Callable[[], Flow | None]) -> i
     sip = SipStack(settings, lambda ip: board.accept_source(ip) if board else (None, 503))
     sip.start()
     board = Switchboard(config, flow, sip, store, metrics, prompts, str(moh))
+    watcher.start()
     metrics_url = f"http://{config.metrics}/metrics" if config.metrics else "off"
     log.info("Centralino ready: call %s | flow %s (version %s, %s) | metrics %s | %s",
              config.sip_uri, flow.name, flow.version, flow.source, metrics_url, stack_version())
@@ -411,19 +721,25 @@ def run(config: Config, flow: Flow, reload_flow: Callable[[], Flow | None]) -> i
     try:
         while not flags["stop"]:
             board.step(10)
-            if flags["reload"]:
-                flags["reload"] = False
-                new = reload_flow()
-                if new is not None:
-                    prompts.prepare(new)
-                    board.flow = new
-                    log.info("flow reloaded: %s version %s (calls in progress keep theirs)",
-                             new.name, new.version)
+            pending: list[ReloadRequest] = []
+            while not requests.empty():
+                pending.append(requests.get_nowait())
+            if pending:
+                if all(r.files == last_files for r in pending):
+                    # the watcher saw the change a SIGHUP reload already read
+                    log.debug("flow file change already reloaded")
+                else:
+                    last_files = files_state(files)
+                    triggers = ", ".join(dict.fromkeys(r.trigger for r in pending))
+                    if reload_flow(board, reload_flow_file, triggers) == "reloaded":
+                        files = flow_files(board.flow)
+                        watcher.watch(files)
             if watchdog_usec and time.monotonic() - last_ping > watchdog_usec / 2e6:
                 sd_notify("WATCHDOG=1")
                 last_ping = time.monotonic()
     finally:
         sd_notify("STOPPING=1")
+        watcher.stop()
         log.info("stopping: hanging up %d call(s)", len(board.calls))
         board.hang_up_all()
         sip.shutdown()

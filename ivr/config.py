@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.yamlsrc import Cursor, did_you_mean, load_document
 
 _SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s]+$")
+_DIALLED = re.compile(r"[0-9*#+]{1,32}")
+"""What a dial_out rule may put into a URI: keys of a phone, nothing that could change the host."""
+_SAMPLE_NUMBER = "0212345678"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,28 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class Extension:
+    """A fixed transfer destination: ``extensions: {"201": {uri: sip:reception@...}}``."""
+
+    name: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class DialRule:
+    """``dial_out`` entry: a number matching ``pattern`` (whole number) is dialled at ``uri``."""
+
+    pattern: re.Pattern[str]
+    uri: str
+    """A SIP URI; ``{number}`` is replaced by the number dialled."""
+
+    def target(self, number: str) -> str | None:
+        if not _DIALLED.fullmatch(number) or not self.pattern.fullmatch(number):
+            return None
+        return self.uri.replace("{number}", number)
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     sip_listen: HostPort
@@ -77,6 +102,10 @@ class Config:
     metrics: HostPort | None
     log_level: str = "info"
     sip_log_level: int = 1
+    extensions: dict[str, Extension] = field(default_factory=dict)
+    dial_out: tuple[DialRule, ...] = ()
+    recordings: Path = Path("var/recordings")
+    """Folder of voicemail recordings (WAV, one per message, named by call id)."""
 
     @property
     def sip_uri(self) -> str:
@@ -85,9 +114,24 @@ class Config:
     def trunk_for(self, address: str) -> Trunk | None:
         return next((t for t in self.trunks if t.allows(address)), None)
 
+    def transfer_target(self, destination: str) -> str | None:
+        """The SIP URI a transfer to *destination* dials, or None: not allowed.
+
+        An extension by its name first, then the first ``dial_out`` rule whose pattern matches
+        the whole number (digits, ``*``, ``#``, ``+`` only). Nothing else is ever dialled.
+        """
+        extension = self.extensions.get(destination)
+        if extension is not None:
+            return extension.uri
+        for rule in self.dial_out:
+            uri = rule.target(destination)
+            if uri is not None:
+                return uri
+        return None
+
 
 _TOP = ("sip", "trunks", "agents", "queues", "flow", "store", "prompts", "music_on_hold",
-        "metrics", "log_level")
+        "metrics", "log_level", "extensions", "dial_out", "recordings")
 
 
 def load_config(path: str | Path) -> Config:
@@ -115,6 +159,9 @@ def load_config(path: str | Path) -> Config:
         metrics = _host_port(top["metrics"])
     log_level = top["log_level"].choice(("debug", "info", "warning", "error")) \
         if "log_level" in top else "info"
+    extensions = _extensions(top["extensions"]) if "extensions" in top else {}
+    dial_out = _dial_out(top["dial_out"]) if "dial_out" in top else ()
+    recordings = _path(top.get("recordings"), base) or base / "var" / "recordings"
     root.problems.raise_if_any()
     assert sip is not None and flow is not None
     listen, user, rtp, rtp_range, max_calls, sip_log = sip
@@ -122,7 +169,8 @@ def load_config(path: str | Path) -> Config:
                   rtp_port_range=rtp_range, max_calls=max_calls, trunks=trunks, agents=agents,
                   queues=queues, flow=flow, store=store, prompt_cache=prompts_dir, voices=voices,
                   speech_rate=rate, music_on_hold=moh, metrics=metrics,
-                  log_level=log_level or "info", sip_log_level=sip_log)
+                  log_level=log_level or "info", sip_log_level=sip_log, extensions=extensions,
+                  dial_out=dial_out, recordings=recordings)
 
 
 def _host_port(cursor: Cursor) -> HostPort | None:
@@ -198,6 +246,51 @@ def _agents(cursor: Cursor) -> dict[str, Agent]:
         if uri is not None:
             out[name] = Agent(name, uri)
     return out
+
+
+def _extensions(cursor: Cursor) -> dict[str, Extension]:
+    out = {}
+    for name, ec in cursor.items():
+        if not _DIALLED.fullmatch(name):
+            ec.error(f"extension '{name}' must be a number a caller can key (digits, * # +)")
+            continue
+        f = ec.mapping(allowed=("uri", "name", "description"), required=("uri",))
+        if f is None or "uri" not in f:
+            continue
+        uri = f["uri"].text()
+        if uri is not None and not _SIP_URI.match(uri):
+            f["uri"].error(f"'{uri}' is not a SIP URI such as sip:reception@192.0.2.20:5060")
+        elif uri is not None:
+            out[name] = Extension(name, uri)
+    return out
+
+
+def _dial_out(cursor: Cursor) -> tuple[DialRule, ...]:
+    out = []
+    for item in cursor.sequence() or ():
+        f = item.mapping(allowed=("pattern", "uri", "description"), required=("pattern", "uri"))
+        if f is None or "pattern" not in f or "uri" not in f:
+            continue
+        text, uri = f["pattern"].text(), f["uri"].text()
+        pattern = None
+        if text is not None:
+            try:
+                pattern = re.compile(text)
+            except re.error as exc:
+                f["pattern"].error(f"'{text}' is not a valid regular expression: {exc}")
+        if uri is not None:
+            placeholders = set(re.findall(r"\{([^{}]*)\}", uri)) - {"number"}
+            if placeholders:
+                f["uri"].error(f"unknown placeholder '{{{sorted(placeholders)[0]}}}' in '{uri}'; "
+                               "only {number} (the number dialled) can be used")
+                uri = None
+            elif not _SIP_URI.match(uri.replace("{number}", _SAMPLE_NUMBER)):
+                f["uri"].error(f"'{uri}' is not a SIP URI template such as "
+                               "sip:{number}@192.0.2.1")
+                uri = None
+        if pattern is not None and uri is not None:
+            out.append(DialRule(pattern, uri))
+    return tuple(out)
 
 
 def _queues(cursor: Cursor, agents: dict[str, Agent]) -> dict[str, QueueConfig]:

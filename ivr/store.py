@@ -41,12 +41,21 @@ CREATE TABLE IF NOT EXISTS calls (
     wait_seconds REAL,
     talk_seconds REAL,
     outcome TEXT NOT NULL,
-    end_reason TEXT NOT NULL DEFAULT ''
+    end_reason TEXT NOT NULL DEFAULT '',
+    voicemail_path TEXT,
+    transferred_to TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
 CREATE INDEX IF NOT EXISTS calls_outcome ON calls(outcome);
+CREATE TABLE IF NOT EXISTS overrides (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    changed_at REAL NOT NULL
+);
 """
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_ADDED_COLUMNS = {"voicemail_path": "TEXT", "transferred_to": "TEXT"}
+"""Columns added since version 1: a file made before them gets them with ALTER TABLE."""
 
 
 @dataclass
@@ -72,6 +81,10 @@ class CallRecord:
     talk_seconds: float | None = None
     outcome: str = "in_progress"
     end_reason: str = ""
+    voicemail_path: str | None = None
+    """The caller's message (a WAV file), when they left one."""
+    transferred_to: str | None = None
+    """The extension or number the call was put through to by a transfer."""
 
     def finish(self, ended_at: float, outcome: str, reason: str = "") -> None:
         """Close the record, deriving wait and talk times from the timestamps."""
@@ -99,8 +112,17 @@ class CallStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._migrate()
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.pending: list[CallRecord] = []
+
+    def _migrate(self) -> None:
+        """Add the columns a file from an earlier version lacks (its rows keep NULL there)."""
+        have = {row["name"] for row in self.db.execute("PRAGMA table_info(calls)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in have:
+                self.db.execute(f"ALTER TABLE calls ADD COLUMN {column} {kind}")
+                log.info("call records in %s: added column %s", self.path, column)
 
     def recover(self, now: float) -> int:
         """Close records left ``in_progress`` by a crash as ``interrupted``; returns how many."""
@@ -133,6 +155,26 @@ class CallStore:
                       len(self.pending), self.path, exc)
             return False
         self.pending.clear()
+        return True
+
+    # -- hours overrides (set_override nodes) -------------------------------------------------
+    def overrides(self) -> dict[str, str]:
+        """Hours override switches that are forced: name -> 'open' or 'closed'."""
+        return {row["name"]: row["state"]
+                for row in self.db.execute("SELECT name, state FROM overrides")}
+
+    def set_override(self, name: str, state: str, changed_at: float) -> bool:
+        """Persist a switch; 'auto' deletes it. False (and an error logged) if not written."""
+        try:
+            if state == "auto":
+                self.db.execute("DELETE FROM overrides WHERE name=?", (name,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO overrides (name, state, changed_at) "
+                                "VALUES (?, ?, ?)", (name, state, changed_at))
+        except sqlite3.Error as exc:
+            log.error("cannot save hours override %s=%s to %s: %s; it holds until the next "
+                      "restart only", name, state, self.path, exc)
+            return False
         return True
 
     def get(self, call_id: str) -> sqlite3.Row | None:

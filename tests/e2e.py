@@ -66,6 +66,10 @@ class Switchboard:
     agents: dict[str, int]
     trunk_sources: list[str] = field(default_factory=lambda: ["127.0.0.1"])
     ring_timeout: float = 15.0
+    flow: Path | None = None
+    """The flow file to run (default: flows/demo.yaml)."""
+    extra_config: str = ""
+    """More ivr.yaml text, appended as is (e.g. extensions and dial_out sections)."""
     proc: subprocess.Popen[str] | None = None
 
     @property
@@ -100,12 +104,12 @@ agents:
 queues:
   support: {{agents: [{", ".join(names)}], ring_timeout: {self.ring_timeout}, retry_delay: 1}}
   sales: {{agents: [{", ".join(reversed(names))}], ring_timeout: {self.ring_timeout}}}
-flow: {ROOT / "flows" / "demo.yaml"}
+flow: {self.flow or ROOT / "flows" / "demo.yaml"}
 store: calls.db
 prompts: {{cache: {ROOT / "var" / "test-prompts"}}}
 metrics: 127.0.0.1:{self.metrics_port}
 log_level: info
-"""
+{self.extra_config}"""
         path = self.workdir / "ivr.yaml"
         path.write_text(config)
         return path

@@ -61,4 +61,18 @@ class PlaybackEnded:
     """The token given to :meth:`SipStack.play`."""
 
 
-SipEvent = IncomingCall | CallRefused | LegAnswered | LegEnded | DigitReceived | PlaybackEnded
+@dataclass(frozen=True)
+class RecordingEnded:
+    """A recording started by :meth:`SipStack.start_recording` is over and its file closed."""
+
+    leg: str
+    token: int
+    path: str
+    """The WAV file, or '' if nothing was recorded (the recorder could not start)."""
+    seconds: float
+    reason: str
+    """'silence', 'max_length', 'key' (the driver stopped it), 'hangup' or 'error'."""
+
+
+SipEvent = (IncomingCall | CallRefused | LegAnswered | LegEnded | DigitReceived | PlaybackEnded
+            | RecordingEnded)

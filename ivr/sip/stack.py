@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import queue
 import re
+import time
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,10 +30,23 @@ from ivr.sip.events import (
     LegAnswered,
     LegEnded,
     PlaybackEnded,
+    RecordingEnded,
     SipEvent,
 )
 
 log = logging.getLogger("ivr.sip")
+
+SOUND_LEVEL = 8
+"""Level of the caller's voice at or above which a recording hears sound.
+
+The level is ``AudioMedia.getTxLevel()`` of the caller's leg: in pjsua2, 'tx' is what the call
+sends into the conference bridge (the caller's voice) and 'rx' what it receives from it (what
+the caller hears). pjproject 2.12.1 reports it on a 0-100 scale: the mu-law code of the mean
+absolute amplitude of the last 20 ms frame (0-255) times 100/255. 8 is a mean amplitude of about
+200/32768 (-44 dBFS): above the hiss of a phone line (-60 to -50 dBFS reads 1-5), below quiet
+speech (espeak-ng speech over G.711 reads 11-34, a 1 kHz beep at -10 dBFS 34)."""
+_LEVEL_EVERY = 0.02
+"""Seconds between two reads of a recorded leg's level (one media frame)."""
 
 _USER = re.compile(r"sips?:([^@;>]*)@")
 
@@ -126,6 +142,30 @@ class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
             self._done.put((self.leg, self.token))
 
 
+class _Recording:
+    """A voicemail in progress on one leg: an optional beep, then the leg's audio into a WAV.
+
+    Silence rule: the recording stops when nothing at or above :data:`SOUND_LEVEL` was heard
+    for ``silence_seconds``, counted from the start of the recording or from the last sound,
+    whichever is later. A caller who says nothing is therefore cut off after
+    ``silence_seconds`` too, and a message ends that long after its last word.
+    """
+
+    def __init__(self, leg: str, token: int, path: str, max_seconds: float,
+                 silence_seconds: float):
+        self.leg = leg
+        self.token = token
+        self.path = path
+        self.max_seconds = max_seconds
+        self.silence_seconds = silence_seconds
+        self.recorder: pj.AudioMediaRecorder | None = None
+        self.beeping = False
+        self.started = 0.0
+        self.last_sound = 0.0
+        self.next_level = 0.0
+        self.peak = 0
+
+
 class SipStack:
     """A SIP user agent for the switchboard: answers trunks' calls and dials agents.
 
@@ -146,7 +186,9 @@ class SipStack:
         self._events: list[SipEvent] = []
         self._ended: list[str] = []
         self._eof: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._recordings: dict[str, _Recording] = {}
         self._next_leg = 0
+        self.clock: Callable[[], float] = time.monotonic
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -200,6 +242,9 @@ class SipStack:
             ep.libHandleEvents(20)
             if not any(not leg.ended for leg in self._legs.values()):
                 break
+        for rec in list(self._recordings.values()):
+            self._close_recording(rec, "hangup")
+        self._recordings.clear()
         self._players.clear()
         self._pending_play.clear()
         self._legs.clear()
@@ -226,7 +271,16 @@ class SipStack:
             player = self._players.get(leg)
             if player is not None and player.token == token:
                 self._release_player(leg)
-                self._events.append(PlaybackEnded(leg, token))
+                rec = self._recordings.get(leg)
+                if rec is not None and rec.beeping:
+                    self._begin_recording(rec)  # the beep is over: the message starts now
+                else:
+                    self._events.append(PlaybackEnded(leg, token))
+        if self._recordings:
+            self._watch_recordings()
+            ended = [leg for leg in self._ended if leg in self._recordings]
+            if ended:
+                self._events = self._with_hangup_recordings(self._events, ended)
         for leg in self._ended:
             self._players.pop(leg, None)
             self._pending_play.pop(leg, None)
@@ -322,6 +376,38 @@ class SipStack:
             return
         self._players[leg_id] = player
 
+    def start_recording(self, leg_id: str, path: str, token: int, max_seconds: float,
+                        silence_seconds: float, beep: str | None = None) -> None:
+        """Record what the leg's caller says into the WAV file *path* (8 kHz, 16-bit mono).
+
+        With *beep* (a WAV file), that is played first and the recording starts when it ends.
+        It stops after *max_seconds*, after *silence_seconds* without sound (see
+        :class:`_Recording`), on :meth:`stop_recording` or when the leg ends; then
+        ``RecordingEnded(leg, token, path, seconds, reason)`` is reported.
+        """
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.ended or leg.audio is None or leg_id in self._recordings:
+            self._events.append(RecordingEnded(leg_id, token, "", 0.0, "error"))
+            return
+        rec = _Recording(leg_id, token, path, max_seconds, silence_seconds)
+        self._recordings[leg_id] = rec
+        if beep:
+            self.stop_playback(leg_id)
+            rec.beeping = True
+            self.play(leg_id, beep, token)
+            if leg_id in self._players:
+                return
+            rec.beeping = False  # the beep could not play (logged): record without it
+            self._events = [e for e in self._events
+                            if not (isinstance(e, PlaybackEnded) and e.leg == leg_id)]
+        self._begin_recording(rec)
+
+    def stop_recording(self, leg_id: str, reason: str = "key") -> None:
+        """End the leg's recording now (e.g. a key was pressed); RecordingEnded follows."""
+        rec = self._recordings.pop(leg_id, None)
+        if rec is not None:
+            self._events.append(self._close_recording(rec, reason))
+
     def stop_playback(self, leg_id: str) -> None:
         self._pending_play.pop(leg_id, None)
         self._release_player(leg_id)
@@ -339,6 +425,84 @@ class SipStack:
         return True
 
     # -- internals -------------------------------------------------------------------------
+    def _with_hangup_recordings(self, events: list[SipEvent], legs: list[str]) -> list[SipEvent]:
+        """*events* with a RecordingEnded ('hangup') just before the LegEnded of each leg."""
+        out: list[SipEvent] = []
+        for event in events:
+            if isinstance(event, LegEnded) and event.leg in legs \
+                    and event.leg in self._recordings:
+                out.append(self._close_recording(self._recordings[event.leg], "hangup"))
+            out.append(event)
+        for leg in legs:  # a LegEnded reported by an earlier poll (should not happen)
+            if leg in self._recordings:
+                out.append(self._close_recording(self._recordings[leg], "hangup"))
+        return out
+
+    def _begin_recording(self, rec: _Recording) -> None:
+        rec.beeping = False
+        leg = self._legs.get(rec.leg)
+        recorder = pj.AudioMediaRecorder()
+        try:
+            if leg is None or leg.ended or leg.audio is None:
+                raise RuntimeError("the call has ended")
+            os.makedirs(os.path.dirname(rec.path) or ".", mode=0o750, exist_ok=True)
+            recorder.createRecorder(rec.path)
+            leg.audio.startTransmit(recorder)
+        except Exception as exc:
+            log.error("cannot record %s into %s: %s", rec.leg, rec.path, _describe(exc))
+            self._recordings.pop(rec.leg, None)
+            self._events.append(RecordingEnded(rec.leg, rec.token, "", 0.0, "error"))
+            return
+        rec.recorder = recorder
+        rec.started = rec.last_sound = rec.next_level = self.clock()
+
+    def _watch_recordings(self) -> None:
+        """Stop recordings that reached their length or their silence (called every poll)."""
+        now = self.clock()
+        for rec in list(self._recordings.values()):
+            if rec.recorder is None:
+                continue  # still beeping
+            leg = self._legs.get(rec.leg)
+            if leg is None or leg.ended or leg.audio is None:
+                continue  # the poll's end-of-leg handling reports it as 'hangup'
+            reason = None
+            if now - rec.started >= rec.max_seconds:
+                reason = "max_length"
+            elif now >= rec.next_level:
+                rec.next_level = now + _LEVEL_EVERY
+                try:
+                    level = int(leg.audio.getTxLevel())  # what the caller sends: see SOUND_LEVEL
+                except Exception:  # the media went away between two checks
+                    level = 0
+                rec.peak = max(rec.peak, level)
+                if level >= SOUND_LEVEL:
+                    rec.last_sound = now
+                elif now - rec.last_sound >= rec.silence_seconds:
+                    reason = "silence"
+            if reason is not None:
+                self.stop_recording(rec.leg, reason)
+
+    def _close_recording(self, rec: _Recording, reason: str) -> RecordingEnded:
+        """Detach and release the recorder (which closes the WAV file) and describe the result."""
+        self._recordings.pop(rec.leg, None)
+        if rec.beeping:
+            self._release_player(rec.leg)
+        recorder, rec.recorder = rec.recorder, None
+        if recorder is None:
+            return RecordingEnded(rec.leg, rec.token, "", 0.0, reason)
+        leg = self._legs.get(rec.leg)
+        if leg is not None and leg.audio is not None:
+            try:
+                leg.audio.stopTransmit(recorder)
+            except Exception as exc:
+                log.debug("stopTransmit to the recorder of %s: %s", rec.leg, _describe(exc))
+        elapsed = self.clock() - rec.started
+        del recorder  # the last reference: pjsua2 closes the file and writes its header here
+        seconds = _wav_seconds(rec.path)
+        log.debug("recording of %s ended (%s): %.1f s in the file, %.1f s elapsed, peak "
+                  "level %d", rec.leg, reason, seconds, elapsed, rec.peak)
+        return RecordingEnded(rec.leg, rec.token, rec.path, seconds, reason)
+
     def _media_ready(self, leg_id: str) -> None:
         pending = self._pending_play.pop(leg_id, None)
         if pending is not None:
@@ -357,6 +521,14 @@ class SipStack:
             except Exception as exc:
                 log.debug("stopTransmit on %s: %s", leg_id, _describe(exc))
         # the player is freed here, on the owning thread, when this last reference goes
+
+
+def _wav_seconds(path: str) -> float:
+    try:
+        with wave.open(path, "rb") as w:
+            return round(w.getnframes() / w.getframerate(), 3)
+    except (OSError, EOFError, wave.Error):
+        return 0.0
 
 
 def _describe(exc: BaseException) -> str:

@@ -5,6 +5,9 @@
     agent:  answers incoming calls after a delay (or refuses them), plays a file, records,
             hangs up after a talk time.
 
+Either can register with a registrar first (``--register HOST:PORT --password PW``, digest
+authentication), as an agent's phone does with the edge (Kamailio).
+
 Every happening is printed as one JSON line on stdout with a wall-clock time ``t``, so the test
 can measure, e.g., the time from a caller's digit to the agent's INVITE.
 """
@@ -55,6 +58,16 @@ class Peer:
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:{args.user}@{args.ip}:{args.port}"
         acfg.regConfig.registerOnAdd = False
+        if args.register:
+            # Registers with REGISTRAR (host:port) as sip:USER@REGISTRAR; events "registered"
+            # (code 200) or "register_failed" (code, reason) follow "ready".
+            acfg.idUri = f"sip:{args.user}@{args.register}"
+            acfg.regConfig.registrarUri = f"sip:{args.register}"
+            acfg.regConfig.registerOnAdd = True
+            acfg.regConfig.timeoutSec = args.regint
+            acfg.regConfig.retryIntervalSec = 0
+            acfg.sipConfig.authCreds.append(
+                pj.AuthCredInfo("digest", "*", args.user, 0, args.password or ""))
         acfg.natConfig.iceEnabled = False
         acfg.mediaConfig.transportConfig.port = args.rtp_port
         acfg.mediaConfig.transportConfig.portRange = 200
@@ -86,6 +99,14 @@ class Account(pj.Account):
     def __init__(self, peer: Peer):
         super().__init__()
         self.peer = peer
+
+    def onRegState(self, prm):  # noqa: N802
+        if prm.code // 100 == 2 and prm.expiration > 0:
+            emit("registered", code=prm.code, expires=prm.expiration)
+        elif prm.code // 100 == 2:
+            emit("unregistered", code=prm.code)
+        else:
+            emit("register_failed", code=prm.code, reason=prm.reason)
 
     def onIncomingCall(self, prm):  # noqa: N802
         call = Call(self.peer, self, prm.callId)
@@ -145,7 +166,8 @@ class Call(pj.Call):
                 args = self.peer.args
                 if args.play:
                     player = pj.AudioMediaPlayer()
-                    player.createPlayer(args.play, 0)
+                    player.createPlayer(args.play, pj.PJMEDIA_FILE_NO_LOOP if args.play_once
+                                        else 0)
                     player.startTransmit(self.audio)
                     self.peer.players.append(player)
                 if args.record_dir:
@@ -181,6 +203,13 @@ def main() -> int:
                         help="agent: hang up this long after answering (0: wait)")
     parser.add_argument("--reject", type=int, default=0, help="agent: refuse calls with this")
     parser.add_argument("--play")
+    parser.add_argument("--play-once", action="store_true",
+                        help="play the --play file once, then send silence (default: loop it)")
+    parser.add_argument("--register", metavar="REGISTRAR",
+                        help="register as sip:USER@REGISTRAR (host:port) with digest auth")
+    parser.add_argument("--password", help="with --register: the digest password")
+    parser.add_argument("--regint", type=int, default=60,
+                        help="with --register: registration interval in seconds")
     parser.add_argument("--record-dir")
     parser.add_argument("--duration", type=float, default=60.0)
     args = parser.parse_args()
