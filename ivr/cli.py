@@ -84,16 +84,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from ivr.flow import load_flow
 
     queues = None
+    transfer_allowed = None
     if args.config:
         try:
-            queues = load_config(args.config).queues
+            config = load_config(args.config)
         except DocumentError as exc:
             _print_problems(exc)
             return 2
+        queues = config.queues
+        transfer_allowed = lambda dest: config.transfer_target(dest) is not None  # noqa: E731
     status = 0
     for name in args.files:
+        if name.endswith(".test.yaml"):  # a flow's test cases: check them (run with ivr test)
+            from ivr.flowtest import load_tests
+
+            try:
+                tests = load_tests(name)
+            except DocumentError as exc:
+                _print_problems(exc)
+                status = 1
+                continue
+            print(f"{name}: ok (tests of flow '{tests.flow.name}', {len(tests.cases)} cases; "
+                  "run them with 'ivr test')")
+            continue
         try:
-            flow = load_flow(name, known_queues=queues)
+            flow = load_flow(name, known_queues=queues, transfer_allowed=transfer_allowed)
         except DocumentError as exc:
             _print_problems(exc)
             status = 1

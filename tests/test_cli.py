@@ -55,3 +55,12 @@ def test_version_names_the_sip_stack(capsys):
     out = capsys.readouterr().out
     assert out.startswith("ivr (Centralino) ")
     assert "SIP stack:" in out
+
+
+def test_validate_every_shipped_flow_and_its_tests(capsys):
+    files = sorted(str(p) for p in (ROOT / "flows").glob("*.yaml"))
+    assert any(f.endswith(".test.yaml") for f in files)
+    assert main(["validate", *files, "--config", str(ROOT / "ivr.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "office.yaml: ok (flow 'office'" in out
+    assert "office.test.yaml: ok (tests of flow 'office'" in out
