@@ -31,9 +31,11 @@ from ivr.engine import (
     Enqueue,
     HangupCall,
     HttpLookup,
+    LeaveQueueRequest,
     LookupFinished,
     PlaybackFinished,
     PlayPrompt,
+    QueueLeft,
     RecordingFinished,
     SetOverrideState,
     StartRecording,
@@ -42,7 +44,9 @@ from ivr.engine import (
     TransferCall,
     TransferFinished,
 )
+from ivr.engine.session import resolve
 from ivr.flow import DocumentError, Flow
+from ivr.flow.model import Say
 from ivr.lookup import LookupResult, Lookups, redact_url
 from ivr.metrics import Metrics, Snapshot
 from ivr.prompts import PromptError, PromptLibrary
@@ -56,15 +60,29 @@ from ivr.sip.events import (
     RecordingEnded,
     SipEvent,
 )
-from ivr.store import CallRecord, CallStore
+from ivr.store import CallRecord, CallStore, QueueEventRow
 from ivr.watch import FilesState, FileWatcher, files_state, flow_files
-from routing import QueueSpec, RingAgent, Router, StopRinging
-from routing.acd import RoutingAction
+from routing import RingAgent, Router, StopRinging
+from routing.acd import AgentSpec, Announce, LeaveQueue, MovedQueue, RoutingAction
 
 log = logging.getLogger("ivr.app")
 
 MOH_TOKEN = 0
 """Token of the music-on-hold player (looped, never reports an end)."""
+NOTICE_TOKEN = -1
+"""Token of a switchboard notice to a waiting caller (announcement, escalation message)."""
+AGENT_COMMAND_POLL = 1.0
+"""Seconds between looks at agent commands from 'ivr agent' (and other processes)."""
+
+ESCALATION_NOTICE = (Say({
+    "it": "La stiamo passando a un collega esperto. Resti in linea, per favore.",
+    "en": "We are passing your call to a specialist. Please stay on the line.",
+    "*": "We are passing your call to a specialist. Please stay on the line.",
+}),)
+FEATURE_DONE = {
+    "login": "Agent {agent}: logged in.", "logout": "Agent {agent}: logged out.",
+    "pause": "Agent {agent}: paused.", "unpause": "Agent {agent}: available.",
+}
 
 
 class Sip(Protocol):
@@ -92,7 +110,12 @@ class ActiveCall:
     phase: str = "ivr"
     """'ivr', 'queued' or 'connected'."""
     agent_leg: str | None = None
+    """The connected agent's leg."""
     agent: str | None = None
+    ringing: dict[str, str] = field(default_factory=dict)
+    """Agent -> leg, for every agent phone ringing for this caller (more than one: ring-all)."""
+    agent_keys: str = ""
+    """Keys the connected agent pressed, for the escalation feature code."""
     routing_done: bool = False
     recording: int | None = None
     """Token of the voicemail being recorded."""
@@ -134,10 +157,22 @@ class Switchboard:
     """Seconds a transfer destination may ring before the transfer fails ('no answer')."""
 
     def __post_init__(self) -> None:
-        specs = [QueueSpec(q.name, q.agents, ring_timeout=q.ring_timeout,
-                           retry_delay=q.retry_delay, wrap_up=q.wrap_up)
-                 for q in self.config.queues.values()]
-        self.router = Router(specs, now=self.clock())
+        agents = [AgentSpec(a.name, a.skills, a.max_no_answer)
+                  for a in self.config.agents.values()]
+        now = self.clock()
+        self.router = Router(self.config.queues.values(), now=now, agents=agents)
+        self._feature_legs: dict[str, int] = {}
+        """Legs of agents' feature-code calls -> the token of their confirmation."""
+        self._next_command_check = 0.0
+        for name, (state, reason) in sorted(self.store.agent_states().items()):
+            if name not in self.router.agents:
+                continue
+            if state == "logged_out":
+                self.router.logout(name, now)
+            elif state == "paused":
+                self.router.pause(name, now, reason or "break")
+            log.info("agent %s restored as %s%s", name, state, f" ({reason})" if reason else "")
+        self.router.drain_log()  # restoring is not news for the queue log
         self._by_leg: dict[str, str] = {}
         self._agent_legs: dict[str, _AgentLeg] = {}
         self._transfer_legs: dict[str, str] = {}
@@ -152,6 +187,8 @@ class Switchboard:
     def accept_source(self, address: str) -> tuple[str | None, int]:
         trunk = self.config.trunk_for(address)
         if trunk is None:
+            if any(_uri_host(a.uri) == address for a in self.config.agents.values()):
+                return AGENTS_TRUNK, 200  # an agent's phone: feature codes only (checked later)
             return None, 403
         if self.stopping:
             return trunk.name, 503
@@ -170,8 +207,46 @@ class Switchboard:
         for result in self.lookups.drain():
             self._lookup_done(result)
         self._fire_timers(self.clock())
+        if self.clock() >= self._next_command_check:
+            self._next_command_check = self.clock() + AGENT_COMMAND_POLL
+            for agent, command, reason in self.store.take_agent_commands(self.wall()):
+                self.agent_command(agent, command, reason, source="ivr agent")
+        self._record_queue_events()
         self.store.flush()
         self._publish()
+
+    def _record_queue_events(self) -> None:
+        """The router's queue log goes to the store with the call records, and agent states
+        that changed are saved so that they survive a restart."""
+        events = self.router.drain_log()
+        if not events:
+            return
+        offset = self.wall() - self.clock()
+        rows = [QueueEventRow(round(e.at + offset, 3), e.kind, e.queue, e.call_id, e.agent,
+                              dict(e.detail)) for e in events]
+        self.store.add_events(rows)
+        for e in events:
+            if e.kind in ("login", "logout", "pause", "unpause") and e.agent:
+                agent = self.router.agents[e.agent]
+                state = "paused" if agent.state == "paused" else \
+                    "logged_out" if agent.state == "logged_out" else "available"
+                self.store.set_agent_state(e.agent, state, agent.pause_reason, e.at + offset)
+
+    def agent_command(self, agent: str, command: str, reason: str = "",
+                      source: str = "") -> bool:
+        """Log in, log out, pause or unpause an agent; False if the name is unknown."""
+        if agent not in self.router.agents:
+            log.warning("agent command %s for unknown agent '%s' ignored", command, agent)
+            return False
+        now = self.clock()
+        if command == "pause":
+            actions = self.router.pause(agent, now, reason or "break")
+        else:
+            actions = getattr(self.router, command)(agent, now)
+        log.info("agent %s: %s%s%s -> %s", agent, command, f" ({reason})" if reason else "",
+                 f" from {source}" if source else "", self.router.agents[agent].state)
+        self._routing_actions(actions)
+        return True
 
     def _next_deadline(self) -> float | None:
         times = [d for c in self.calls.values() if (d := c.session.next_deadline()) is not None]
@@ -208,17 +283,26 @@ class Switchboard:
             self._incoming(event)
         elif isinstance(event, CallRefused):
             self._refused(event)
+        elif isinstance(event, DigitReceived) and event.leg in self._agent_legs:
+            self._agent_key(event)
         elif isinstance(event, DigitReceived):
             call = self._call_of(event.leg)
-            if call is not None and call.phase == "ivr":
+            if call is not None and call.phase == "queued":
+                self._session_actions(call, call.session.handle(DigitPressed(event.digit),
+                                                                self.clock()))
+            elif call is not None and call.phase == "ivr":
                 log.info("call %s: key %s (%s)", call.call_id, event.digit, event.method)
                 if call.recording is not None:
                     self.sip.stop_recording(call.leg, "key")
                 self._session_actions(call, call.session.handle(DigitPressed(event.digit),
                                                                 self.clock()))
+        elif isinstance(event, PlaybackEnded) and event.leg in self._feature_legs:
+            self.sip.hangup(event.leg)
         elif isinstance(event, PlaybackEnded):
             call = self._call_of(event.leg)
-            if call is not None and call.phase == "ivr":
+            if call is not None and call.phase == "queued" and event.token == NOTICE_TOKEN:
+                self.sip.play(call.leg, self.music_on_hold, MOH_TOKEN, loop=True)
+            elif call is not None and call.phase == "ivr":
                 self._session_actions(call, call.session.handle(PlaybackFinished(event.token),
                                                                 self.clock()))
         elif isinstance(event, RecordingEnded):
@@ -229,7 +313,9 @@ class Switchboard:
             else:
                 self._agent_answered(event.leg)
         elif isinstance(event, LegEnded):
-            if event.leg in self._agent_legs:
+            if event.leg in self._feature_legs:
+                del self._feature_legs[event.leg]
+            elif event.leg in self._agent_legs:
                 self._agent_leg_ended(event)
             elif event.leg in self._transfer_legs:
                 self._transfer_leg_ended(event)
@@ -241,6 +327,8 @@ class Switchboard:
         return self.calls.get(call_id) if call_id else None
 
     def _incoming(self, event: IncomingCall) -> None:
+        if self._feature_call(event):
+            return
         call_id = uuid.uuid4().hex[:16]
         flow = self.flow
         record = CallRecord(call_id=call_id, started_at=self.wall(), caller=event.caller,
@@ -256,6 +344,38 @@ class Switchboard:
                  event.caller or "withheld", event.trunk, event.called or "?", flow.name)
         self.store.save(record)
         self._session_actions(call, session.start(self.clock()))
+
+    def _feature_call(self, event: IncomingCall) -> bool:
+        """An agent dialling a feature code (*41 login ...) from their phone: True if handled.
+
+        Only a configured agent's phone (the URI's user and host) may use them; a phone of an
+        agent dialling anything else from a non-trunk address is refused.
+        """
+        command = self.config.feature_codes.action_for(event.called)
+        agent = self.config.agent_for(event.source, event.caller)
+        if command is None or agent is None:
+            if event.trunk != AGENTS_TRUNK:
+                return False
+            log.warning("refused call from agent phone %s (%s) to %s: only feature codes are "
+                        "taken from agents' phones", event.source, event.caller or "?",
+                        event.called or "?")
+            self.sip.hangup(event.leg, 403)
+            self._refused(CallRefused(event.source, event.caller, event.called, 403,
+                                      "Forbidden", event.trunk))
+            return True
+        self.agent_command(agent.name, command, "break" if command == "pause" else "",
+                           source=f"phone {event.source}")
+        self.sip.answer(event.leg)
+        text = FEATURE_DONE[command].format(agent=agent.name)
+        try:
+            path = self.prompts.say(text, "en")
+        except (PromptError, OSError) as exc:
+            log.error("cannot render the feature code confirmation: %s", exc)
+            self.sip.hangup(event.leg)
+            return True
+        self._feature_legs[event.leg] = 1
+        self.sip.play(event.leg, str(path), 1)
+        return True
 
     def _refused(self, event: CallRefused) -> None:
         now = self.wall()
@@ -297,6 +417,11 @@ class Switchboard:
                 self._transfer(call, action.destination)
             elif isinstance(action, SetOverrideState):
                 self._set_override(call, action)
+            elif isinstance(action, LeaveQueueRequest):
+                log.info("call %s: caller left queue %s by key", call.call_id, call.record.queue)
+                call.phase = "ivr"
+                self.sip.stop_playback(call.leg)
+                self._routing_actions(self.router.leave(call.call_id, self.clock(), "key"))
 
     # -- lookups, overrides ----------------------------------------------------------------------
     def _lookup_done(self, result: LookupResult) -> None:
@@ -472,12 +597,40 @@ class Switchboard:
             action = pending.pop(0)
             if isinstance(action, RingAgent):
                 pending += self._ring(action)
-            elif isinstance(action, StopRinging):
-                call = self.calls.get(action.call_id)
-                if call is not None and call.agent_leg is not None:
-                    self._agent_legs[call.agent_leg].cancelled = True
-                    self.sip.hangup(call.agent_leg)
-                    call.agent_leg = None
+                continue
+            call = self.calls.get(action.call_id)
+            if call is None:
+                continue
+            if isinstance(action, StopRinging):
+                leg = call.ringing.pop(action.agent, None)
+                if leg is not None:
+                    self._agent_legs[leg].cancelled = True
+                    self.sip.hangup(leg)
+            elif isinstance(action, Announce):
+                self._notice(call, call.session.announcement(action.position,
+                                                             action.expected_wait))
+            elif isinstance(action, LeaveQueue):
+                log.info("call %s: leaves queue %s unserved (%s)", call.call_id,
+                         call.record.queue, action.reason)
+                call.phase = "ivr"
+                self.sip.stop_playback(call.leg)
+                self._session_actions(call, call.session.handle(QueueLeft(action.reason),
+                                                                self.clock()))
+            elif isinstance(action, MovedQueue):
+                log.info("call %s: moved from queue %s to %s (escalation by %s)", call.call_id,
+                         action.from_queue, action.to_queue, action.kind)
+                call.record.queue = action.to_queue
+
+    def _notice(self, call: ActiveCall, actions: list[Action]) -> None:
+        """Play a message to a waiting caller; the hold music comes back after it."""
+        for action in actions:
+            if isinstance(action, PlayPrompt):
+                try:
+                    path = self.prompts.sequence(action.pieces)
+                except (PromptError, OSError) as exc:
+                    log.error("call %s: cannot play a notice: %s", call.call_id, exc)
+                    return
+                self.sip.play(call.leg, str(path), NOTICE_TOKEN)
 
     def _ring(self, action: RingAgent) -> list[RoutingAction]:
         call = self.calls[action.call_id]
@@ -486,25 +639,32 @@ class Switchboard:
         leg = self.sip.dial(agent.uri)
         if leg is None:
             return self.router.ring_failed(call.call_id, agent.name, self.clock(), "unreachable")
-        call.agent_leg = leg
+        call.ringing[agent.name] = leg
         self._agent_legs[leg] = _AgentLeg(call.call_id, agent.name)
         return []
 
     def _agent_answered(self, leg: str) -> None:
         info = self._agent_legs.get(leg)
         call = self.calls.get(info.call_id) if info else None
-        if info is None or call is None or call.agent_leg != leg or info.cancelled:
+        if info is None or call is None or call.ringing.get(info.agent) != leg \
+                or info.cancelled:
             self.sip.hangup(leg)
             return
         now = self.clock()
         actions = self.router.answered(call.call_id, info.agent, now)
+        call.ringing.pop(info.agent, None)
         if call.call_id not in self.router.connected or not self.sip.bridge(call.leg, leg):
             log.warning("call %s: agent %s answered but the caller is gone", call.call_id,
                         info.agent)
+            info.cancelled = True
             self.sip.hangup(leg)
+            if call.call_id in self.router.connected:
+                self.router.finished(call.call_id, now)
             return
         call.phase = "connected"
         call.agent = info.agent
+        call.agent_leg = leg
+        call.agent_keys = ""
         call.record.agent = info.agent
         call.record.connected_at = self.wall()
         waited = call.record.connected_at - (call.record.queued_at or call.record.started_at)
@@ -512,19 +672,41 @@ class Switchboard:
                  info.agent, waited, call.record.queue)
         self._routing_actions(actions)
 
+    def _agent_key(self, event: DigitReceived) -> None:
+        """A key from a connected agent: the escalation feature code sends the caller on."""
+        info = self._agent_legs[event.leg]
+        call = self.calls.get(info.call_id)
+        if call is None or call.agent_leg != event.leg or call.phase != "connected":
+            return
+        code = self.config.feature_codes.escalate
+        call.agent_keys = (call.agent_keys + event.digit)[-len(code):]
+        if call.agent_keys != code:
+            return
+        log.info("call %s: agent %s escalates the call", call.call_id, info.agent)
+        actions = self.router.escalate(call.call_id, self.clock())
+        info.cancelled = True
+        self.sip.hangup(event.leg)  # the agent goes to wrap-up
+        call.agent_leg = None
+        call.phase = "queued"
+        call.record.connected_at = None  # waits again: connected is set by the next agent
+        self._notice(call, [PlayPrompt(0, resolve(ESCALATION_NOTICE, call.session.language),
+                                       False)])
+        self._routing_actions(actions)
+
     def _agent_leg_ended(self, event: LegEnded) -> None:
         info = self._agent_legs.pop(event.leg)
         call = self.calls.get(info.call_id)
-        if info.cancelled or call is None or call.agent_leg != event.leg:
+        if info.cancelled or call is None:
             return
-        call.agent_leg = None
         now = self.clock()
-        if call.phase == "connected":
+        if call.agent_leg == event.leg and call.phase == "connected":
+            call.agent_leg = None
             log.info("call %s: agent %s hung up", call.call_id, info.agent)
             call.routing_done = True
             self._routing_actions(self.router.finished(call.call_id, now))
             self.sip.hangup(call.leg)
-        else:
+        elif call.ringing.get(info.agent) == event.leg:
+            del call.ringing[info.agent]
             self._routing_actions(self.router.ring_failed(
                 call.call_id, info.agent, now, f"{event.status} {event.reason}"))
 
@@ -534,11 +716,12 @@ class Switchboard:
         if call is None:
             return
         now = self.clock()
-        if call.agent_leg is not None:
-            info = self._agent_legs.get(call.agent_leg)
+        for leg in [*call.ringing.values(), *([call.agent_leg] if call.agent_leg else [])]:
+            info = self._agent_legs.get(leg)
             if info is not None:
                 info.cancelled = True
-            self.sip.hangup(call.agent_leg)
+            self.sip.hangup(leg)
+        call.ringing.clear()
         if call.transfer_leg is not None:
             self._transfer_legs.pop(call.transfer_leg, None)
             self.sip.hangup(call.transfer_leg)
@@ -583,6 +766,15 @@ class Switchboard:
         for call in list(self.calls.values()):  # legs that never confirmed their end
             self._caller_ended(LegEnded(call.leg, 0, "switchboard stopped"))
         self.lookups.shutdown()
+
+
+AGENTS_TRUNK = "agents"
+"""Trunk name given to calls from agents' phones (feature codes only)."""
+
+
+def _uri_host(uri: str) -> str:
+    host = uri.split("@", 1)[-1]
+    return host.split(";", 1)[0].rsplit(":", 1)[0].strip("[]<>")
 
 
 def _dial_failure(status: int, reason: str) -> str:

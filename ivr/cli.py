@@ -262,6 +262,37 @@ def cmd_staffing(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    import time
+
+    from ivr.config import load_config
+    from ivr.store import CallStore
+
+    try:
+        config = load_config(args.config)
+    except DocumentError as exc:
+        _print_problems(exc)
+        return 2
+    if args.name not in config.agents:
+        from ivr.yamlsrc import did_you_mean
+
+        print(f"unknown agent '{args.name}'.{did_you_mean(args.name, config.agents)}"
+              .rstrip(".") + f" (agents in {args.config}: {', '.join(sorted(config.agents))})",
+              file=sys.stderr)
+        return 2
+    store = CallStore(config.store)
+    try:
+        store.request_agent_command(args.name, args.action, args.reason or "", time.time())
+    finally:
+        store.close()
+    state = {"login": "logged in", "logout": "logged out", "pause": "paused",
+             "unpause": "available"}[args.action]
+    print(f"agent {args.name}: {state}" + (f" ({args.reason})" if args.reason else "")
+          + " (a running switchboard applies it within a second; it also holds after a "
+            "restart)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ivr", description="Centralino: IVR and call queues for a SIP/FXO gateway.")
@@ -373,6 +404,19 @@ def build_parser() -> argparse.ArgumentParser:
     staff.add_argument("--target", type=_share, default=0.8, help="e.g. 80%% or 0.8")
     staff.add_argument("--threshold", type=_seconds, default=20.0)
     staff.set_defaults(func=cmd_staffing)
+
+    agent = sub.add_parser(
+        "agent", help="log an agent in or out, pause or unpause",
+        description="Change an agent's state. A running switchboard applies it within a "
+                    "second; the state is saved and holds after a restart. Agents can do the "
+                    "same from their phone with the feature codes (*41 login, *42 logout, "
+                    "*43 pause, *44 unpause by default).")
+    agent.add_argument("action", choices=("login", "logout", "pause", "unpause"))
+    agent.add_argument("name", help="agent name from ivr.yaml")
+    agent.add_argument("--reason", help="pause reason, e.g. lunch, training")
+    agent.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
+                       help="appliance configuration (default: %(default)s)")
+    agent.set_defaults(func=cmd_agent)
 
     version = sub.add_parser("version", help="show versions",
                              description="Show the versions of Centralino and its SIP stack.")

@@ -6,12 +6,14 @@ the configuration file, so tests run the same code on loopback addresses and tem
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr.yamlsrc import Cursor, did_you_mean, load_document
+from routing.acd import STRATEGIES, Member, QueueSpec
 
 _SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s]+$")
 _DIALLED = re.compile(r"[0-9*#+]{1,32}")
@@ -49,15 +51,30 @@ class Trunk:
 class Agent:
     name: str
     uri: str
+    skills: dict[str, int] = field(default_factory=dict)
+    max_no_answer: int = 3
+    """Unanswered offers in a row after which the agent is paused ('no answer')."""
+
+
+QueueConfig = QueueSpec
+"""A queue of ivr.yaml is the routing layer's QueueSpec (same fields, checked here)."""
 
 
 @dataclass(frozen=True)
-class QueueConfig:
-    name: str
-    agents: tuple[str, ...]
-    ring_timeout: float = 15.0
-    retry_delay: float = 2.0
-    wrap_up: float = 0.0
+class FeatureCodes:
+    """Codes agents dial from their phone (login...) or press during a call (escalate)."""
+
+    login: str = "*41"
+    logout: str = "*42"
+    pause: str = "*43"
+    unpause: str = "*44"
+    escalate: str = "*9"
+
+    def action_for(self, dialled: str) -> str | None:
+        for action in ("login", "logout", "pause", "unpause"):
+            if getattr(self, action) == dialled:
+                return action
+        return None
 
 
 @dataclass(frozen=True)
@@ -92,7 +109,7 @@ class Config:
     max_calls: int
     trunks: tuple[Trunk, ...]
     agents: dict[str, Agent]
-    queues: dict[str, QueueConfig]
+    queues: dict[str, QueueSpec]
     flow: Path
     store: Path
     prompt_cache: Path
@@ -106,6 +123,15 @@ class Config:
     dial_out: tuple[DialRule, ...] = ()
     recordings: Path = Path("var/recordings")
     """Folder of voicemail recordings (WAV, one per message, named by call id)."""
+    feature_codes: FeatureCodes = field(default_factory=lambda: FeatureCodes())
+
+    def agent_for(self, address: str, user: str) -> Agent | None:
+        """The agent whose phone this is: the URI's user and host must both match."""
+        for agent in self.agents.values():
+            m = re.match(r"sips?:([^@]+)@\[?([^\]:;>]+)", agent.uri)
+            if m and m.group(1) == user and m.group(2) == address:
+                return agent
+        return None
 
     @property
     def sip_uri(self) -> str:
@@ -131,7 +157,7 @@ class Config:
 
 
 _TOP = ("sip", "trunks", "agents", "queues", "flow", "store", "prompts", "music_on_hold",
-        "metrics", "log_level", "extensions", "dial_out", "recordings")
+        "metrics", "log_level", "extensions", "dial_out", "recordings", "feature_codes")
 
 
 def load_config(path: str | Path) -> Config:
@@ -162,6 +188,7 @@ def load_config(path: str | Path) -> Config:
     extensions = _extensions(top["extensions"]) if "extensions" in top else {}
     dial_out = _dial_out(top["dial_out"]) if "dial_out" in top else ()
     recordings = _path(top.get("recordings"), base) or base / "var" / "recordings"
+    features = _feature_codes(top.get("feature_codes"))
     root.problems.raise_if_any()
     assert sip is not None and flow is not None
     listen, user, rtp, rtp_range, max_calls, sip_log = sip
@@ -170,7 +197,7 @@ def load_config(path: str | Path) -> Config:
                   queues=queues, flow=flow, store=store, prompt_cache=prompts_dir, voices=voices,
                   speech_rate=rate, music_on_hold=moh, metrics=metrics,
                   log_level=log_level or "info", sip_log_level=sip_log, extensions=extensions,
-                  dial_out=dial_out, recordings=recordings)
+                  dial_out=dial_out, recordings=recordings, feature_codes=features)
 
 
 def _host_port(cursor: Cursor) -> HostPort | None:
@@ -236,16 +263,29 @@ def _trunks(cursor: Cursor) -> tuple[Trunk, ...]:
 def _agents(cursor: Cursor) -> dict[str, Agent]:
     out = {}
     for name, ac in cursor.items():
-        f = ac.mapping(allowed=("uri", "name"), required=("uri",))
+        f = ac.mapping(allowed=("uri", "name", "skills", "max_no_answer", "password"),
+                       required=("uri",))
         if f is None or "uri" not in f:
             continue
         uri = f["uri"].text()
         if uri is not None and not _SIP_URI.match(uri):
             f["uri"].error(f"'{uri}' is not a SIP URI such as sip:anna@192.0.2.20:5060")
             continue
+        skills: dict[str, int] = {}
+        for skill, level in (f["skills"].items() if "skills" in f else ()):
+            value = level.integer(0, 10)
+            if value is not None:
+                skills[skill] = value
+        max_no_answer = f["max_no_answer"].integer(0, 100) if "max_no_answer" in f else 3
         if uri is not None:
-            out[name] = Agent(name, uri)
+            out[name] = Agent(name, uri, skills, 3 if max_no_answer is None else max_no_answer)
     return out
+
+
+_QUEUE_KEYS = ("agents", "tiers", "strategy", "ring_timeout", "retry_delay", "wrap_up",
+               "max_callers", "join_empty", "leave_empty_after", "max_wait", "overflow",
+               "tier_wait", "tier_wait_multiply", "skill", "skill_level", "skill_fallback_after",
+               "escalate_to", "announce_every", "description")
 
 
 def _extensions(cursor: Cursor) -> dict[str, Extension]:
@@ -293,26 +333,96 @@ def _dial_out(cursor: Cursor) -> tuple[DialRule, ...]:
     return tuple(out)
 
 
-def _queues(cursor: Cursor, agents: dict[str, Agent]) -> dict[str, QueueConfig]:
-    out = {}
-    for name, qc in cursor.items():
-        f = qc.mapping(allowed=("agents", "ring_timeout", "retry_delay", "wrap_up",
-                                "description"), required=("agents",))
-        if f is None or "agents" not in f:
+def _queues(cursor: Cursor, agents: dict[str, Agent]) -> dict[str, QueueSpec]:
+    out: dict[str, QueueSpec] = {}
+    entries = cursor.mapping() or {}
+    for name, qc in entries.items():
+        f = qc.mapping(allowed=_QUEUE_KEYS)
+        if f is None:
             continue
-        members = []
-        for item in f["agents"].sequence() or ():
-            agent = item.text()
-            if agent is not None and agent not in agents:
-                item.error(f"unknown agent '{agent}'.{did_you_mean(agent, agents)}".rstrip("."))
-            elif agent is not None:
-                members.append(agent)
-        ring = f["ring_timeout"].number(1, 600) if "ring_timeout" in f else 15.0
-        retry = f["retry_delay"].number(0, 600) if "retry_delay" in f else 2.0
-        wrap = f["wrap_up"].number(0, 3600) if "wrap_up" in f else 0.0
-        if ring is not None and retry is not None and wrap is not None:
-            out[name] = QueueConfig(name, tuple(members), ring, retry, wrap)
+        if "agents" not in f and "tiers" not in f:
+            qc.error("a queue needs 'agents' (level 1) or 'tiers'")
+            continue
+
+        def names(c: Cursor) -> list[str]:
+            found = []
+            for item in c.sequence() or ():
+                agent = item.text()
+                if agent is not None and agent not in agents:
+                    item.error(f"unknown agent '{agent}'.{did_you_mean(agent, agents)}"
+                               .rstrip("."))
+                elif agent is not None:
+                    found.append(agent)
+            return found
+
+        level1 = names(f["agents"]) if "agents" in f else []
+        members: list[Member] = []
+        for level_text, tc in (f["tiers"].items() if "tiers" in f else ()):
+            if level_text not in ("1", "2", "3", "4", "5"):
+                tc.error(f"tier '{level_text}' is not a support level 1 to 5")
+                continue
+            members += [Member(a, int(level_text)) for a in names(tc)]
+
+        strategy = f["strategy"].choice(STRATEGIES, "queue strategy") if "strategy" in f \
+            else "longest_idle"
+        num = functools.partial(_num, f)
+        flag = functools.partial(_flag, f)
+        out[name] = QueueSpec(
+            name, tuple(level1), tuple(members), strategy or "longest_idle",
+            ring_timeout=num("ring_timeout", 15.0, 1, 600),
+            retry_delay=num("retry_delay", 2.0, 0, 600),
+            wrap_up=num("wrap_up", 0.0, 0, 3600),
+            max_callers=int(num("max_callers", 0, 0, 10000)),
+            join_empty=flag("join_empty", True),
+            leave_empty_after=num("leave_empty_after", 0.0, 0, 86400),
+            max_wait=num("max_wait", 0.0, 0, 86400),
+            overflow=f["overflow"].text() if "overflow" in f else None,
+            tier_wait=num("tier_wait", 0.0, 0, 3600),
+            tier_wait_multiply=flag("tier_wait_multiply", False),
+            skill=f["skill"].text() if "skill" in f else None,
+            skill_level=int(num("skill_level", 1, 0, 10)),
+            skill_fallback_after=num("skill_fallback_after", 0.0, 0, 86400),
+            escalate_to=f["escalate_to"].text() if "escalate_to" in f else None,
+            announce_every=num("announce_every", 0.0, 0, 3600))
+    for name, spec in out.items():
+        for key in ("overflow", "escalate_to"):
+            target = getattr(spec, key)
+            if target is not None and target not in entries:
+                where = entries[name].mapping() or {}
+                where[key].error(f"unknown queue '{target}'.{did_you_mean(target, entries)}"
+                                 .rstrip("."))
+            elif target == name:
+                where = entries[name].mapping() or {}
+                where[key].error(f"a queue cannot send callers to itself ('{target}')")
     return out
+
+
+def _num(f: dict[str, Cursor], key: str, default: float, lo: float, hi: float) -> float:
+    value = f[key].number(lo, hi) if key in f else None
+    return default if value is None else value
+
+
+def _flag(f: dict[str, Cursor], key: str, default: bool) -> bool:
+    value = f[key].boolean() if key in f else None
+    return default if value is None else value
+
+
+def _feature_codes(cursor: Cursor | None) -> FeatureCodes:
+    if cursor is None:
+        return FeatureCodes()
+    f = cursor.mapping(allowed=("login", "logout", "pause", "unpause", "escalate"))
+    codes = {}
+    for key, c in (f or {}).items():
+        text = c.text()
+        if text is not None and not re.fullmatch(r"[0-9*#]{1,8}", text):
+            c.error(f"'{text}' is not a feature code of phone keys such as *41")
+        elif text is not None:
+            codes[key] = text
+    result = FeatureCodes(**codes)
+    values = [result.login, result.logout, result.pause, result.unpause]
+    if len(set(values)) != len(values):
+        cursor.error("feature codes must differ from each other")
+    return result
 
 
 def _path(cursor: Cursor | None, base: Path) -> Path | None:

@@ -10,11 +10,13 @@ Times are Unix timestamps (seconds, UTC).
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("ivr.store")
 
@@ -51,6 +53,31 @@ CREATE TABLE IF NOT EXISTS overrides (
     name TEXT PRIMARY KEY,
     state TEXT NOT NULL,
     changed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_events (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    queue TEXT NOT NULL DEFAULT '',
+    call_id TEXT NOT NULL DEFAULT '',
+    agent TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS queue_events_at ON queue_events(at);
+CREATE INDEX IF NOT EXISTS queue_events_call ON queue_events(call_id);
+CREATE TABLE IF NOT EXISTS agent_states (
+    agent TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    changed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agent_commands (
+    id INTEGER PRIMARY KEY,
+    agent TEXT NOT NULL,
+    command TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    requested_at REAL NOT NULL,
+    done_at REAL
 );
 """
 SCHEMA_VERSION = 2
@@ -101,6 +128,18 @@ class CallRecord:
 _COLUMNS = [f.name for f in fields(CallRecord)]
 
 
+@dataclass(frozen=True)
+class QueueEventRow:
+    """One line of the queue log, as stored (times are Unix seconds)."""
+
+    at: float
+    kind: str
+    queue: str
+    call_id: str
+    agent: str
+    detail: Mapping[str, Any]
+
+
 class CallStore:
     """The call record file. Used from the driver's thread only."""
 
@@ -115,6 +154,7 @@ class CallStore:
         self._migrate()
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.pending: list[CallRecord] = []
+        self.pending_events: list[QueueEventRow] = []
 
     def _migrate(self) -> None:
         """Add the columns a file from an earlier version lacks (its rows keep NULL there)."""
@@ -139,8 +179,12 @@ class CallStore:
         self.pending.append(record)
         return self.flush()
 
+    def add_events(self, events: list[QueueEventRow]) -> None:
+        """Queue events, written with the next call records in one transaction."""
+        self.pending_events.extend(events)
+
     def flush(self) -> bool:
-        if not self.pending:
+        if not self.pending and not self.pending_events:
             return True
         placeholders = ",".join("?" for _ in _COLUMNS)
         sql = f"INSERT OR REPLACE INTO calls ({','.join(_COLUMNS)}) VALUES ({placeholders})"
@@ -150,12 +194,57 @@ class CallStore:
                 for rec in self.pending:
                     row = asdict(rec)
                     self.db.execute(sql, [row[c] for c in _COLUMNS])
+                self.db.executemany(
+                    "INSERT INTO queue_events (at, kind, queue, call_id, agent, detail) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(e.at, e.kind, e.queue, e.call_id, e.agent, json.dumps(e.detail,
+                                                                             sort_keys=True))
+                     for e in self.pending_events])
         except sqlite3.Error as exc:
-            log.error("cannot write %d call record(s) to %s: %s; kept in memory, will retry",
-                      len(self.pending), self.path, exc)
+            log.error("cannot write %d call record(s) and %d queue event(s) to %s: %s; kept in "
+                      "memory, will retry", len(self.pending), len(self.pending_events),
+                      self.path, exc)
             return False
         self.pending.clear()
+        self.pending_events.clear()
         return True
+
+    # -- agents ------------------------------------------------------------------------------
+    def agent_states(self) -> dict[str, tuple[str, str]]:
+        """Saved agent states: name -> (state, reason); agents not listed are available."""
+        return {row["agent"]: (row["state"], row["reason"])
+                for row in self.db.execute("SELECT agent, state, reason FROM agent_states")}
+
+    def set_agent_state(self, agent: str, state: str, reason: str, at: float) -> None:
+        try:
+            self.db.execute("INSERT OR REPLACE INTO agent_states (agent, state, reason, "
+                            "changed_at) VALUES (?, ?, ?, ?)", (agent, state, reason, at))
+        except sqlite3.Error as exc:
+            log.error("cannot save the state of agent %s: %s", agent, exc)
+
+    def request_agent_command(self, agent: str, command: str, reason: str, at: float) -> None:
+        """Ask the running switchboard (or the next one to start) to log in, pause... an agent."""
+        state = {"login": "available", "unpause": "available", "logout": "logged_out",
+                 "pause": "paused"}[command]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT INTO agent_commands (agent, command, reason, requested_at) "
+                            "VALUES (?, ?, ?, ?)", (agent, command, reason, at))
+            self.db.execute("INSERT OR REPLACE INTO agent_states (agent, state, reason, "
+                            "changed_at) VALUES (?, ?, ?, ?)", (agent, state, reason, at))
+
+    def take_agent_commands(self, at: float) -> list[tuple[str, str, str]]:
+        """Commands not yet carried out, oldest first, marked done: (agent, command, reason)."""
+        try:
+            rows = self.db.execute("SELECT id, agent, command, reason FROM agent_commands "
+                                   "WHERE done_at IS NULL ORDER BY id").fetchall()
+            if rows:
+                self.db.execute("UPDATE agent_commands SET done_at=? WHERE id<=? AND done_at "
+                                "IS NULL", (at, rows[-1]["id"]))
+        except sqlite3.Error as exc:
+            log.error("cannot read agent commands: %s", exc)
+            return []
+        return [(r["agent"], r["command"], r["reason"]) for r in rows]
 
     # -- hours overrides (set_override nodes) -------------------------------------------------
     def overrides(self) -> dict[str, str]:

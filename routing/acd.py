@@ -170,6 +170,8 @@ class AgentState:
     missed_in_row: int = 0
     skills: Mapping[str, int] = field(default_factory=dict)
     max_no_answer: int = 3
+    reachable: bool = True
+    """False while the agent's phone is not registered: never offered calls then."""
 
 
 @dataclass
@@ -249,13 +251,19 @@ class Router:
                  self.position(call_id))
         return self._dispatch(now)
 
-    def leave(self, call_id: str, now: float) -> list[RoutingAction]:
-        """The caller hung up (or was taken out) before being connected."""
-        caller = self.waiting.pop(call_id, None)
+    def leave(self, call_id: str, now: float, reason: str = "") -> list[RoutingAction]:
+        """The caller hung up (no *reason*: an abandon) or chose to leave before an agent."""
+        caller = self.waiting.get(call_id)
         if caller is None:
             return []
-        self._log(now, "abandon", caller.queue, call_id, wait=round(now - caller.joined, 3),
-                  position=self._position_of(caller))
+        position = self._position_of(caller)
+        del self.waiting[call_id]
+        if reason:
+            self._log(now, "leave", caller.queue, call_id, reason=reason,
+                      wait=round(now - caller.joined, 3), position=position)
+        else:
+            self._log(now, "abandon", caller.queue, call_id, wait=round(now - caller.joined, 3),
+                      position=position)
         actions = self._stop_all_rings(caller, "caller_left")
         return actions + self._dispatch(now)
 
@@ -381,6 +389,14 @@ class Router:
             self._set(agent, "available", now)
             self._log(now, "unpause", agent=agent_id)
         return self._dispatch(now)
+
+    def set_reachable(self, agent_id: str, reachable: bool, now: float) -> list[RoutingAction]:
+        """Whether the agent's phone can be rung (registered with the SIP edge)."""
+        agent = self.agents[agent_id]
+        if agent.reachable != reachable:
+            agent.reachable = reachable
+            self._log(now, "register" if reachable else "unregister", agent=agent_id)
+        return self._dispatch(now) if reachable else []
 
     def set_logged_in(self, agent_id: str, logged_in: bool, now: float) -> list[RoutingAction]:
         return self.login(agent_id, now) if logged_in else self.logout(agent_id, now)
@@ -613,7 +629,7 @@ class Router:
         out = []
         for m in spec.all_members():
             agent = self.agents[m.agent]
-            if agent.state != "available" or m.level not in levels:
+            if agent.state != "available" or not agent.reachable or m.level not in levels:
                 continue
             if spec.skill and not fallback and agent.skills.get(spec.skill, 0) < spec.skill_level:
                 continue
@@ -627,7 +643,9 @@ class Router:
             if not callers:
                 continue
             staffed = bool(self._logged_in_members(spec))
-            free = sum(1 for m in spec.all_members() if self.agents[m.agent].state == "available")
+            free = sum(1 for m in spec.all_members()
+                       if self.agents[m.agent].state == "available"
+                       and self.agents[m.agent].reachable)
             for caller in callers:
                 if not staffed and caller.empty_since is None:
                     caller.empty_since = now

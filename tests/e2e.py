@@ -70,6 +70,8 @@ class Switchboard:
     """The flow file to run (default: flows/demo.yaml)."""
     extra_config: str = ""
     """More ivr.yaml text, appended as is (e.g. extensions and dial_out sections)."""
+    queues: str = ""
+    """The queues section's entries as YAML lines (default: support and sales on all agents)."""
     proc: subprocess.Popen[str] | None = None
 
     @property
@@ -90,6 +92,11 @@ class Switchboard:
     def write_config(self) -> Path:
         agents = "\n".join(f"  {n}: {{uri: \"{self.agent_uri(n)}\"}}" for n in self.agents)
         names = list(self.agents)
+        default_queues = (
+            f"  support: {{agents: [{', '.join(names)}], ring_timeout: {self.ring_timeout}, "
+            "retry_delay: 1}\n"
+            f"  sales: {{agents: [{', '.join(reversed(names))}], ring_timeout: "
+            f"{self.ring_timeout}}}")
         config = f"""
 sip:
   listen: 127.0.0.1:{self.sip_port}
@@ -102,8 +109,7 @@ trunks:
 agents:
 {agents}
 queues:
-  support: {{agents: [{", ".join(names)}], ring_timeout: {self.ring_timeout}, retry_delay: 1}}
-  sales: {{agents: [{", ".join(reversed(names))}], ring_timeout: {self.ring_timeout}}}
+{self.queues or default_queues}
 flow: {self.flow or ROOT / "flows" / "demo.yaml"}
 store: calls.db
 prompts: {{cache: {ROOT / "var" / "test-prompts"}}}
@@ -148,6 +154,14 @@ log_level: info
         with sqlite3.connect(self.db) as db:
             db.row_factory = sqlite3.Row
             return [dict(r) for r in db.execute("SELECT * FROM calls ORDER BY started_at")]
+
+    def queue_events(self, kind: str | None = None) -> list[dict[str, object]]:
+        with sqlite3.connect(self.db) as db:
+            db.row_factory = sqlite3.Row
+            rows = [dict(r) for r in db.execute("SELECT * FROM queue_events ORDER BY id")]
+        for row in rows:
+            row["detail"] = json.loads(str(row["detail"]))
+        return [r for r in rows if kind is None or r["kind"] == kind]
 
     def metrics(self) -> str:
         import urllib.request

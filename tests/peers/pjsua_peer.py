@@ -144,11 +144,11 @@ class Call(pj.Call):
             args = self.peer.args
             if args.mode == "agent" and args.talk > 0:
                 self.hangup_at = self.confirmed_at + args.talk
-            if args.mode == "caller":
+            if args.mode == "caller" or args.digits:
                 at = self.confirmed_at + args.first_digit_after
                 for i, d in enumerate(args.digits):
                     self.digits.append((at + i * args.digit_gap, d))
-                if args.hold > 0:
+                if args.hold > 0 and args.mode == "caller":
                     last = self.digits[-1][0] if self.digits else self.confirmed_at
                     self.hangup_at = last + args.hold
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
