@@ -4,10 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= ivr.yaml
 
-.PHONY: help run test test-unit lint bench venv sipstack system-deps clean
+.PHONY: help run run-edge test test-unit lint bench venv sipstack system-deps clean
 
 help:
 	@echo "make run        run the switchboard on $(CONFIG) (the demo flow on loopback)"
+	@echo "make run-edge   run Kamailio (registrar of agents' phones) and the switchboard"
+	@echo "                under supervisord, configs generated from $(CONFIG) into var/edge/"
 	@echo "make test       run the tests (unit and end-to-end over loopback SIP)"
 	@echo "make test-unit  run only the tests that need no SIP stack"
 	@echo "make lint       ruff and mypy"
@@ -35,6 +37,12 @@ sipstack:
 
 run: $(BIN)/.ready
 	$(BIN)/ivr run --config $(CONFIG)
+
+# Kamailio in front (agents' phones register with it) and the switchboard behind it, both under
+# supervisord; `$(BIN)/supervisorctl -c var/edge/supervisord.conf status` from another terminal.
+run-edge: $(BIN)/.ready
+	$(BIN)/python -m ivr.edge --config $(CONFIG) --out var/edge
+	$(BIN)/supervisord -c var/edge/supervisord.conf
 
 test: $(BIN)/.ready
 	$(BIN)/python -m pytest -q tests

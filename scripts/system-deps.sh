@@ -4,9 +4,11 @@
 #   scripts/system-deps.sh --list   print the package names
 set -euo pipefail
 
-# build of the SIP stack | prompts | test peers | source fetch | 'ivr graph' (SVG, PNG)
+# build of the SIP stack | prompts | test peers | source fetch | 'ivr graph' (SVG, PNG) |
+# the edge, registrar of agents' phones (its jsonrpcs, xhttp, htable modules are in the base
+# package)
 PACKAGES=(build-essential swig libssl-dev uuid-dev pkg-config dpkg-dev patch xz-utils
-          espeak-ng sox baresip-core graphviz)
+          espeak-ng sox baresip-core graphviz kamailio)
 
 if [[ "${1:-}" == "--list" ]]; then
     printf '%s\n' "${PACKAGES[@]}"
@@ -31,3 +33,9 @@ echo "Installing Debian packages: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q "${missing[@]}"
+# Debian enables a kamailio service with its sample configuration on all addresses, port 5060:
+# it would take the edge's port. The edge runs under supervisord (make run-edge) instead.
+if [[ " ${missing[*]} " == *" kamailio "* ]] && [[ -d /run/systemd/system ]]; then
+    echo "Disabling Debian's kamailio.service (the edge runs its own Kamailio)" >&2
+    systemctl disable --now kamailio.service || true
+fi

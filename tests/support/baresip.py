@@ -54,7 +54,8 @@ MODULE_PATH_CANDIDATES = (
 # CALL_INCOMING (manual answer only), CALL_RINGING (outgoing, 180 received), CALL_PROGRESS,
 # CALL_ESTABLISHED, CALL_CLOSED (param: reason), CALL_DTMF_START (param: digit),
 # CALL_DTMF_END, CALL_RTPESTAB, CALL_RTCP, CALL_LOCAL_SDP, CALL_REMOTE_SDP, AUDIO_ERROR
-# (e.g. "0,end of file" from aufile), SHUTDOWN, EXIT.
+# (e.g. "0,end of file" from aufile), SHUTDOWN, EXIT; REGISTER_OK and REGISTER_FAIL too, but the
+# first REGISTER goes out before ctrl_tcp is connected (see Baresip.wait_registration).
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # sndfile 1.0.0 names its files dump-YYYY-MM-DD-HH-MM-SS-{enc,dec}.wav in snd_path.
@@ -149,6 +150,10 @@ class Baresip:
     the per-call recordings. `audio_source_wav` must be mono 16-bit PCM at 8 kHz (the PCMU
     rate; aufile refuses others) and must outlast the call: at its end baresip hangs up.
     Without it the UA sends digital silence for up to `silence_s` seconds.
+
+    With `register_via` (a registrar's ``host:port``) the account is ``sip:USER@REGISTRAR``,
+    registered every `regint` seconds with digest `password` (see :meth:`wait_registration`);
+    calls to :attr:`aor` reach it through the registrar.
     """
 
     def __init__(
@@ -165,6 +170,9 @@ class Baresip:
         binary: str = "baresip",
         module_path: str | Path | None = None,
         startup_timeout: float = 5.0,
+        register_via: str | None = None,
+        password: str | None = None,
+        regint: int = 60,
     ) -> None:
         if answermode not in ("manual", "auto"):
             raise ValueError(f"answermode must be 'manual' or 'auto', not {answermode!r}")
@@ -179,6 +187,11 @@ class Baresip:
         self.binary = binary
         self.module_path = Path(module_path) if module_path is not None else None
         self.startup_timeout = startup_timeout
+        self.register_via = register_via
+        self.password = password
+        self.regint = regint
+        if password is not None and register_via is None:
+            raise ValueError("a password is only used with register_via (the registrar)")
         self.audio_source_wav = (Path(audio_source_wav).resolve()
                                  if audio_source_wav is not None else None)
         if self.audio_source_wav is not None:
@@ -202,6 +215,14 @@ class Baresip:
     def uri(self) -> str:
         """The SIP URI that reaches this UA, e.g. ``sip:caller@127.0.0.1:5062``."""
         return f"sip:{self.user}@{LOCALHOST}:{self.sip_port}"
+
+    @property
+    def aor(self) -> str:
+        """The account's address of record: :attr:`uri`, or ``sip:USER@REGISTRAR`` when the UA
+        registers (``register_via``); calls to it then go through the registrar."""
+        if self.register_via is not None:
+            return f"sip:{self.user}@{self.register_via}"
+        return self.uri
 
     @property
     def log_path(self) -> Path:
@@ -313,9 +334,9 @@ class Baresip:
             info = self.command("reginfo", timeout=max(1.0, end - time.monotonic()))
         except AssertionError:
             info = {}
-        if self.uri not in str(info.get("data", "")):
+        if self.aor not in str(info.get("data", "")):
             raise BaresipError(
-                f"{self.user}: the UA on ctrl port {self.ctrl_port} is not {self.uri} "
+                f"{self.user}: the UA on ctrl port {self.ctrl_port} is not {self.aor} "
                 f"(reginfo: {info.get('data')!r})\n--- baresip log tail ---\n{self.log_tail()}")
         self._verified = True
 
@@ -402,6 +423,42 @@ class Baresip:
             raise ValueError(f"not a DTMF digit: {digit!r}")
         return self.command("sndcode", digit)
 
+    def registration(self) -> str:
+        """The account's registration state as ``reginfo`` shows it: ``OK``, ``ERR`` or another
+        word (e.g. ``zzz``) before the registrar has answered; "" without ``register_via``."""
+        if self.register_via is None:
+            return ""
+        data = _ANSI.sub("", str(self.command("reginfo")["data"]))
+        for line in data.splitlines():
+            fields = line.replace(">", " ").split()
+            if fields and fields[0] == self.aor and len(fields) > 1:
+                return fields[1]
+        return ""
+
+    def wait_registration(self, timeout: float = 10.0) -> str:
+        """The registrar's final answer: ``OK``, or the failure as baresip logged it (e.g.
+        ``403 Forbidden``).
+
+        baresip registers as it starts, before the ctrl_tcp connection exists, so its
+        REGISTER_OK / REGISTER_FAIL events are missed; this polls ``reginfo`` instead.
+        """
+        if self.register_via is None:
+            raise BaresipError(f"{self.user}: this UA does not register (no register_via)")
+        end = time.monotonic() + timeout
+        failed = re.compile(rf"reg: {re.escape(self.aor)}: (\d{{3}} [^(\n]*)")
+        while True:
+            state = self.registration()
+            if state == "OK":
+                return state
+            if state == "ERR":
+                found = failed.findall(self.log_text())
+                return found[-1].strip() if found else state
+            if time.monotonic() >= end:
+                raise AssertionError(f"{self.user}: no answer to REGISTER within {timeout}s "
+                                     f"(state {state!r})\n--- baresip log tail ---\n"
+                                     f"{self.log_tail()}")
+            time.sleep(0.05)
+
     # -- events ---------------------------------------------------------------------------
 
     def wait_event(self, type_name: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -478,7 +535,13 @@ class Baresip:
             self._cond.notify_all()
 
     def _account_line(self) -> str:
-        return (f"<{self.uri}>;regint=0;answermode={self.answermode};audio_codecs=PCMU")
+        if self.register_via is None:
+            return f"<{self.uri}>;regint=0;answermode={self.answermode};audio_codecs=PCMU"
+        # Registers with the AOR's host (the registrar) every `regint` seconds; baresip reports
+        # REGISTER_OK or REGISTER_FAIL (param: the status line, e.g. "403 Forbidden").
+        auth = f";auth_user={self.user};auth_pass={self.password}" if self.password else ""
+        return (f"<{self.aor}>{auth};regint={self.regint};answermode={self.answermode};"
+                "audio_codecs=PCMU")
 
     def _config_text(self, source: Path, module_path: Path) -> str:
         low, high = self.rtp_ports

@@ -1,0 +1,453 @@
+"""The edge's generated configurations, the registrations client and poller, `python -m
+ivr.edge` (no SIP traffic here; tests/test_e2e_kamailio.py runs the real Kamailio)."""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import http.server
+import json
+import os
+import re
+import shlex
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ivr.edge import (
+    Address,
+    Contact,
+    EdgeError,
+    EdgeSettings,
+    Registrations,
+    RegistrationsError,
+    RegistrationsPoller,
+    check_kamailio_config,
+    find_kamailio,
+    kamailio_command,
+    kamailio_config,
+    main,
+    parse_ul_dump,
+    settings_from_yaml,
+    supervisord_config,
+)
+from ivr.yamlsrc import DocumentError
+
+PASSWORDS = {"anna": "Secret-anna-1", "marco": "p@ss w0rd\"marco"}
+
+
+def settings(**changes: object) -> EdgeSettings:
+    values: dict[str, object] = dict(
+        listen=Address("192.0.2.5", 5060), ivr=Address("127.0.0.1", 5080),
+        trunk_sources=("198.51.100.7", "203.0.113.0/28"), agents=PASSWORDS, rpc_port=5071)
+    values.update(changes)
+    return EdgeSettings(**values)  # type: ignore[arg-type]
+
+
+def require_kamailio() -> str:
+    exe = find_kamailio()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("kamailio is not installed (scripts/system-deps.sh installs it)")
+        pytest.skip("kamailio is not installed")
+    return exe
+
+
+# -- kamailio.cfg ---------------------------------------------------------------------------
+
+def test_config_holds_each_agents_ha1_and_never_a_password() -> None:
+    s = settings()
+    cfg = kamailio_config(s)
+    for name, password in PASSWORDS.items():
+        ha1 = hashlib.md5(f"{name}:centralino:{password}".encode()).hexdigest()
+        assert s.ha1(name) == ha1
+        assert f'$sht(agents=>{name}) = "{ha1}";' in cfg
+        assert password not in cfg
+    assert 'pv_auth_check("centralino", "$sht(agents=>$tU)", "1", "1")' in cfg
+    assert 'auth_challenge("centralino", "1")' in cfg
+
+
+def test_log_lines_carry_no_credentials() -> None:
+    cfg = kamailio_config(settings(agent_sources=("192.0.2.0/24",)))
+    xlogs = [line for line in cfg.splitlines() if "xlog(" in line]
+    assert len(xlogs) >= 8
+    allowed = {"$rm", "$si", "$sp", "$ci", "$rU", "$ru", "$tU", "$var(saved)"}
+    for line in xlogs:
+        # only these: never $au, $adu, $hdr(Authorization), $mb, $sht(agents=>...)
+        assert set(re.findall(r"\$[A-Za-z]+(?:\([^)]*\))?", line)) <= allowed, line
+    assert "debug=2" in cfg  # no SIP message dumps at debug level
+
+
+def test_config_routes_trunks_to_the_switchboard_and_the_switchboard_to_agents() -> None:
+    cfg = kamailio_config(settings())
+    assert "listen=udp:192.0.2.5:5060" in cfg
+    assert "listen=tcp:127.0.0.1:5071" in cfg
+    assert 'is_in_subnet("$si", "198.51.100.7/32,203.0.113.0/28")' in cfg
+    assert '(compare_ips("$si", "127.0.0.1") && $sp == 5080)' in cfg
+    assert '$rd = "127.0.0.1";\n    $rp = 5080;' in cfg
+    assert 'remove_hf("X-Centralino-Source");\n    append_hf("X-Centralino-Source: $si\\r\\n");' \
+        in cfg
+    assert '$nh(p) == "5080")' in cfg  # in-dialog requests of strangers: only to the switchboard
+    assert 'lookup("location");' in cfg and 'sl_send_reply("480"' in cfg
+    assert 'save("location");' in cfg
+    assert 'modparam("usrloc", "db_mode", 0)' in cfg
+    assert 'sl_send_reply("403", "Forbidden")' in cfg
+    assert "not in agent_sources" not in cfg  # no agent_sources: any source may register
+    assert "\r" not in cfg
+
+
+def test_agent_sources_restrict_registrations() -> None:
+    cfg = kamailio_config(settings(agent_sources=("192.0.2.0/24", "2001:db8::/64")))
+    assert 'if (!is_in_subnet("$si", "192.0.2.0/24,2001:db8::/64"))' in cfg
+
+
+def test_no_trunks_and_no_agents_still_make_a_valid_config() -> None:
+    cfg = kamailio_config(settings(trunk_sources=(), agents={}))
+    assert "if (0) {" in cfg and "htable:mod-init" not in cfg
+
+
+def test_rpc_lets_only_read_only_methods_through() -> None:
+    cfg = kamailio_config(settings())
+    assert 'modparam("jsonrpcs", "transport", 1)' in cfg
+    (line,) = [x for x in cfg.splitlines() if "$rb =~" in x]
+    assert '"(ul[.]dump|ul[.]lookup)"' in line
+
+
+@pytest.mark.parametrize("variant", [
+    {},
+    {"agent_sources": ("192.0.2.0/24",)},
+    {"trunk_sources": (), "agents": {}},
+    {"listen": Address("127.0.0.1", 5062), "realm": "office.example"},
+    {"ivr": Address("192.0.2.6", 5060)},
+    {"listen": Address("::1", 5060), "ivr": Address("::1", 5080),
+     "trunk_sources": ("2001:db8::10",)},
+])
+def test_kamailio_accepts_the_generated_config(tmp_path: Path, variant: dict[str, object]) -> None:
+    binary = require_kamailio()
+    path = tmp_path / "kamailio.cfg"
+    path.write_text(kamailio_config(settings(**variant)))
+    ok, output = check_kamailio_config(path, binary)
+    assert ok, output
+    assert "config file ok" in output
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"listen": Address("0.0.0.0", 5060)}, "wildcard"),
+    ({"ivr": Address("192.0.2.5", 5060)}, "cannot both listen"),
+    ({"agents": {"anna smith": "x"}}, "cannot register"),
+    ({"agents": {"anna": ""}}, "empty password"),
+    ({"trunk_sources": ("gateway.example",)}, "not an IP address"),
+    ({"agent_sources": ("10.0.0.0/33",)}, "not an IP address"),
+    ({"rpc_port": 80}, "rpc_port"),
+    ({"realm": 'a"b'}, "realm"),
+])
+def test_settings_that_cannot_work_are_refused(change: dict[str, object], message: str) -> None:
+    with pytest.raises(EdgeError, match=message):
+        settings(**change)
+
+
+def test_address_parsing() -> None:
+    assert Address.parse("[::1]:5060") == Address("::1", 5060)
+    assert str(Address("::1", 5060)) == "[::1]:5060"
+    with pytest.raises(EdgeError):
+        Address.parse("pbx.local:5060")
+    with pytest.raises(EdgeError):
+        Address.parse("127.0.0.1")
+
+
+# -- supervisord.conf -----------------------------------------------------------------------
+
+def test_supervisord_config_runs_both_programs(tmp_path: Path) -> None:
+    work = tmp_path / "100% edge"
+    ivr = ["/opt/centralino/.venv/bin/ivr", "run", "--config", "/etc/my ivr.yaml"]
+    kam = kamailio_command(work / "kamailio.cfg", work, "/usr/sbin/kamailio")
+    text = supervisord_config(ivr, kam, work, directory=tmp_path)
+    parser = configparser.ConfigParser()  # supervisord's own %-interpolation
+    parser.read_string(text)
+    assert {"program:kamailio", "program:ivr", "supervisord", "supervisorctl"} <= set(
+        parser.sections())
+    assert "inet_http_server" not in parser.sections()
+    assert shlex.split(parser["program:ivr"]["command"]) == ivr
+    kam_args = shlex.split(parser["program:kamailio"]["command"])
+    assert kam_args == kam and "-DD" in kam_args and "-E" in kam_args
+    assert kam_args[kam_args.index("-f") + 1] == str(work / "kamailio.cfg")
+    for program in ("program:kamailio", "program:ivr"):
+        assert parser[program]["stopsignal"] == "TERM"
+        assert int(parser[program]["stopwaitsecs"]) >= 10
+        assert parser[program]["stdout_logfile"].startswith(str(work.resolve()))
+    assert parser["supervisorctl"]["serverurl"] == f"unix://{work.resolve()}/supervisor.sock"
+    assert int(parser["program:kamailio"]["priority"]) < int(parser["program:ivr"]["priority"])
+
+
+def test_supervisor_itself_reads_the_config(tmp_path: Path) -> None:
+    options_module = pytest.importorskip("supervisor.options")
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(supervisord_config(["/bin/sleep", "60"], ["/bin/sleep", "61"], tmp_path))
+    options = options_module.ServerOptions()
+    options.realize(args=["-c", str(conf)])
+    names = {group.name for group in options.process_group_configs}
+    assert names == {"kamailio", "ivr"}
+
+
+# -- registrations --------------------------------------------------------------------------
+
+# What Kamailio 5.6.3 answered to ul.dump with one registered baresip (recorded).
+UL_DUMP = json.loads("""{"jsonrpc":"2.0","result":{"Domains":[{"Domain":{"Domain":"location",
+"Size":1024,"AoRs":[{"Info":{"AoR":"anna","HashID":1834268440,"Contacts":[{"Contact":{
+"Address":"sip:anna-0x5572c3c0f580@127.0.0.1:40231","Expires":60,"Q":-1,
+"Call-ID":"6ef9ef884acc5415","CSeq":57649,"User-Agent":"baresip v1.0.0 (x86_64/linux)",
+"Received":"[not set]","Path":"[not set]","State":"CS_NEW","Flags":0,"CFlags":0,
+"Socket":"udp:127.0.0.1:5060","Methods":5087,"Ruid":"uloc-6b08f932-7a53-7",
+"Instance":"[not set]","Reg-Id":0,"Server-Id":0,"Tcpconn-Id":-1,"Keepalive":0,
+"Last-Keepalive":1795750230,"KA-Roundtrip":0,"Last-Modified":1795750230}}]}}],
+"Stats":{"Records":1,"Max-Slots":1}}}]},"id":1}""")
+EMPTY = {"Domains": [{"Domain": {"Domain": "location", "Size": 1024, "AoRs": [],
+                                 "Stats": {"Records": 0, "Max-Slots": 0}}}]}
+
+
+def _aor(name: str, *expires: object) -> dict[str, object]:
+    return {"Info": {"AoR": name, "Contacts": [
+        {"Contact": {"Address": f"sip:{name}@192.0.2.{i}:5060", "Expires": e}}
+        for i, e in enumerate(expires)]}}
+
+
+def test_parse_ul_dump_of_kamailio_5_6() -> None:
+    assert parse_ul_dump(UL_DUMP["result"]) == {"anna": [Contact(
+        "sip:anna-0x5572c3c0f580@127.0.0.1:40231", 60, "baresip v1.0.0 (x86_64/linux)")]}
+    assert parse_ul_dump(EMPTY) == {}
+
+
+def test_parse_ul_dump_leaves_out_expired_contacts() -> None:
+    result = {"Domains": [{"Domain": {"Domain": "location", "AoRs": [
+        _aor("anna", "expired", 30), _aor("marco", "deleted"), _aor("zoe", "permanent"),
+        _aor("old", 0)]}}, {"Domain": {"Domain": "other", "AoRs": [_aor("x", 10)]}}]}
+    parsed = parse_ul_dump(result)
+    assert set(parsed) == {"anna", "zoe"}
+    assert [c.expires for c in parsed["anna"]] == [30]
+    assert parsed["zoe"][0].expires is None
+
+
+@pytest.mark.parametrize("bad", [None, [], {"Domains": {}}, {"Domains": [{"Domain": 3}]},
+                                 {"Domains": [{"Domain": {"Domain": "location",
+                                                          "AoRs": [{"Info": {}}]}}]}])
+def test_parse_ul_dump_refuses_other_shapes(bad: object) -> None:
+    with pytest.raises(RegistrationsError, match="unexpected ul.dump answer"):
+        parse_ul_dump(bad)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    answers: list[tuple[int, bytes, float]] = []
+    bodies: list[dict[str, object]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers["Content-Length"])
+        type(self).bodies.append(json.loads(self.rfile.read(length)))
+        status, body, delay = type(self).answers.pop(0)
+        time.sleep(delay)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client gave up (the timeout case)
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def rpc() -> Iterator[tuple[str, type[_Handler]]]:
+    handler = type("Handler", (_Handler,), {"answers": [], "bodies": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/RPC", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_posts_ul_dump_and_reads_the_answer(rpc: tuple[str, type[_Handler]]) -> None:
+    url, handler = rpc
+    handler.answers.append((200, json.dumps(UL_DUMP).encode(), 0))
+    assert list(Registrations().fetch(url)) == ["anna"]
+    assert handler.bodies == [{"jsonrpc": "2.0", "method": "ul.dump", "id": 1}]
+
+
+@pytest.mark.parametrize("status, body, delay, message", [
+    (200, b'{"jsonrpc":"2.0","error":{"code":500,"message":"boom"},"id":1}', 0, "failed: 500 boom"),
+    (403, b"only ul.dump and ul.lookup\n", 0, "HTTP 403"),
+    (200, b"<html>", 0, "not JSON"),
+    (200, b'{"jsonrpc":"2.0","id":1}', 0, "no result"),
+    (200, json.dumps(EMPTY).encode(), 1.0, "cannot reach"),
+])
+def test_fetch_failures_are_clear(rpc: tuple[str, type[_Handler]], status: int, body: bytes,
+                                  delay: float, message: str) -> None:
+    url, handler = rpc
+    handler.answers.append((status, body, delay))
+    with pytest.raises(RegistrationsError, match=message):
+        Registrations(timeout=0.3).fetch(url)
+
+
+def test_fetch_from_nothing_listening() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RegistrationsError, match="cannot reach Kamailio's JSON-RPC"):
+        Registrations(timeout=0.5).fetch(f"http://127.0.0.1:{port}/RPC")
+
+
+class FakeClient(Registrations):
+    def __init__(self, answers: list[dict[str, list[Contact]] | Exception]):
+        super().__init__()
+        self.answers = answers
+
+    def fetch(self, url: str) -> dict[str, list[Contact]]:
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def _regs(*names: str) -> dict[str, list[Contact]]:
+    return {n: [Contact(f"sip:{n}@192.0.2.1", 60)] for n in names}
+
+
+def test_poller_reports_only_changes(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[frozenset[str]] = []
+    down = RegistrationsError("cannot reach Kamailio's JSON-RPC at x: refused")
+    client = FakeClient([_regs(), _regs("anna"), _regs("anna"), _regs("marco", "anna"),
+                         down, down, _regs("anna"), _regs("anna")])
+    poller = RegistrationsPoller("http://x/RPC", 2.0, seen.append, client)
+    assert poller.registered is None
+    results = [poller.check() for _ in range(8)]
+    assert results[3] == frozenset({"anna", "marco"}) and results[4] == frozenset()
+    assert seen == [frozenset(), frozenset({"anna"}), frozenset({"anna", "marco"}),
+                    frozenset(), frozenset({"anna"})]
+    warnings = [r for r in caplog.records if "registrations unavailable" in r.getMessage()]
+    assert len(warnings) == 1  # an outage is logged once
+    assert not poller.failing
+
+
+def test_poller_thread_starts_and_stops() -> None:
+    seen: list[frozenset[str]] = []
+    changed = threading.Event()
+
+    def on_change(names: frozenset[str]) -> None:
+        seen.append(names)
+        if names:
+            changed.set()
+        raise RuntimeError("a failing callback does not stop the polling")
+
+    client = FakeClient([_regs(), _regs("anna")])
+    poller = RegistrationsPoller("http://x/RPC", 0.01, on_change, client)
+    poller.start()
+    with pytest.raises(RuntimeError):
+        poller.start()
+    assert changed.wait(2.0)
+    poller.stop()
+    assert seen == [frozenset(), frozenset({"anna"})]
+
+
+# -- from ivr.yaml --------------------------------------------------------------------------
+
+IVR_YAML = """\
+sip:
+  listen: 127.0.0.1:5080
+trunks:
+  gateway:
+    sources: [192.0.2.1, 127.0.0.1]
+agents:
+  anna:
+    uri: sip:anna@127.0.0.1:5060
+    password: anna-secret
+  marco:
+    uri: sip:marco@127.0.0.1
+    password: "marco secret"
+  desk:
+    uri: sip:desk@192.0.2.40:5060
+edge:
+  listen: 127.0.0.1:5060
+  rpc_port: 5071
+  trunk_sources: [192.0.2.1]
+  agent_sources: [127.0.0.0/8, 192.0.2.0/24]
+flow: flows/demo.yaml
+"""
+
+
+def test_settings_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "ivr.yaml"
+    path.write_text(IVR_YAML)
+    plan = settings_from_yaml(path)
+    s = plan.settings
+    assert s.listen == Address("127.0.0.1", 5060) and s.ivr == Address("127.0.0.1", 5080)
+    assert dict(s.agents) == {"anna": "anna-secret", "marco": "marco secret"}
+    assert s.trunk_sources == ("192.0.2.1/32",)
+    assert s.agent_sources == ("127.0.0.0/8", "192.0.2.0/24")
+    assert s.rpc_url == "http://127.0.0.1:5071/RPC" and plan.notes == ()
+
+
+def test_settings_from_yaml_without_an_edge_section(tmp_path: Path) -> None:
+    path = tmp_path / "ivr.yaml"
+    path.write_text(IVR_YAML.split("edge:")[0] + "flow: flows/demo.yaml\n")
+    plan = settings_from_yaml(path)
+    assert plan.settings.listen == Address("127.0.0.1", 5060)
+    assert plan.settings.rpc_port == 5071
+    assert plan.settings.trunk_sources == ("192.0.2.1/32", "127.0.0.1/32")
+    assert any("trunk_sources not given" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize("old, new, where, message", [
+    ("uri: sip:anna@127.0.0.1:5060", "uri: sip:anna@192.0.2.40:5060", "agents.anna.uri",
+     "must dial it there: uri: sip:anna@127.0.0.1:5060"),
+    ("rpc_port: 5071", "rpc_prot: 5071", "edge.rpc_prot", "Did you mean 'rpc_port'?"),
+    ("[192.0.2.1]\n  agent", "[192.0.2.999]\n  agent", "edge.trunk_sources[0]",
+     "not an IP address"),
+    ("password: anna-secret", "password: ''", "agents.anna.password", "empty"),
+    ("listen: 127.0.0.1:5060\n  rpc", "listen: 192.0.2.77:5060\n  rpc", "edge.listen",
+     "add 192.0.2.77 to a trunk's sources"),
+    ("listen: 127.0.0.1:5060\n  rpc", "listen: 127.0.0.1:5080\n  rpc", "edge.listen",
+     "cannot both listen"),
+    ("listen: 127.0.0.1:5060\n  rpc", "listen: 0.0.0.0:5060\n  rpc", "edge.listen",
+     "listens everywhere"),
+])
+def test_yaml_errors_are_located(tmp_path: Path, old: str, new: str, where: str,
+                                 message: str) -> None:
+    assert old in IVR_YAML
+    path = tmp_path / "ivr.yaml"
+    path.write_text(IVR_YAML.replace(old, new, 1))
+    with pytest.raises(DocumentError) as caught:
+        settings_from_yaml(path)
+    text = str(caught.value)
+    assert re.search(rf"ivr\.yaml:\d+:\d+: {re.escape(where)}: .*{re.escape(message)}", text), text
+
+
+def test_command_line_writes_both_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    path = tmp_path / "ivr.yaml"
+    path.write_text(IVR_YAML)
+    out = tmp_path / "var" / "edge"
+    args = ["--config", str(path), "--out", str(out)]
+    binary = find_kamailio()
+    assert main([*args, "--no-check"] if binary is None else args) == 0
+    cfg = out / "kamailio.cfg"
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    assert "anna-secret" not in cfg.read_text()
+    parser = configparser.ConfigParser()
+    parser.read_string((out / "supervisord.conf").read_text())
+    assert str(path.resolve()) in parser["program:ivr"]["command"]
+    assert "2 agent(s) may register" in capsys.readouterr().out
+
+
+def test_command_line_reports_located_errors(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ivr.yaml"
+    path.write_text(IVR_YAML.replace("rpc_port: 5071", "rpc_port: many"))
+    assert main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "ivr.yaml:17:13: edge.rpc_port: expected a whole number" in capsys.readouterr().err
