@@ -155,6 +155,8 @@ class Switchboard:
     """Hours override switches (name -> 'open' / 'closed'); None: load them from the store."""
     transfer_timeout: float = 30.0
     """Seconds a transfer destination may ring before the transfer fails ('no answer')."""
+    registering: frozenset[str] = frozenset()
+    """Agents whose phones register with the SIP edge (the others have fixed addresses)."""
 
     def __post_init__(self) -> None:
         agents = [AgentSpec(a.name, a.skills, a.max_no_answer)
@@ -231,6 +233,16 @@ class Switchboard:
                 state = "paused" if agent.state == "paused" else \
                     "logged_out" if agent.state == "logged_out" else "available"
                 self.store.set_agent_state(e.agent, state, agent.pause_reason, e.at + offset)
+
+    def registrations(self, names: frozenset[str]) -> None:
+        """The agents whose phones are registered with the SIP edge now."""
+        now = self.clock()
+        for agent in sorted(self.registering & set(self.router.agents)):
+            reachable = agent in names
+            if self.router.agents[agent].reachable != reachable:
+                log.info("agent %s: phone %s", agent,
+                         "registered" if reachable else "no longer registered")
+            self._routing_actions(self.router.set_reachable(agent, reachable, now))
 
     def agent_command(self, agent: str, command: str, reason: str = "",
                       source: str = "") -> bool:
@@ -904,6 +916,17 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
     sip.start()
     board = Switchboard(config, flow, sip, store, metrics, prompts, str(moh))
     watcher.start()
+    registered: queue.SimpleQueue[frozenset[str]] = queue.SimpleQueue()
+    poller = None
+    if config.edge is not None:
+        from ivr.edge import RegistrationsPoller
+
+        # agents with a password register with the SIP edge: offered calls only while they do
+        board.registering = frozenset(config.edge.agents)
+        for name in board.registering & set(board.router.agents):
+            board.router.set_reachable(name, False, board.clock())
+        poller = RegistrationsPoller(config.edge.rpc_url, 2.0, registered.put)
+        poller.start()
     metrics_url = f"http://{config.metrics}/metrics" if config.metrics else "off"
     log.info("Centralino ready: call %s | flow %s (version %s, %s) | metrics %s | %s",
              config.sip_uri, flow.name, flow.version, flow.source, metrics_url, stack_version())
@@ -913,6 +936,8 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
     try:
         while not flags["stop"]:
             board.step(10)
+            while not registered.empty():
+                board.registrations(registered.get_nowait())
             pending: list[ReloadRequest] = []
             while not requests.empty():
                 pending.append(requests.get_nowait())
@@ -932,6 +957,8 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
     finally:
         sd_notify("STOPPING=1")
         watcher.stop()
+        if poller is not None:
+            poller.stop()
         log.info("stopping: hanging up %d call(s)", len(board.calls))
         board.hang_up_all()
         sip.shutdown()

@@ -11,9 +11,13 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ivr.yamlsrc import Cursor, did_you_mean, load_document
+from ivr.yamlsrc import Cursor, DocumentError, did_you_mean, load_document
 from routing.acd import STRATEGIES, Member, QueueSpec
+
+if TYPE_CHECKING:
+    from ivr.edge import EdgeSettings
 
 _SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s]+$")
 _DIALLED = re.compile(r"[0-9*#+]{1,32}")
@@ -124,6 +128,8 @@ class Config:
     recordings: Path = Path("var/recordings")
     """Folder of voicemail recordings (WAV, one per message, named by call id)."""
     feature_codes: FeatureCodes = field(default_factory=lambda: FeatureCodes())
+    edge: EdgeSettings | None = None
+    """The SIP edge (Kamailio) in front, when agents' phones register; see ivr/edge.py."""
 
     def agent_for(self, address: str, user: str) -> Agent | None:
         """The agent whose phone this is: the URI's user and host must both match."""
@@ -157,7 +163,8 @@ class Config:
 
 
 _TOP = ("sip", "trunks", "agents", "queues", "flow", "store", "prompts", "music_on_hold",
-        "metrics", "log_level", "extensions", "dial_out", "recordings", "feature_codes")
+        "metrics", "log_level", "extensions", "dial_out", "recordings", "feature_codes",
+        "edge")
 
 
 def load_config(path: str | Path) -> Config:
@@ -189,6 +196,15 @@ def load_config(path: str | Path) -> Config:
     dial_out = _dial_out(top["dial_out"]) if "dial_out" in top else ()
     recordings = _path(top.get("recordings"), base) or base / "var" / "recordings"
     features = _feature_codes(top.get("feature_codes"))
+    edge = None
+    if "edge" in top:
+        from ivr.edge import settings_from_yaml
+
+        try:
+            edge = settings_from_yaml(path).settings
+        except DocumentError as exc:  # the edge's own checks, located in the same file
+            seen = {str(p) for p in root.problems.items}
+            root.problems.items.extend(p for p in exc.problems if str(p) not in seen)
     root.problems.raise_if_any()
     assert sip is not None and flow is not None
     listen, user, rtp, rtp_range, max_calls, sip_log = sip
@@ -197,7 +213,7 @@ def load_config(path: str | Path) -> Config:
                   queues=queues, flow=flow, store=store, prompt_cache=prompts_dir, voices=voices,
                   speech_rate=rate, music_on_hold=moh, metrics=metrics,
                   log_level=log_level or "info", sip_log_level=sip_log, extensions=extensions,
-                  dial_out=dial_out, recordings=recordings, feature_codes=features)
+                  dial_out=dial_out, recordings=recordings, feature_codes=features, edge=edge)
 
 
 def _host_port(cursor: Cursor) -> HostPort | None:

@@ -70,6 +70,8 @@ class Switchboard:
     """The flow file to run (default: flows/demo.yaml)."""
     extra_config: str = ""
     """More ivr.yaml text, appended as is (e.g. extensions and dial_out sections)."""
+    passwords: dict[str, str] = field(default_factory=dict)
+    """Agents' SIP passwords (agents that register with the edge)."""
     queues: str = ""
     """The queues section's entries as YAML lines (default: support and sales on all agents)."""
     proc: subprocess.Popen[str] | None = None
@@ -90,7 +92,10 @@ class Switchboard:
         return f"sip:{name}@127.0.0.1:{self.agents[name]}"
 
     def write_config(self) -> Path:
-        agents = "\n".join(f"  {n}: {{uri: \"{self.agent_uri(n)}\"}}" for n in self.agents)
+        agents = "\n".join(
+            f"  {n}: {{uri: \"{self.agent_uri(n)}\""
+            + (f", password: \"{self.passwords[n]}\"" if n in self.passwords else "") + "}"
+            for n in self.agents)
         names = list(self.agents)
         default_queues = (
             f"  support: {{agents: [{', '.join(names)}], ring_timeout: {self.ring_timeout}, "
