@@ -37,6 +37,7 @@ from ivr.engine import (
     PlayPrompt,
     QueueLeft,
     RecordingFinished,
+    RequestCallback,
     SetOverrideState,
     StartRecording,
     StopPlayback,
@@ -114,6 +115,7 @@ class ActiveCall:
     agent: str | None = None
     ringing: dict[str, str] = field(default_factory=dict)
     """Agent -> leg, for every agent phone ringing for this caller (more than one: ring-all)."""
+    callback_requested: bool = False
     agent_keys: str = ""
     """Keys the connected agent pressed, for the escalation feature code."""
     routing_done: bool = False
@@ -125,6 +127,22 @@ class ActiveCall:
     transfer_to: str = ""
     transfer_deadline: float | None = None
     """While the transfer destination rings: when it counts as not answering."""
+
+
+@dataclass
+class _Callback:
+    """A caller who asked to be called back: their place in the queue, then the call out."""
+
+    call_id: str
+    """The router's id: the original call's."""
+    number: str
+    trunk: str
+    record: CallRecord
+    ringing: dict[str, str] = field(default_factory=dict)
+    agent: str | None = None
+    agent_leg: str | None = None
+    customer_leg: str | None = None
+    connected: bool = False
 
 
 @dataclass
@@ -164,6 +182,10 @@ class Switchboard:
         now = self.clock()
         self.router = Router(self.config.queues.values(), now=now, agents=agents)
         self._feature_legs: dict[str, int] = {}
+        self.callbacks: dict[str, _Callback] = {}
+        """Callers waiting to be called back, by the router's call id."""
+        self._customer_legs: dict[str, str] = {}
+        """Legs calling a caller back -> call id."""
         """Legs of agents' feature-code calls -> the token of their confirmation."""
         self._next_command_check = 0.0
         for name, (state, reason) in sorted(self.store.agent_states().items()):
@@ -320,13 +342,17 @@ class Switchboard:
         elif isinstance(event, RecordingEnded):
             self._recording_ended(event)
         elif isinstance(event, LegAnswered):
-            if event.leg in self._transfer_legs:
+            if event.leg in self._customer_legs:
+                self._customer_answered(event.leg)
+            elif event.leg in self._transfer_legs:
                 self._transfer_answered(event.leg)
             else:
                 self._agent_answered(event.leg)
         elif isinstance(event, LegEnded):
             if event.leg in self._feature_legs:
                 del self._feature_legs[event.leg]
+            elif event.leg in self._customer_legs:
+                self._customer_leg_ended(event)
             elif event.leg in self._agent_legs:
                 self._agent_leg_ended(event)
             elif event.leg in self._transfer_legs:
@@ -429,6 +455,18 @@ class Switchboard:
                 self._transfer(call, action.destination)
             elif isinstance(action, SetOverrideState):
                 self._set_override(call, action)
+            elif isinstance(action, RequestCallback):
+                if self.config.callback_target(call.record.caller) is None:
+                    log.error("call %s: caller asked for a callback but ivr.yaml has no "
+                              "'callback' URI (or the number %s cannot be dialled); the "
+                              "caller keeps waiting", call.call_id, call.record.caller)
+                    continue
+                call.callback_requested = True
+                call.phase = "ivr"  # the confirmation plays, then the flow hangs up
+                log.info("call %s: caller asks to be called back; place in queue %s kept",
+                         call.call_id, call.record.queue)
+                self._routing_actions(self.router.request_callback(call.call_id, self.clock(),
+                                                                   ready=False))
             elif isinstance(action, LeaveQueueRequest):
                 log.info("call %s: caller left queue %s by key", call.call_id, call.record.queue)
                 call.phase = "ivr"
@@ -610,6 +648,9 @@ class Switchboard:
             if isinstance(action, RingAgent):
                 pending += self._ring(action)
                 continue
+            if action.call_id in self.callbacks and action.call_id not in self.calls:
+                self._callback_routing(self.callbacks[action.call_id], action)
+                continue
             call = self.calls.get(action.call_id)
             if call is None:
                 continue
@@ -644,9 +685,85 @@ class Switchboard:
                     return
                 self.sip.play(call.leg, str(path), NOTICE_TOKEN)
 
+    def _callback_routing(self, cb: _Callback, action: RoutingAction) -> None:
+        if isinstance(action, StopRinging):
+            leg = cb.ringing.pop(action.agent, None)
+            if leg is not None:
+                self._agent_legs[leg].cancelled = True
+                self.sip.hangup(leg)
+        elif isinstance(action, LeaveQueue):
+            self._callback_done(cb, "failed", f"callback expired in the queue ({action.reason})")
+        elif isinstance(action, MovedQueue):
+            cb.record.queue = action.to_queue
+
+    def _callback_done(self, cb: _Callback, outcome: str, reason: str) -> None:
+        self.callbacks.pop(cb.call_id, None)
+        for leg in [*cb.ringing.values(), cb.agent_leg, cb.customer_leg]:
+            if leg is not None:
+                if leg in self._agent_legs:
+                    self._agent_legs[leg].cancelled = True
+                self._customer_legs.pop(leg, None)
+                self.sip.hangup(leg)
+        if cb.agent is not None and cb.call_id in self.router.connected:
+            self._routing_actions(self.router.finished(cb.call_id, self.clock()))
+        cb.record.finish(self.wall(), outcome, reason)
+        self.store.save(cb.record)
+        self.metrics.call_ended(cb.trunk, outcome)
+        log.info("callback %s to %s ended: %s (%s)", cb.record.call_id, cb.number, outcome,
+                 reason)
+
+    def _callback_agent_answered(self, cb: _Callback, info: _AgentLeg, leg: str) -> None:
+        now = self.clock()
+        actions = self.router.answered(cb.call_id, info.agent, now)
+        cb.ringing.pop(info.agent, None)
+        cb.agent, cb.agent_leg = info.agent, leg
+        cb.record.agent = info.agent
+        uri = self.config.callback_target(cb.number)
+        customer = self.sip.dial(uri) if uri else None
+        log.info("callback %s: agent %s answered; calling %s back", cb.record.call_id,
+                 info.agent, cb.number)
+        self._routing_actions(actions)
+        if customer is None:
+            self._callback_done(cb, "failed", "cannot dial the caller back")
+            return
+        cb.customer_leg = customer
+        self._customer_legs[customer] = cb.call_id
+        self.sip.play(leg, self.music_on_hold, MOH_TOKEN, loop=True)  # the agent waits
+
+    def _customer_answered(self, leg: str) -> None:
+        cb = self.callbacks.get(self._customer_legs.get(leg, ""))
+        if cb is None or cb.agent_leg is None or not self.sip.bridge(cb.agent_leg, leg):
+            self.sip.hangup(leg)
+            return
+        cb.connected = True
+        cb.record.answered_at = cb.record.connected_at = self.wall()
+        log.info("callback %s: %s answered, connected to agent %s", cb.record.call_id,
+                 cb.number, cb.agent)
+
+    def _customer_leg_ended(self, event: LegEnded) -> None:
+        cb = self.callbacks.get(self._customer_legs.pop(event.leg, ""))
+        if cb is None:
+            return
+        cb.customer_leg = None
+        if cb.connected:
+            self._callback_done(cb, "completed", "caller hung up")
+        else:
+            failure = _dial_failure(event.status, event.reason)
+            self._callback_done(cb, "failed", f"called back, no answer ({failure})")
+
     def _ring(self, action: RingAgent) -> list[RoutingAction]:
-        call = self.calls[action.call_id]
         agent = self.config.agents[action.agent]
+        cb = self.callbacks.get(action.call_id)
+        if cb is not None and action.call_id not in self.calls:
+            log.info("callback %s: ringing agent %s", cb.record.call_id, agent.name)
+            leg = self.sip.dial(agent.uri)
+            if leg is None:
+                return self.router.ring_failed(cb.call_id, agent.name, self.clock(),
+                                               "unreachable")
+            cb.ringing[agent.name] = leg
+            self._agent_legs[leg] = _AgentLeg(cb.call_id, agent.name)
+            return []
+        call = self.calls[action.call_id]
         log.info("call %s: ringing agent %s (%s)", call.call_id, agent.name, agent.uri)
         leg = self.sip.dial(agent.uri)
         if leg is None:
@@ -657,6 +774,13 @@ class Switchboard:
 
     def _agent_answered(self, leg: str) -> None:
         info = self._agent_legs.get(leg)
+        cb = self.callbacks.get(info.call_id) if info else None
+        if info is not None and cb is not None and info.call_id not in self.calls:
+            if info.cancelled or cb.ringing.get(info.agent) != leg:
+                self.sip.hangup(leg)
+            else:
+                self._callback_agent_answered(cb, info, leg)
+            return
         call = self.calls.get(info.call_id) if info else None
         if info is None or call is None or call.ringing.get(info.agent) != leg \
                 or info.cancelled:
@@ -707,6 +831,17 @@ class Switchboard:
 
     def _agent_leg_ended(self, event: LegEnded) -> None:
         info = self._agent_legs.pop(event.leg)
+        cb = self.callbacks.get(info.call_id)
+        if cb is not None and not info.cancelled and info.call_id not in self.calls:
+            if cb.agent_leg == event.leg:
+                cb.agent_leg = None
+                self._callback_done(cb, "completed" if cb.connected else "failed",
+                                    "agent hung up")
+            elif cb.ringing.get(info.agent) == event.leg:
+                del cb.ringing[info.agent]
+                self._routing_actions(self.router.ring_failed(
+                    cb.call_id, info.agent, self.clock(), f"{event.status} {event.reason}"))
+            return
         call = self.calls.get(info.call_id)
         if info.cancelled or call is None:
             return
@@ -744,6 +879,9 @@ class Switchboard:
                 f"caller hung up during transfer to {call.transfer_to}"
         elif call.voicemail_left:
             outcome, reason = "completed", "voicemail left, caller hung up"
+        elif call.callback_requested and not self.stopping:
+            outcome, reason = "callback_requested", f"call back {call.record.caller}"
+            self._start_callback(call, now)
         elif call.phase == "queued":
             outcome, reason = "abandoned_queue", "caller hung up while waiting"
             self._routing_actions(self.router.leave(call.call_id, now))
@@ -765,6 +903,18 @@ class Switchboard:
         self.metrics.call_ended(call.trunk, outcome)
         log.info("call %s ended: %s (%s), path %s", call.call_id, outcome, reason,
                  call.record.ivr_path)
+
+    def _start_callback(self, call: ActiveCall, now: float) -> None:
+        record = CallRecord(call_id=f"{call.call_id}-cb", started_at=self.wall(),
+                            caller=call.record.caller, called=call.record.caller,
+                            trunk=call.trunk, source="callback", flow=call.record.flow,
+                            flow_version=call.record.flow_version,
+                            ivr_path=call.session.path_text(), queue=call.record.queue,
+                            queued_at=call.record.queued_at)
+        self.callbacks[call.call_id] = _Callback(call.call_id, call.record.caller, call.trunk,
+                                                 record)
+        self.store.save(record)
+        self._routing_actions(self.router.request_callback(call.call_id, now, ready=True))
 
     # -- shutdown ------------------------------------------------------------------------------
     def hang_up_all(self, grace_s: float = 2.0) -> None:

@@ -128,6 +128,8 @@ class Config:
     recordings: Path = Path("var/recordings")
     """Folder of voicemail recordings (WAV, one per message, named by call id)."""
     feature_codes: FeatureCodes = field(default_factory=lambda: FeatureCodes())
+    callback: str | None = None
+    """URI template that calls a caller back through the gateway: 'sip:{number}@gw'."""
     edge: EdgeSettings | None = None
     """The SIP edge (Kamailio) in front, when agents' phones register; see ivr/edge.py."""
 
@@ -145,6 +147,12 @@ class Config:
 
     def trunk_for(self, address: str) -> Trunk | None:
         return next((t for t in self.trunks if t.allows(address)), None)
+
+    def callback_target(self, number: str) -> str | None:
+        """Where a callback to *number* (a caller who called in) goes, or None."""
+        if self.callback is None or not _DIALLED.fullmatch(number):
+            return None
+        return self.callback.replace("{number}", number)
 
     def transfer_target(self, destination: str) -> str | None:
         """The SIP URI a transfer to *destination* dials, or None: not allowed.
@@ -164,7 +172,7 @@ class Config:
 
 _TOP = ("sip", "trunks", "agents", "queues", "flow", "store", "prompts", "music_on_hold",
         "metrics", "log_level", "extensions", "dial_out", "recordings", "feature_codes",
-        "edge")
+        "edge", "callback")
 
 
 def load_config(path: str | Path) -> Config:
@@ -196,6 +204,14 @@ def load_config(path: str | Path) -> Config:
     dial_out = _dial_out(top["dial_out"]) if "dial_out" in top else ()
     recordings = _path(top.get("recordings"), base) or base / "var" / "recordings"
     features = _feature_codes(top.get("feature_codes"))
+    callback = None
+    if "callback" in top:
+        callback = top["callback"].text()
+        if callback is not None and ("{number}" not in callback
+                                     or not _SIP_URI.match(callback.replace("{number}", "1"))):
+            top["callback"].error(f"'{callback}' is not a SIP URI template with {{number}}, such "
+                                  "as sip:{number}@192.0.2.1")
+            callback = None
     edge = None
     if "edge" in top:
         from ivr.edge import settings_from_yaml
@@ -213,7 +229,8 @@ def load_config(path: str | Path) -> Config:
                   queues=queues, flow=flow, store=store, prompt_cache=prompts_dir, voices=voices,
                   speech_rate=rate, music_on_hold=moh, metrics=metrics,
                   log_level=log_level or "info", sip_log_level=sip_log, extensions=extensions,
-                  dial_out=dial_out, recordings=recordings, feature_codes=features, edge=edge)
+                  dial_out=dial_out, recordings=recordings, feature_codes=features, edge=edge,
+                  callback=callback)
 
 
 def _host_port(cursor: Cursor) -> HostPort | None:

@@ -21,7 +21,7 @@ from typing import Any
 log = logging.getLogger("ivr.store")
 
 OUTCOMES = ("in_progress", "completed", "abandoned_ivr", "abandoned_queue", "refused", "failed",
-            "interrupted")
+            "interrupted", "callback_requested")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (

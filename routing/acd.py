@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -196,6 +197,9 @@ class Caller:
     next_announce: float | None = None
     empty_since: float | None = None
     fallback_done: bool = False
+    callback: bool = False
+    """The caller hung up asking to be called back: their place is kept, and the agent who
+    is offered the call is put through to them by a call out."""
 
 
 class Router:
@@ -266,6 +270,20 @@ class Router:
                       position=position)
         actions = self._stop_all_rings(caller, "caller_left")
         return actions + self._dispatch(now)
+
+    def request_callback(self, call_id: str, now: float, ready: bool) -> list[RoutingAction]:
+        """Keep a waiting caller's place for a callback. With ``ready`` False the call is not
+        offered yet (the caller is still on the line hearing the confirmation)."""
+        caller = self.waiting.get(call_id)
+        if caller is None:
+            return []
+        actions = self._stop_all_rings(caller, "moved") if not ready else []
+        if not caller.callback:
+            self._log(now, "callback", caller.queue, call_id, position=self._position_of(caller))
+        caller.callback = True
+        caller.next_try = now if ready else math.inf
+        caller.next_announce = None
+        return actions + (self._dispatch(now) if ready else [])
 
     def position(self, call_id: str) -> int:
         """1-based place of a waiting caller in its queue."""

@@ -137,3 +137,47 @@ def test_agent_states_from_phone_feature_codes_and_cli_survive_a_restart(tmp_pat
         assert ("logout", "anna") in kinds and ("pause", "marco") in kinds
     finally:
         assert sb.stop() == 0, sb.log_tail()
+
+
+def test_callback_keeps_the_place_and_calls_the_caller_back_when_an_agent_is_free(tmp_path):
+    require_sip_stack()
+    customer_port = free_udp_port()
+    sb = Switchboard(tmp_path, free_udp_port(), free_tcp_port(), agents={"anna": free_udp_port()},
+                     flow=ROOT / "tests" / "flows_e2e" / "callback.yaml",
+                     queues="  support: {agents: [anna]}",
+                     extra_config=f'callback: "sip:{{number}}@127.0.0.1:{customer_port}"\n')
+    sb.start()
+    try:
+        cli = [sys.executable, "-m", "ivr.cli", "agent"]
+        config = ["--config", str(sb.workdir / "ivr.yaml")]
+        subprocess.run([*cli, "pause", "anna", *config], cwd=ROOT, check=True, timeout=30,
+                       capture_output=True)
+        sb.wait_for_log("agent anna: pause")
+        c = peer(tmp_path, "3331234567", "caller", free_udp_port(), "--target", sb.uri,
+                 "--digits", "2", "--dtmf", "info", "--first-digit-after", "4",
+                 "--duration", "30").start()
+        assert c.wait_exit(35) == 0              # the switchboard hangs up after the promise
+        sb.wait_for_log("caller asks to be called back")
+        phone = peer(tmp_path, "customer", "agent", customer_port, "--user", "3331234567",
+                     "--duration", "40").start()
+        anna = peer(tmp_path, "anna", "agent", sb.agents["anna"], "--talk", "1.5",
+                    "--duration", "40").start()
+        subprocess.run([*cli, "unpause", "anna", *config], cwd=ROOT, check=True, timeout=30,
+                       capture_output=True)
+        sb.wait_for_log("callback ", timeout=20)
+        sb.wait_for_log("ended: completed (agent hung up)", timeout=20)
+        phone.stop()
+        anna.stop()
+        first, back = sb.records()
+        assert first["outcome"] == "callback_requested" and first["end_reason"] == \
+            "call back 3331234567"
+        assert back["call_id"] == first["call_id"] + "-cb"
+        assert back["outcome"] == "completed" and back["agent"] == "anna"
+        assert back["caller"] == "3331234567" and back["queue"] == "support"
+        assert back["talk_seconds"] > 0.5
+        assert len(phone.events("answered")) == 1 and len(anna.events("answered")) == 1
+        kinds = [e["kind"] for e in sb.queue_events()]
+        assert kinds[:4] == ["pause", "enter", "callback", "unpause"]
+        assert kinds[-3:] == ["ring", "connect", "complete"]
+    finally:
+        assert sb.stop() == 0, sb.log_tail()

@@ -282,3 +282,21 @@ def test_waiting_caller_hears_position_and_can_leave_with_an_exit_key(office):
     finish(s2, s2.handle(DigitPressed("1"), 3.0), 5.0)
     s2.handle(QueueLeft("timeout"), 600.0)                # max wait passed: routing lets go
     assert s2.node == "message" and "support[timeout]" in s2.path_text()
+
+
+def test_callback_key_keeps_the_place_promises_a_call_and_hangs_up(tmp_path):
+    from ivr.engine import RequestCallback
+
+    flow = load_flow(ROOT / "tests" / "flows_e2e" / "callback.yaml")
+    s = CallSession(flow, "c1", caller="3331234567")
+    actions = s.start(0.0)
+    actions = s.handle(DigitPressed("2"), 1.0)      # during the queue's prompt
+    assert isinstance(actions[0], StopPlayback) and isinstance(actions[1], Enqueue)
+    assert isinstance(actions[2], RequestCallback)
+    assert said(actions) == "We will call you back on 3 3 3 1 2 3 4 5 6 7 as soon as an agent " \
+                            "is free. Goodbye."
+    assert finish(s, actions, 6.0) == [HangupCall("callback_requested")]
+    assert s.exit == {"callback": "3331234567", "hangup": "callback_requested"}
+    withheld = CallSession(flow, "c2", caller="")
+    withheld.start(0.0)
+    assert not any(isinstance(a, RequestCallback) for a in withheld.handle(DigitPressed("2"), 1))

@@ -17,6 +17,7 @@ from ivr.engine.session import (
     PromptPiece,
     QueueLeft,
     RecordingFinished,
+    RequestCallback,
     SetOverrideState,
     StartRecording,
     StopPlayback,
@@ -29,6 +30,7 @@ from ivr.engine.session import (
 __all__ = [
     "Action", "Answer", "CallSession", "DigitPressed", "Enqueue", "Event", "HangupCall",
     "HttpLookup", "LeaveQueueRequest", "LookupFinished", "PathStep", "PlayPrompt",
-    "PlaybackFinished", "PromptPiece", "QueueLeft", "RecordingFinished", "SetOverrideState",
-    "StartRecording", "StopPlayback", "TimerFired", "TransferCall", "TransferFinished", "resolve",
+    "PlaybackFinished", "PromptPiece", "QueueLeft", "RecordingFinished", "RequestCallback",
+    "SetOverrideState", "StartRecording", "StopPlayback", "TimerFired", "TransferCall",
+    "TransferFinished", "resolve",
 ]

@@ -61,6 +61,13 @@ ANNOUNCE_PROMPT: Prompts = (Say({
          "minutes.",
 }),)
 
+CALLBACK_PROMPT: Prompts = (Say({
+    "it": "La richiameremo al numero {caller:digits} appena un operatore sarà libero. "
+          "Arrivederci.",
+    "en": "We will call you back on {caller:digits} as soon as an agent is free. Goodbye.",
+    "*": "We will call you back on {caller:digits} as soon as an agent is free. Goodbye.",
+}),)
+
 CONFIRM_PROMPT: Prompts = (Say({
     "it": "Ha inserito {digits:digits}. Prema 1 per confermare, 2 per riprovare.",
     "en": "You entered {digits:digits}. Press 1 to confirm, 2 to try again.",
@@ -193,13 +200,19 @@ class LeaveQueueRequest:
 
 
 @dataclass(frozen=True)
+class RequestCallback:
+    """The caller pressed the callback key: keep their place and call them back."""
+
+
+@dataclass(frozen=True)
 class SetOverrideState:
     override: str
     state: str
 
 
 Action = (Answer | PlayPrompt | StopPlayback | Enqueue | HangupCall | HttpLookup
-          | StartRecording | TransferCall | SetOverrideState | LeaveQueueRequest)
+          | StartRecording | TransferCall | SetOverrideState | LeaveQueueRequest
+          | RequestCallback)
 
 
 @dataclass
@@ -389,9 +402,17 @@ class CallSession:
             return self._end(f"queue_{event.reason}")
         if isinstance(event, DigitPressed) and event.digit in node.exit_keys:
             self.state = "ivr"
-            self.queue = None
             self.path[-1].digits = event.digit
-            return [LeaveQueueRequest(), *self._enter(node.exit_keys[event.digit], now)]
+            target = node.exit_keys[event.digit]
+            if target == "callback":
+                if not self.caller:  # a withheld number cannot be called back
+                    self.state = "queued"
+                    return []
+                self._after_play = "callback"
+                self.exit = {"callback": self.caller}
+                return [RequestCallback(), *self._play(CALLBACK_PROMPT, barge_in=False)]
+            self.queue = None
+            return [LeaveQueueRequest(), *self._enter(target, now)]
         return []
 
     def next_deadline(self) -> float | None:
@@ -546,6 +567,12 @@ class CallSession:
             return self._enter(node.next, now)
         if isinstance(node, Queue) and self._after_play == "enqueue":
             return self._join(node)
+        if isinstance(node, Queue) and self._after_play == "callback":
+            self._after_play = None
+            self.state = "ended"
+            self.end_reason = "callback_requested"
+            self.exit = {**self.exit, "hangup": "callback_requested"}
+            return [HangupCall("callback_requested")]
         if isinstance(node, Voicemail) and self._after_play == "record":
             self._after_play = None
             self._request_id += 1
@@ -570,6 +597,12 @@ class CallSession:
         if isinstance(node, Play) and node.barge_in and self._playing is not None:
             self._typeahead += digit
             return self._stop_playing() + self._enter(node.next, now)
+        if isinstance(node, Queue) and digit in node.exit_keys and self._after_play == "enqueue":
+            # an exit key pressed during the queue's own prompt (which may announce it): the
+            # caller joins, then leaves as if they had pressed it while waiting
+            self._after_play = None
+            actions = self._stop_playing() + self._join(node)
+            return actions + self._queued(DigitPressed(digit), now)
         if isinstance(node, Menu):
             return self._menu_digit(node, digit, now)
         if isinstance(node, Collect):
@@ -781,7 +814,7 @@ class CallSession:
 __all__ = [
     "Action", "Answer", "CallSession", "DigitPressed", "Enqueue", "Event", "HangupCall",
     "HttpLookup", "LeaveQueueRequest", "LookupFinished", "PathStep", "PlayPrompt",
-    "PlaybackFinished", "PromptPiece", "QueueLeft", "RecordingFinished", "SetOverrideState",
-    "StartRecording", "StopPlayback", "TimerFired", "TransferCall", "TransferFinished", "fill",
-    "hours_state", "resolve",
+    "PlaybackFinished", "PromptPiece", "QueueLeft", "RecordingFinished", "RequestCallback",
+    "SetOverrideState", "StartRecording", "StopPlayback", "TimerFired", "TransferCall",
+    "TransferFinished", "fill", "hours_state", "resolve",
 ]

@@ -543,6 +543,8 @@ class _Builder:
             target = cursor.text()
             if not _DIGITS.match(key) or len(key) != 1:
                 cursor.error(f"exit key '{key}' must be one phone key (0-9, * or #)")
+            elif target == "callback":
+                exit_keys[key] = target  # keyword: call the caller back, keeping their place
             elif target is not None:
                 self.references.append((cursor, target))
                 exit_keys[key] = target

@@ -299,7 +299,7 @@ class Queue(Node):
     kind = "queue"
 
     def exits(self) -> Iterator[tuple[str, str]]:
-        yield from self.exit_keys.items()
+        yield from ((k, t) for k, t in self.exit_keys.items() if t != "callback")
         if self.on_exit:
             yield "unserved", self.on_exit
 

@@ -110,7 +110,8 @@ NODES: dict[str, tuple[str, tuple[Key, ...]]] = {
                                         "{position}. The expected wait is about "
                                         "{expected_wait} minutes.'"),
         _k("exit_keys", "options", "Key -> node: a waiting caller who presses it leaves the "
-                                   "queue (e.g. to leave a message)."),
+                                   "queue (e.g. to leave a message); 'callback' keeps their "
+                                   "place and calls them back when an agent is free."),
         _k("on_exit", "node", "Where the call goes when it leaves the queue unserved (queue "
                               "full, nobody logged in, max wait); without it the call is hung "
                               "up."),
