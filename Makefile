@@ -35,8 +35,11 @@ sipstack:
 	  $(BIN)/pip install -q --force-reinstall --no-deps "$$wheel" && \
 	  echo "SIP stack installed: $$($(BIN)/ivr --version | tail -n 1)"
 
+# With an 'edge:' section in the configuration, agents' phones register with Kamailio: both run
+# under supervisord (as run-edge); without it, the switchboard runs alone.
 run: $(BIN)/.ready
-	$(BIN)/ivr run --config $(CONFIG)
+	@if grep -q '^edge:' $(CONFIG); then $(MAKE) --no-print-directory run-edge; \
+	 else $(BIN)/ivr run --config $(CONFIG); fi
 
 # Kamailio in front (agents' phones register with it) and the switchboard behind it, both under
 # supervisord; `$(BIN)/supervisorctl -c var/edge/supervisord.conf status` from another terminal.
