@@ -1075,6 +1075,7 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
         board.registering = frozenset(config.edge.agents)
         for name in board.registering & set(board.router.agents):
             board.router.set_reachable(name, False, board.clock())
+        board.router.drain_log()  # not yet known is no news: the first poll logs who is there
         poller = RegistrationsPoller(config.edge.rpc_url, 2.0, registered.put)
         poller.start()
     metrics_url = f"http://{config.metrics}/metrics" if config.metrics else "off"
