@@ -249,6 +249,8 @@ class Switchboard:
         rows = [QueueEventRow(round(e.at + offset, 3), e.kind, e.queue, e.call_id, e.agent,
                               dict(e.detail)) for e in events]
         self.store.add_events(rows)
+        for row in rows:
+            self.metrics.queue_event(row.kind, row.queue, row.at, row.detail)
         for e in events:
             if e.kind in ("login", "logout", "pause", "unpause") and e.agent:
                 agent = self.router.agents[e.agent]
@@ -303,13 +305,25 @@ class Switchboard:
             self._routing_actions(self.router.on_timer(now))
 
     def _publish(self) -> None:
+        now = self.clock()
         waiting: dict[str, int] = {q: 0 for q in self.config.queues}
+        longest: dict[str, float] = {q: 0.0 for q in self.config.queues}
         for caller in self.router.waiting.values():
             waiting[caller.queue] = waiting.get(caller.queue, 0) + 1
+            longest[caller.queue] = max(longest.get(caller.queue, 0.0),
+                                        round(now - caller.joined, 1))
         agents: dict[str, int] = {}
         for agent in self.router.agents.values():
             agents[agent.state] = agents.get(agent.state, 0) + 1
-        self.metrics.publish(Snapshot(len(self.calls), waiting, agents))
+        by_queue: dict[tuple[str, str], int] = {}
+        for spec in self.config.queues.values():
+            for member in spec.all_members():
+                key = (spec.name, self.router.agents[member.agent].state)
+                by_queue[key] = by_queue.get(key, 0) + 1
+        registered = {a: self.router.agents[a].reachable for a in self.registering
+                      if a in self.router.agents}
+        self.metrics.publish(Snapshot(len(self.calls), waiting, agents, longest, by_queue,
+                                      registered))
 
     # -- SIP events ----------------------------------------------------------------------------
     def _on_sip(self, event: SipEvent) -> None:
@@ -901,6 +915,9 @@ class Switchboard:
         call.record.finish(self.wall(), outcome, reason)
         self.store.save(call.record)
         self.metrics.call_ended(call.trunk, outcome)
+        self.metrics.ivr_path(call.session.flow.name,
+                              [(step.node, step.digits) for step in call.session.path],
+                              call.session.node if outcome == "abandoned_ivr" else None)
         log.info("call %s ended: %s (%s), path %s", call.call_id, outcome, reason,
                  call.record.ivr_path)
 

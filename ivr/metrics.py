@@ -8,10 +8,13 @@ publishes, so the HTTP thread never touches live call objects.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -26,6 +29,12 @@ class Snapshot:
     calls_in_progress: int = 0
     callers_waiting: dict[str, int] = field(default_factory=dict)
     agents_by_state: dict[str, int] = field(default_factory=dict)
+    longest_wait: dict[str, float] = field(default_factory=dict)
+    """Queue -> seconds the longest-waiting caller has waited so far."""
+    queue_agents: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(queue, state) -> agents of that queue in that state."""
+    registered: dict[str, bool] = field(default_factory=dict)
+    """Agent -> phone registered, for agents that register with the SIP edge."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,47 @@ class _StateCollector(Collector):
         for state, n in sorted(snap.agents_by_state.items()):
             agents.add_metric([state], n)
         yield agents
+        longest = GaugeMetricFamily("ivr_queue_longest_wait_seconds",
+                                    "How long the longest-waiting caller of each queue has "
+                                    "waited so far.", labels=["queue"])
+        for queue, seconds in sorted(snap.longest_wait.items()):
+            longest.add_metric([queue], seconds)
+        yield longest
+        by_queue = GaugeMetricFamily("ivr_queue_agents", "Agents of each queue by state now.",
+                                     labels=["queue", "state"])
+        for (queue, state), n in sorted(snap.queue_agents.items()):
+            by_queue.add_metric([queue, state], n)
+        yield by_queue
+        registered = GaugeMetricFamily("ivr_agent_registered",
+                                       "1 while the agent's phone is registered with the SIP "
+                                       "edge (agents that register only).", labels=["agent"])
+        for agent, up in sorted(snap.registered.items()):
+            registered.add_metric([agent], 1 if up else 0)
+        yield registered
+
+
+class _ServiceLevelCollector(Collector):
+    """Service level per queue over a sliding window, both of Asterisk's definitions:
+    SL = answered within the threshold / answered; SL2 = (answered + abandoned within the
+    threshold) / (answered + abandoned)."""
+
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._metrics
+        family = GaugeMetricFamily(
+            "ivr_queue_service_level_ratio",
+            f"Share of callers served within {m.sl_threshold:g} s over the last "
+            f"{m.sl_window:g} s, by definition (sl: of answered; sl2: of answered and "
+            "abandoned, abandons within the threshold counting as served).",
+            labels=["queue", "definition"])
+        for queue, (sl, sl2) in sorted(m.service_levels(m.clock()).items()):
+            if sl is not None:
+                family.add_metric([queue, "sl"], sl)
+            if sl2 is not None:
+                family.add_metric([queue, "sl2"], sl2)
+        yield family
 
 
 class _FlowCollector(Collector):
@@ -81,8 +131,15 @@ class Metrics:
         >>> m.call_ended("loopback", "completed")
     """
 
-    def __init__(self, registry: CollectorRegistry, process: bool = True):
+    def __init__(self, registry: CollectorRegistry, process: bool = True,
+                 sl_threshold: float = 20.0, sl_window: float = 3600.0,
+                 clock: Callable[[], float] = time.time):
         self.registry = registry
+        self.sl_threshold = sl_threshold
+        self.sl_window = sl_window
+        self.clock = clock
+        self._outcomes: dict[str, deque[tuple[float, float, bool]]] = {}
+        """Queue -> (when, wait, answered) of recent callers, for service levels."""
         self._lock = threading.Lock()
         self._snapshot = Snapshot()
         self.calls = Counter("ivr_calls", "Calls ended, by trunk and outcome.",
@@ -95,7 +152,32 @@ class Metrics:
                                registry=registry)
         for result in ("ok", "failed"):
             self.reloads.labels(result=result)
+        self.queue_entered = Counter("ivr_queue_entered", "Callers who joined each queue.",
+                                     ["queue"], registry=registry)
+        self.queue_answered = Counter("ivr_queue_answered", "Callers answered by an agent.",
+                                      ["queue"], registry=registry)
+        self.queue_abandoned = Counter("ivr_queue_abandoned", "Callers who hung up while "
+                                       "waiting.", ["queue"], registry=registry)
+        self.escalations = Counter("ivr_queue_escalations", "Escalations by kind (waiting, "
+                                   "exhaustion, agent) and the level reached.",
+                                   ["queue", "kind", "to_level"], registry=registry)
+        self.wait = Histogram("ivr_queue_wait_seconds", "Seconds callers waited before an "
+                              "agent answered.", ["queue"], registry=registry,
+                              buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1800))
+        self.handle = Histogram("ivr_queue_talk_seconds", "Seconds of talk per answered call.",
+                                ["queue"], registry=registry,
+                                buckets=(30, 60, 120, 180, 300, 600, 1200, 3600))
+        self.node_entries = Counter("ivr_node_entries", "Calls that reached each IVR node.",
+                                    ["flow", "node"], registry=registry)
+        self.node_invalid = Counter("ivr_node_invalid_inputs", "Invalid entries at each node.",
+                                    ["flow", "node"], registry=registry)
+        self.node_timeouts = Counter("ivr_node_timeouts", "Timeouts waiting for keys at each "
+                                     "node.", ["flow", "node"], registry=registry)
+        self.node_hangups = Counter("ivr_node_hangups", "Callers who hung up in the IVR, by the "
+                                    "node where they gave up.", ["flow", "node"],
+                                    registry=registry)
         registry.register(_StateCollector(self.snapshot))
+        registry.register(_ServiceLevelCollector(self))
         registry.register(_FlowCollector(self.flow_in_service))
         if process:
             ProcessCollector(namespace="", registry=registry)
@@ -117,6 +199,58 @@ class Metrics:
 
     def reload_done(self, ok: bool) -> None:
         self.reloads.labels(result="ok" if ok else "failed").inc()
+
+    def queue_event(self, kind: str, queue: str, at: float, detail: Mapping[str, Any]) -> None:
+        """Count one queue-log event (the driver passes each as it is written)."""
+        if kind == "enter":
+            self.queue_entered.labels(queue=queue).inc()
+        elif kind == "connect":
+            wait = float(detail.get("wait", 0.0))
+            self.queue_answered.labels(queue=queue).inc()
+            self.wait.labels(queue=queue).observe(wait)
+            self._remember(queue, at, wait, True)
+        elif kind == "abandon":
+            self.queue_abandoned.labels(queue=queue).inc()
+            self._remember(queue, at, float(detail.get("wait", 0.0)), False)
+        elif kind == "complete":
+            self.handle.labels(queue=queue).observe(float(detail.get("talk", 0.0)))
+        elif kind == "escalate":
+            self.escalations.labels(queue=queue, kind=str(detail.get("kind", "")),
+                                    to_level=str(detail.get("to_level", ""))).inc()
+
+    def _remember(self, queue: str, at: float, wait: float, answered: bool) -> None:
+        with self._lock:
+            self._outcomes.setdefault(queue, deque()).append((at, wait, answered))
+
+    def service_levels(self, now: float) -> dict[str, tuple[float | None, float | None]]:
+        """Queue -> (SL, SL2) over the window ending *now*; None where nobody counts."""
+        out: dict[str, tuple[float | None, float | None]] = {}
+        with self._lock:
+            for queue, outcomes in self._outcomes.items():
+                while outcomes and outcomes[0][0] < now - self.sl_window:
+                    outcomes.popleft()
+                answered = [w for _, w, a in outcomes if a]
+                abandoned = [w for _, w, a in outcomes if not a]
+                fast = sum(1 for w in answered if w <= self.sl_threshold)
+                fast_abandon = sum(1 for w in abandoned if w <= self.sl_threshold)
+                sl = fast / len(answered) if answered else None
+                both = len(answered) + len(abandoned)
+                sl2 = (fast + fast_abandon) / both if both else None
+                out[queue] = (sl, sl2)
+        return out
+
+    def ivr_path(self, flow: str, steps: Iterable[tuple[str, str]], gave_up_at: str | None
+                 ) -> None:
+        """Count a finished call's walk: (node, keys) steps; keys hold '!' per invalid entry
+        and '~' per timeout."""
+        for node, keys in steps:
+            self.node_entries.labels(flow=flow, node=node).inc()
+            if "!" in keys:
+                self.node_invalid.labels(flow=flow, node=node).inc(keys.count("!"))
+            if "~" in keys:
+                self.node_timeouts.labels(flow=flow, node=node).inc(keys.count("~"))
+        if gave_up_at:
+            self.node_hangups.labels(flow=flow, node=gave_up_at).inc()
 
     def publish(self, snapshot: Snapshot) -> None:
         with self._lock:

@@ -62,6 +62,11 @@ def test_sip_info_digits_reach_sales_and_agent(board, tmp_path):
         < record["connected_at"] < record["ended_at"]
     assert board.metric("ivr_calls_total", {"outcome": "completed", "trunk": "test"}) == 1.0
     assert board.metric("ivr_calls_in_progress") == 0.0
+    assert board.metric("ivr_queue_answered_total", {"queue": "sales"}) == 1.0
+    assert board.metric("ivr_queue_wait_seconds_count", {"queue": "sales"}) == 1.0
+    assert board.metric("ivr_node_entries_total", {"flow": "demo", "node": "main"}) == 1.0
+    assert board.metric("ivr_queue_service_level_ratio",
+                        {"queue": "sales", "definition": "sl"}) == 1.0
 
 
 def test_source_that_is_not_a_trunk_gets_403_and_no_answered_record(board, tmp_path):
