@@ -396,6 +396,7 @@ class CallSession:
         if isinstance(event, QueueLeft):
             self.state = "ivr"
             self.queue = None
+            self.exit = {}
             self.path[-1].digits = event.reason
             if node.on_exit:
                 return self._enter(node.on_exit, now)
@@ -412,6 +413,7 @@ class CallSession:
                 self.exit = {"callback": self.caller}
                 return [RequestCallback(), *self._play(CALLBACK_PROMPT, barge_in=False)]
             self.queue = None
+            self.exit = {}
             return [LeaveQueueRequest(), *self._enter(target, now)]
         return []
 
