@@ -293,6 +293,71 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_and_recordings(args: argparse.Namespace) -> tuple[Path, Path | None, int] | None:
+    """The call record file, voicemail folder and retention days from --store or --config."""
+    if getattr(args, "store", None) is not None:
+        return args.store, None, 0
+    from ivr.config import load_config
+
+    try:
+        config = load_config(args.config)
+    except DocumentError as exc:
+        _print_problems(exc)
+        return None
+    return config.store, config.recordings, config.retention_days
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ivr.report import compute, format_csv, format_table, parse_time, read_rows
+
+    try:
+        start = parse_time(args.start)
+        end = parse_time(args.end, end=True)
+    except ValueError as exc:
+        print(f"ivr report: {exc}", file=sys.stderr)
+        return 2
+    if end <= start:
+        print("ivr report: --to must be after --from", file=sys.stderr)
+        return 2
+    where = _store_and_recordings(args)
+    if where is None:
+        return 2
+    if not where[0].is_file():
+        print(f"ivr report: {where[0]}: no call record file", file=sys.stderr)
+        return 2
+    calls, events = read_rows(where[0], start, end, args.fcr_days)
+    rows = compute(calls, events, start=start, end=end, by=args.by, threshold=args.threshold,
+                   fcr_days=args.fcr_days)
+    sys.stdout.write(format_csv(rows, args.by) if args.csv else format_table(rows, args.by))
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    import time
+
+    from ivr.retention import purge_caller, purge_older_than
+
+    where = _store_and_recordings(args)
+    if where is None:
+        return 2
+    store, recordings, retention_days = where
+    try:
+        if args.caller is not None:
+            result = purge_caller(store, args.caller, recordings)
+        else:
+            days = args.older_than if args.older_than is not None else retention_days
+            if not days:
+                print("ivr purge: give --older-than DAYS or --caller NUMBER (retention_days in "
+                      "ivr.yaml is 0: keep forever)", file=sys.stderr)
+                return 2
+            result = purge_older_than(store, days, time.time(), recordings)
+    except (OSError, ValueError) as exc:
+        print(f"ivr purge: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 1 if result.failed_files else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ivr", description="Centralino: IVR and call queues for a SIP/FXO gateway.")
@@ -417,6 +482,40 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
                        help="appliance configuration (default: %(default)s)")
     agent.set_defaults(func=cmd_agent)
+
+    report = sub.add_parser(
+        "report", help="service level, ASA, abandonment, FCR... from the call records",
+        description="Contact-centre figures per queue, agent, day or hour from the call records "
+                    "(see README, 'Reports and retention'). Dates are in this machine's local "
+                    "time; a bare --to date includes that whole day.")
+    report.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD[THH:MM]")
+    report.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD[THH:MM]")
+    report.add_argument("--by", choices=("queue", "agent", "day", "hour"), default="queue")
+    report.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    report.add_argument("--threshold", type=_seconds, default=20.0,
+                        help="service level threshold (default: 20 s)")
+    report.add_argument("--fcr-days", type=float, default=7.0,
+                        help="a repeat call within this many days is not first-contact "
+                             "resolution (default: 7)")
+    report.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
+                        help="appliance configuration (default: %(default)s)")
+    report.add_argument("--store", type=Path, help="the call record file (instead of --config)")
+    report.set_defaults(func=cmd_report)
+
+    purge = sub.add_parser(
+        "purge", help="delete old call data, or one caller's data (GDPR)",
+        description="Delete call records, queue events and voicemail files older than DAYS "
+                    "(default: retention_days of ivr.yaml), or everything about one caller "
+                    "number. One database transaction; files are deleted after it.")
+    which = purge.add_mutually_exclusive_group()
+    which.add_argument("--older-than", type=float, metavar="DAYS")
+    which.add_argument("--caller", metavar="NUMBER")
+    purge.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
+                       help="appliance configuration (default: %(default)s)")
+    purge.add_argument("--store", type=Path,
+                       help="the call record file (instead of --config; voicemail paths are "
+                            "then taken as stored)")
+    purge.set_defaults(func=cmd_purge)
 
     version = sub.add_parser("version", help="show versions",
                              description="Show the versions of Centralino and its SIP stack.")

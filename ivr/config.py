@@ -132,6 +132,8 @@ class Config:
     """URI template that calls a caller back through the gateway: 'sip:{number}@gw'."""
     edge: EdgeSettings | None = None
     """The SIP edge (Kamailio) in front, when agents' phones register; see ivr/edge.py."""
+    retention_days: int = 0
+    """Days call records, queue events and voicemails are kept by ``ivr purge``; 0: forever."""
 
     def agent_for(self, address: str, user: str) -> Agent | None:
         """The agent whose phone this is: the URI's user and host must both match."""
@@ -172,7 +174,7 @@ class Config:
 
 _TOP = ("sip", "trunks", "agents", "queues", "flow", "store", "prompts", "music_on_hold",
         "metrics", "log_level", "extensions", "dial_out", "recordings", "feature_codes",
-        "edge", "callback")
+        "edge", "callback", "retention_days")
 
 
 def load_config(path: str | Path) -> Config:
@@ -221,6 +223,9 @@ def load_config(path: str | Path) -> Config:
         except DocumentError as exc:  # the edge's own checks, located in the same file
             seen = {str(p) for p in root.problems.items}
             root.problems.items.extend(p for p in exc.problems if str(p) not in seen)
+    retention_days = 0
+    if "retention_days" in top:
+        retention_days = top["retention_days"].integer(0, 36500) or 0
     root.problems.raise_if_any()
     assert sip is not None and flow is not None
     listen, user, rtp, rtp_range, max_calls, sip_log = sip
@@ -230,7 +235,7 @@ def load_config(path: str | Path) -> Config:
                   speech_rate=rate, music_on_hold=moh, metrics=metrics,
                   log_level=log_level or "info", sip_log_level=sip_log, extensions=extensions,
                   dial_out=dial_out, recordings=recordings, feature_codes=features, edge=edge,
-                  callback=callback)
+                  callback=callback, retention_days=retention_days)
 
 
 def _host_port(cursor: Cursor) -> HostPort | None:

@@ -1,0 +1,255 @@
+"""Contact-centre reports from the call records (``ivr report``).
+
+The figures are computed by pure functions over lists of rows (mappings with the columns of the
+``calls`` and ``queue_events`` tables), so tests can feed rows directly; :func:`read_rows` is the
+thin SQLite part. Definitions (see README, "Reports and retention"):
+
+* offered: calls in the window (by ``started_at``) that reached a queue (``queue`` set);
+* answered: offered calls an agent took (``connected_at`` set);
+* abandoned: offered calls with outcome ``abandoned_queue``;
+* SL = answered within the threshold / answered;
+  SL2 = (answered within + abandoned within the threshold) / (answered + abandoned);
+* ASA = mean wait of answered calls; AHT = mean talk + wrap-up (talk only when no wrap-up is
+  recorded for the call);
+* escalation rate = offered calls with an ``escalate`` event / (answered + abandoned);
+* FCR = answered calls from a known number that were not escalated and after whose end the same
+  number did not call again within ``fcr_days`` days / answered calls from a known number;
+* occupancy (by agent) = talk seconds / logged-in seconds from login/logout events in the window.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+Row = Mapping[str, Any]
+
+GROUPINGS = ("queue", "agent", "day", "hour")
+WITHHELD = {"", "anonymous", "unknown", "withheld", "private", "restricted", "unavailable"}
+DAY = 86400.0
+
+
+def is_withheld(number: str | None) -> bool:
+    return number is None or number.strip().lower() in WITHHELD
+
+
+def parse_time(text: str, *, end: bool = False) -> float:
+    """'YYYY-MM-DD' or 'YYYY-MM-DDTHH:MM' in the machine's local time -> Unix seconds.
+
+    A bare date given as the end of a window means the end of that day (midnight after it).
+    """
+    for fmt in ("%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            moment = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if end and fmt == "%Y-%m-%d":
+            moment += timedelta(days=1)
+        return moment.timestamp()
+    raise ValueError(f"'{text}' is not a date such as 2026-11-02 or 2026-11-02T08:30")
+
+
+@dataclass
+class ReportRow:
+    group: str
+    offered: int = 0
+    answered: int = 0
+    abandoned: int = 0
+    sl: float | None = None
+    sl2: float | None = None
+    asa: float | None = None
+    aht: float | None = None
+    abandonment: float | None = None
+    escalation: float | None = None
+    fcr: float | None = None
+    occupancy: float | None = None
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _group_key(call: Row, by: str) -> str:
+    if by == "queue":
+        return str(call["queue"])
+    if by == "agent":
+        return str(call["agent"] or "")
+    moment = datetime.fromtimestamp(float(call["started_at"]))  # local time of this machine
+    return moment.strftime("%Y-%m-%d") if by == "day" else moment.strftime("%Y-%m-%d %H:00")
+
+
+def _wrap_ups(events: Sequence[Row]) -> dict[str, float]:
+    """call id -> wrap-up seconds: from its ``complete`` to the agent's next ``wrap_up_end``."""
+    out: dict[str, float] = {}
+    open_calls: dict[str, tuple[str, float]] = {}  # agent -> (call id, completed at)
+    for e in sorted(events, key=lambda e: float(e["at"])):
+        if e["kind"] == "complete" and e["agent"]:
+            open_calls[e["agent"]] = (e["call_id"], float(e["at"]))
+        elif e["kind"] == "connect" and e["agent"]:
+            open_calls.pop(e["agent"], None)
+        elif e["kind"] == "wrap_up_end" and e["agent"] in open_calls:
+            call_id, done = open_calls.pop(e["agent"])
+            out[call_id] = float(e["at"]) - done
+    return out
+
+
+def _logged_in_seconds(events: Sequence[Row], start: float, end: float) -> dict[str, float]:
+    """agent -> seconds logged in within [start, end), for agents with login/logout events.
+
+    A logout without an earlier login in the window means logged in since the window's start;
+    a login without a later logout, until its end. Agents without such events are unknown.
+    """
+    out: dict[str, float] = {}
+    since: dict[str, float | None] = {}
+    for e in sorted(events, key=lambda e: float(e["at"])):
+        at, agent = float(e["at"]), e["agent"]
+        if not agent or not start <= at < end or e["kind"] not in ("login", "logout"):
+            continue
+        out.setdefault(agent, 0.0)
+        if e["kind"] == "login":
+            since.setdefault(agent, None)
+            if since[agent] is None:
+                since[agent] = at
+        else:
+            began = since.get(agent, start)
+            if agent not in since or began is not None:
+                out[agent] += at - (start if began is None else began)
+            since[agent] = None
+    for agent, began in since.items():
+        if began is not None:
+            out[agent] += end - began
+    return out
+
+
+def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: float,
+            by: str = "queue", threshold: float = 20.0, fcr_days: float = 7.0,
+            total: bool = True) -> list[ReportRow]:
+    """The report's rows, one per group (sorted) and a final 'total' row if *total*.
+
+    *calls* may include calls after *end* (up to ``fcr_days`` later): they count only as
+    repeat calls for FCR. *events* are the queue events of the same period.
+    """
+    if by not in GROUPINGS:
+        raise ValueError(f"unknown grouping '{by}'")
+    all_calls = list(calls)
+    all_events = list(events)
+    escalated = {e["call_id"] for e in all_events if e["kind"] == "escalate" and e["call_id"]}
+    wrap = _wrap_ups(all_events)
+    later: dict[str, list[float]] = {}
+    for c in all_calls:
+        if c["source"] != "callback" and not is_withheld(c["caller"]):
+            later.setdefault(c["caller"], []).append(float(c["started_at"]))
+
+    offered = [c for c in all_calls if c["queue"] and start <= float(c["started_at"]) < end]
+    if by == "agent":
+        offered = [c for c in offered if c["agent"]]
+    groups: dict[str, list[Row]] = {}
+    for c in offered:
+        groups.setdefault(_group_key(c, by), []).append(c)
+    logged = _logged_in_seconds(all_events, start, end) if by == "agent" else {}
+
+    def row_for(name: str, group: list[Row], occupancy_known: bool) -> ReportRow:
+        answered = [c for c in group if c["connected_at"] is not None]
+        abandoned = [c for c in group if c["outcome"] == "abandoned_queue"]
+        ans_in = sum(1 for c in answered if float(c["wait_seconds"] or 0) <= threshold)
+        ab_in = sum(1 for c in abandoned if float(c["wait_seconds"] or 0) <= threshold)
+        handled = [c for c in answered if c["talk_seconds"] is not None]
+        fcr_base = [c for c in answered if not is_withheld(c["caller"])]
+        resolved = 0
+        for c in fcr_base:
+            ended = float(c["ended_at"] if c["ended_at"] is not None else c["started_at"])
+            again = any(ended < t <= ended + fcr_days * DAY for t in later.get(c["caller"], []))
+            if c["call_id"] not in escalated and not again:
+                resolved += 1
+        both = len(answered) + len(abandoned)
+        occupancy = None
+        if occupancy_known and logged.get(name):
+            occupancy = sum(float(c["talk_seconds"]) for c in handled) / logged[name]
+        return ReportRow(
+            group=name, offered=len(group), answered=len(answered), abandoned=len(abandoned),
+            sl=_ratio(ans_in, len(answered)), sl2=_ratio(ans_in + ab_in, both),
+            asa=_mean([float(c["wait_seconds"] or 0) for c in answered]),
+            aht=_mean([float(c["talk_seconds"]) + wrap.get(c["call_id"], 0.0) for c in handled]),
+            abandonment=_ratio(len(abandoned), len(group)),
+            escalation=_ratio(sum(1 for c in group if c["call_id"] in escalated), both),
+            fcr=_ratio(resolved, len(fcr_base)), occupancy=occupancy)
+
+    rows = [row_for(name, groups[name], by == "agent") for name in sorted(groups)]
+    if total:
+        rows.append(row_for("total", offered, False))
+    return rows
+
+
+COLUMNS = ("group", "offered", "answered", "abandoned", "sl", "sl2", "asa", "aht",
+           "abandonment", "escalation", "fcr", "occupancy")
+_HEADERS = {"sl": "SL", "sl2": "SL2", "asa": "ASA s", "aht": "AHT s", "abandonment": "aband",
+            "escalation": "escal", "fcr": "FCR", "occupancy": "occup"}
+_PERCENT = ("sl", "sl2", "abandonment", "escalation", "fcr", "occupancy")
+
+
+def _cell(row: ReportRow, column: str, *, csv_form: bool) -> str:
+    value = getattr(row, column)
+    if value is None:
+        return ""
+    if column in _PERCENT:
+        return f"{value:.4f}" if csv_form else f"{value:.1%}"
+    if column in ("asa", "aht"):
+        return f"{value:.2f}" if csv_form else f"{value:.1f}"
+    return str(value)
+
+
+def format_table(rows: Sequence[ReportRow], by: str) -> str:
+    headers = [by if c == "group" else _HEADERS.get(c, c) for c in COLUMNS]
+    if by == "agent":
+        headers[COLUMNS.index("answered")] = "calls"
+    cells = [[_cell(r, c, csv_form=False) for c in COLUMNS] for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w)
+                       for i, (h, w) in enumerate(zip(headers, widths, strict=True)))]
+    for line in cells:
+        lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                               for i, (v, w) in enumerate(zip(line, widths, strict=True))))
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def format_csv(rows: Sequence[ReportRow], by: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([by if c == "group" else c for c in COLUMNS])
+    for r in rows:
+        writer.writerow([_cell(r, c, csv_form=True) for c in COLUMNS])
+    return out.getvalue()
+
+
+def read_rows(store_path: Path, start: float, end: float,
+              fcr_days: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Calls started in [start, end + fcr_days) and queue events in [start, end), read-only."""
+    db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5.0)
+    db.row_factory = sqlite3.Row
+    try:
+        calls = [dict(r) for r in db.execute(
+            "SELECT * FROM calls WHERE started_at >= ? AND started_at < ? ORDER BY started_at",
+            (start, end + fcr_days * DAY))]
+        events = []
+        for r in db.execute("SELECT at, kind, queue, call_id, agent, detail FROM queue_events "
+                            "WHERE at >= ? AND at < ? ORDER BY at, id", (start, end + DAY)):
+            event = dict(r)
+            try:
+                event["detail"] = json.loads(event["detail"] or "{}")
+            except ValueError:
+                event["detail"] = {}
+            events.append(event)
+    finally:
+        db.close()
+    return calls, events

@@ -1,0 +1,131 @@
+"""Retention of call data: purge old records, or everything about one caller (GDPR erasure).
+
+Each purge is one database transaction (with ``secure_delete`` so the removed rows are
+overwritten in the file); voicemail files are deleted only after the commit. Nothing here logs
+or prints a caller's number.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("ivr.retention")
+
+DAY = 86400.0
+
+
+@dataclass
+class PurgeResult:
+    calls: int = 0
+    queue_events: int = 0
+    voicemails: int = 0
+    callbacks: int = 0
+    """Callback call records (the switchboard calling the caller back), included in ``calls``."""
+    missing_files: int = 0
+    failed_files: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (f"removed {self.calls} call record(s) ({self.callbacks} callback(s)), "
+                f"{self.queue_events} queue event(s), {self.voicemails} voicemail file(s)")
+        if self.missing_files:
+            text += f"; {self.missing_files} voicemail file(s) were already gone"
+        if self.failed_files:
+            text += f"; could not delete {len(self.failed_files)} file(s)"
+        return text
+
+
+def _connect(store_path: Path) -> sqlite3.Connection:
+    if not Path(store_path).is_file():
+        raise FileNotFoundError(f"{store_path}: no call record file")
+    db = sqlite3.connect(str(store_path), isolation_level=None, timeout=10.0)
+    db.execute("PRAGMA secure_delete=ON")
+    return db
+
+
+def _voicemail_file(path: str, recordings: Path | None) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or recordings is None else recordings / p
+
+
+def _delete_files(paths: list[str], recordings: Path | None, result: PurgeResult) -> None:
+    for path in paths:
+        target = _voicemail_file(path, recordings)
+        try:
+            target.unlink()
+            result.voicemails += 1
+        except FileNotFoundError:
+            result.missing_files += 1
+        except OSError as exc:
+            log.error("cannot delete a voicemail file: %s", exc.strerror or exc)
+            result.failed_files.append(str(target))
+
+
+def _purge(db: sqlite3.Connection, where: str, params: tuple[object, ...],
+           events_where: str | None, events_params: tuple[object, ...]) -> tuple[
+               PurgeResult, list[str]]:
+    result = PurgeResult()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        rows = db.execute(f"SELECT call_id, voicemail_path, source FROM calls WHERE {where}",
+                          params).fetchall()
+        ids = [r[0] for r in rows]
+        files = [r[1] for r in rows if r[1]]
+        result.callbacks = sum(1 for r in rows if r[2] == "callback")
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" for _ in chunk)
+            result.queue_events += db.execute(
+                f"DELETE FROM queue_events WHERE call_id IN ({marks})", chunk).rowcount
+        if events_where:
+            result.queue_events += db.execute(f"DELETE FROM queue_events WHERE {events_where}",
+                                              events_params).rowcount
+        result.calls = db.execute(f"DELETE FROM calls WHERE {where}", params).rowcount
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    try:  # move the overwritten pages out of the write-ahead log too
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
+    return result, files
+
+
+def purge_older_than(store_path: Path, days: float, now: float,
+                     recordings: Path | None = None) -> PurgeResult:
+    """Delete call records that ended, and queue events that happened, more than *days* ago,
+    with the voicemail files of those calls. Calls still in progress are kept.
+
+    Meant to be called daily by the switchboard (not wired in yet) or by ``ivr purge``.
+    """
+    if days <= 0:
+        raise ValueError("the retention period must be a positive number of days")
+    cutoff = now - days * DAY
+    db = _connect(store_path)
+    try:
+        result, files = _purge(
+            db, "outcome != 'in_progress' AND COALESCE(ended_at, started_at) < ?", (cutoff,),
+            "at < ?", (cutoff,))
+    finally:
+        db.close()
+    _delete_files(files, recordings, result)
+    log.info("retention (%g days): %s", days, result.summary())
+    return result
+
+
+def purge_caller(store_path: Path, number: str, recordings: Path | None = None) -> PurgeResult:
+    """Remove one person's data: the calls from *number*, the callbacks made to it, the queue
+    events of those calls and their voicemail files."""
+    if not number.strip():
+        raise ValueError("give the caller's number")
+    db = _connect(store_path)
+    try:
+        result, files = _purge(
+            db, "caller = ? OR (source = 'callback' AND called = ?)", (number, number), None, ())
+    finally:
+        db.close()
+    _delete_files(files, recordings, result)
+    return result
