@@ -51,6 +51,7 @@ from ivr.flow.model import Say
 from ivr.lookup import LookupResult, Lookups, redact_url
 from ivr.metrics import Metrics, Snapshot
 from ivr.prompts import PromptError, PromptLibrary
+from ivr.retention import purge_older_than
 from ivr.sip.events import (
     CallRefused,
     DigitReceived,
@@ -1101,6 +1102,7 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
     sd_notify("READY=1")
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
     last_ping = 0.0
+    next_purge = time.monotonic() + 60 if config.retention_days else math.inf
     try:
         while not flags["stop"]:
             board.step(10)
@@ -1119,6 +1121,14 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
                     if reload_flow(board, reload_flow_file, triggers) == "reloaded":
                         files = flow_files(board.flow)
                         watcher.watch(files)
+            if time.monotonic() >= next_purge:  # retention: once a minute after start, then daily
+                next_purge = time.monotonic() + 86400
+                board.store.flush()
+                try:
+                    purge_older_than(config.store, config.retention_days, time.time(),
+                                     config.recordings)
+                except Exception as exc:  # noqa: BLE001 - a failed purge must not stop calls
+                    log.error("retention purge failed: %s; it is tried again tomorrow", exc)
             if watchdog_usec and time.monotonic() - last_ping > watchdog_usec / 2e6:
                 sd_notify("WATCHDOG=1")
                 last_ping = time.monotonic()

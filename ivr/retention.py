@@ -99,7 +99,7 @@ def purge_older_than(store_path: Path, days: float, now: float,
     """Delete call records that ended, and queue events that happened, more than *days* ago,
     with the voicemail files of those calls. Calls still in progress are kept.
 
-    Meant to be called daily by the switchboard (not wired in yet) or by ``ivr purge``.
+    Called daily by the switchboard when ``retention_days`` is set, and by ``ivr purge``.
     """
     if days <= 0:
         raise ValueError("the retention period must be a positive number of days")
