@@ -1058,7 +1058,8 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
     moh = config.music_on_hold or music_on_hold(config.prompt_cache)
     store = CallStore(config.store)
     store.recover(time.time())
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), sl_threshold=config.sl_threshold,
+                      sl_window=config.sl_window)
     metrics.set_build(stack_version())
     metrics.flow_loaded(flow.name, flow.version, time.time())
     if config.metrics is not None:

@@ -121,6 +121,10 @@ class Config:
     speech_rate: int
     music_on_hold: Path | None
     metrics: HostPort | None
+    sl_threshold: float = 20.0
+    """Service level threshold of the metrics, seconds."""
+    sl_window: float = 3600.0
+    """Sliding window of the service level metrics, seconds."""
     log_level: str = "info"
     sip_log_level: int = 1
     extensions: dict[str, Extension] = field(default_factory=dict)
@@ -198,7 +202,15 @@ def load_config(path: str | Path) -> Config:
     if moh is not None and not moh.is_file():
         top["music_on_hold"].error(f"music on hold file '{moh.name}' does not exist")
     metrics = None
-    if "metrics" in top and top["metrics"].text() not in (None, "off"):
+    sl_threshold, sl_window = 20.0, 3600.0
+    if "metrics" in top and top["metrics"].is_mapping():
+        mf = top["metrics"].mapping(allowed=("listen", "service_level_threshold",
+                                             "service_level_window"), required=("listen",))
+        if mf is not None and "listen" in mf:
+            metrics = _host_port(mf["listen"])
+            sl_threshold = _num(mf, "service_level_threshold", 20.0, 1, 3600)
+            sl_window = _num(mf, "service_level_window", 3600.0, 60, 7 * 86400)
+    elif "metrics" in top and top["metrics"].text() not in (None, "off"):
         metrics = _host_port(top["metrics"])
     log_level = top["log_level"].choice(("debug", "info", "warning", "error")) \
         if "log_level" in top else "info"
@@ -233,6 +245,7 @@ def load_config(path: str | Path) -> Config:
                   rtp_port_range=rtp_range, max_calls=max_calls, trunks=trunks, agents=agents,
                   queues=queues, flow=flow, store=store, prompt_cache=prompts_dir, voices=voices,
                   speech_rate=rate, music_on_hold=moh, metrics=metrics,
+                  sl_threshold=sl_threshold, sl_window=sl_window,
                   log_level=log_level or "info", sip_log_level=sip_log, extensions=extensions,
                   dial_out=dial_out, recordings=recordings, feature_codes=features, edge=edge,
                   callback=callback, retention_days=retention_days)

@@ -167,6 +167,9 @@ class Metrics:
         self.handle = Histogram("ivr_queue_talk_seconds", "Seconds of talk per answered call.",
                                 ["queue"], registry=registry,
                                 buckets=(30, 60, 120, 180, 300, 600, 1200, 3600))
+        self.wrap_up = Histogram("ivr_agent_wrap_up_seconds", "Seconds agents spent in wrap-up "
+                                 "after a call.", registry=registry,
+                                 buckets=(5, 10, 20, 30, 60, 120, 300))
         self.node_entries = Counter("ivr_node_entries", "Calls that reached each IVR node.",
                                     ["flow", "node"], registry=registry)
         self.node_invalid = Counter("ivr_node_invalid_inputs", "Invalid entries at each node.",
@@ -214,6 +217,8 @@ class Metrics:
             self._remember(queue, at, float(detail.get("wait", 0.0)), False)
         elif kind == "complete":
             self.handle.labels(queue=queue).observe(float(detail.get("talk", 0.0)))
+        elif kind == "wrap_up_end":
+            self.wrap_up.observe(float(detail.get("wrap", 0.0)))
         elif kind == "escalate":
             self.escalations.labels(queue=queue, kind=str(detail.get("kind", "")),
                                     to_level=str(detail.get("to_level", ""))).inc()

@@ -165,6 +165,7 @@ class AgentState:
     call_id: str | None = None
     ring_deadline: float | None = None
     wrap_up_until: float | None = None
+    wrap_up_since: float | None = None
     pause_reason: str = ""
     answered: int = 0
     missed: int = 0
@@ -465,7 +466,8 @@ class Router:
                 agent.wrap_up_until = None
                 agent.idle_since = now
                 self._set(agent, "available", now)
-                self._log(now, "wrap_up_end", agent=agent.agent)
+                since = agent.wrap_up_since if agent.wrap_up_since is not None else now
+                self._log(now, "wrap_up_end", agent=agent.agent, wrap=round(now - since, 3))
         for caller in list(self.waiting.values()):
             if caller.call_id not in self.waiting:
                 continue
@@ -536,6 +538,7 @@ class Router:
         agent.call_id = None
         if wrap > 0:
             agent.wrap_up_until = now + wrap
+            agent.wrap_up_since = now
             self._set(agent, "wrap_up", now)
         else:
             agent.idle_since = now

@@ -117,3 +117,15 @@ dial_out:
 def test_dial_out_must_be_a_list_of_rules(tmp_path):
     assert problems(tmp_path, 'dial_out: {pattern: "^0", uri: "sip:{number}@192.0.2.1"}\n') == [
         "ivr.yaml:4:11: dial_out: expected a list, got a mapping"]
+
+
+def test_metrics_section_takes_service_level_window_and_threshold(tmp_path):
+    from ivr.config import load_config
+
+    cfg = tmp_path / "ivr.yaml"
+    cfg.write_text("sip: {listen: 127.0.0.1:5080}\ntrunks: {gw: {sources: [127.0.0.1]}}\n"
+                   "flow: flow.yaml\nmetrics: {listen: 127.0.0.1:9480, "
+                   "service_level_threshold: 30, service_level_window: 900}\n")
+    config = load_config(cfg)
+    assert str(config.metrics) == "127.0.0.1:9480"
+    assert (config.sl_threshold, config.sl_window) == (30, 900)

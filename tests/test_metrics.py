@@ -88,3 +88,16 @@ def test_ivr_nodes_state_gauges_and_the_text_parses():
     assert {"ivr_calls_in_progress", "ivr_queue_service_level_ratio", "ivr_node_entries",
             "ivr_queue_wait_seconds"} <= names
     assert "3331234567" not in text
+
+
+def test_wrap_up_time_is_observed_from_the_queue_log():
+    r = Router([QueueSpec("q", ("a",), wrap_up=30)], now=0.0)
+    r.join("c1", "q", 0)
+    r.answered("c1", "a", 1)
+    r.finished("c1", 61)
+    r.on_timer(91)
+    metrics, _ = fresh()
+    for e in r.drain_log():
+        metrics.queue_event(e.kind, e.queue, e.at, e.detail)
+    assert value(metrics, "ivr_agent_wrap_up_seconds_count") == 1
+    assert value(metrics, "ivr_agent_wrap_up_seconds_sum") == 30
