@@ -174,6 +174,8 @@ class Switchboard:
     """Hours override switches (name -> 'open' / 'closed'); None: load them from the store."""
     transfer_timeout: float = 30.0
     """Seconds a transfer destination may ring before the transfer fails ('no answer')."""
+    trunk_state: dict[str, bool] = field(default_factory=dict)
+    """Trunk -> the gateway answered the last OPTIONS ping (trunks with a ping only)."""
     registering: frozenset[str] = frozenset()
     """Agents whose phones register with the SIP edge (the others have fixed addresses)."""
 
@@ -324,7 +326,7 @@ class Switchboard:
         registered = {a: self.router.agents[a].reachable for a in self.registering
                       if a in self.router.agents}
         self.metrics.publish(Snapshot(len(self.calls), waiting, agents, longest, by_queue,
-                                      registered))
+                                      registered, dict(self.trunk_state)))
 
     # -- SIP events ----------------------------------------------------------------------------
     def _on_sip(self, event: SipEvent) -> None:
@@ -1085,6 +1087,19 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
     sip.start()
     board = Switchboard(config, flow, sip, store, metrics, prompts, str(moh))
     watcher.start()
+    from hw.gateway import GatewayMonitor
+
+    gateways = [t for t in config.trunks if t.ping is not None]
+    trunk_news: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
+    monitors = []
+    for trunk in gateways:  # one monitor per trunk: each has its own interval
+        assert trunk.ping is not None
+        monitor = GatewayMonitor([(trunk.name, trunk.ping.host, trunk.ping.port)],
+                                 interval=trunk.ping_interval,
+                                 timeout=min(5.0, trunk.ping_interval / 2),
+                                 on_change=lambda name, up: trunk_news.put((name, up)))
+        monitor.start()
+        monitors.append(monitor)
     registered: queue.SimpleQueue[frozenset[str]] = queue.SimpleQueue()
     poller = None
     if config.edge is not None:
@@ -1109,6 +1124,9 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
             board.step(10)
             while not registered.empty():
                 board.registrations(registered.get_nowait())
+            while not trunk_news.empty():
+                name, up = trunk_news.get_nowait()
+                board.trunk_state[name] = up
             pending: list[ReloadRequest] = []
             while not requests.empty():
                 pending.append(requests.get_nowait())
@@ -1138,6 +1156,8 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
         watcher.stop()
         if poller is not None:
             poller.stop()
+        for monitor in monitors:
+            monitor.stop()
         log.info("stopping: hanging up %d call(s)", len(board.calls))
         board.hang_up_all()
         sip.shutdown()

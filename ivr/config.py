@@ -42,6 +42,9 @@ class Trunk:
     sources: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     lines: int
     """Calls at once; one more is answered 486 Busy Here."""
+    ping: HostPort | None = None
+    """Where to send SIP OPTIONS to check that the gateway is alive (None: not checked)."""
+    ping_interval: float = 30.0
 
     def allows(self, address: str) -> bool:
         try:
@@ -292,7 +295,8 @@ def _trunks(cursor: Cursor) -> tuple[Trunk, ...]:
     if entries is not None and not entries:
         cursor.error("configure at least one trunk: only trunk sources may place calls")
     for name, tc in (entries or {}).items():
-        f = tc.mapping(allowed=("sources", "lines", "description"), required=("sources",))
+        f = tc.mapping(allowed=("sources", "lines", "description", "ping", "ping_interval"),
+                       required=("sources",))
         if f is None or "sources" not in f:
             continue
         nets = []
@@ -306,8 +310,10 @@ def _trunks(cursor: Cursor) -> tuple[Trunk, ...]:
                 item.error(f"'{text}' is not an IP address or network such as 192.0.2.10 or "
                            "192.0.2.0/28")
         lines = f["lines"].integer(1, 1000) if "lines" in f else 30
+        ping = _host_port(f["ping"]) if "ping" in f else None
+        interval = _num(f, "ping_interval", 30.0, 1, 3600)
         if lines is not None:
-            out.append(Trunk(name, tuple(nets), lines))
+            out.append(Trunk(name, tuple(nets), lines, ping, interval))
     return tuple(out)
 
 

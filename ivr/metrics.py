@@ -35,6 +35,8 @@ class Snapshot:
     """(queue, state) -> agents of that queue in that state."""
     registered: dict[str, bool] = field(default_factory=dict)
     """Agent -> phone registered, for agents that register with the SIP edge."""
+    trunks: dict[str, bool] = field(default_factory=dict)
+    """Trunk -> gateway answered the last SIP OPTIONS, for trunks with a ping address."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,12 @@ class _StateCollector(Collector):
         for agent, up in sorted(snap.registered.items()):
             registered.add_metric([agent], 1 if up else 0)
         yield registered
+        trunks = GaugeMetricFamily("ivr_trunk_reachable", "1 while the gateway answers SIP "
+                                   "OPTIONS (trunks with a ping address only).",
+                                   labels=["trunk"])
+        for trunk, up in sorted(snap.trunks.items()):
+            trunks.add_metric([trunk], 1 if up else 0)
+        yield trunks
 
 
 class _ServiceLevelCollector(Collector):

@@ -6,9 +6,9 @@ set -euo pipefail
 
 # build of the SIP stack | prompts | test peers | source fetch | 'ivr graph' (SVG, PNG) |
 # the edge, registrar of agents' phones (its jsonrpcs, xhttp, htable modules are in the base
-# package)
+# package) | promtool, to check monitoring/
 PACKAGES=(build-essential swig libssl-dev uuid-dev pkg-config dpkg-dev patch xz-utils
-          espeak-ng sox baresip-core graphviz kamailio)
+          espeak-ng sox baresip-core graphviz kamailio prometheus)
 
 if [[ "${1:-}" == "--list" ]]; then
     printf '%s\n' "${PACKAGES[@]}"
@@ -38,4 +38,10 @@ apt-get install -y -q "${missing[@]}"
 if [[ " ${missing[*]} " == *" kamailio "* ]] && [[ -d /run/systemd/system ]]; then
     echo "Disabling Debian's kamailio.service (the edge runs its own Kamailio)" >&2
     systemctl disable --now kamailio.service || true
+fi
+# Debian enables a prometheus service (port 9090) and, through Recommends, node-exporter (port
+# 9100): only promtool is wanted here. monitoring/README.md says how to run Prometheus.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [[ -d /run/systemd/system ]]; then
+    echo "Disabling Debian's prometheus.service (only promtool is needed)" >&2
+    systemctl disable --now prometheus.service prometheus-node-exporter.service || true
 fi

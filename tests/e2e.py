@@ -70,6 +70,8 @@ class Switchboard:
     """The flow file to run (default: flows/demo.yaml)."""
     extra_config: str = ""
     """More ivr.yaml text, appended as is (e.g. extensions and dial_out sections)."""
+    trunk_ping: str = ""
+    """Address the switchboard pings with SIP OPTIONS to check the gateway (host:port)."""
     passwords: dict[str, str] = field(default_factory=dict)
     """Agents' SIP passwords (agents that register with the edge)."""
     queues: str = ""
@@ -111,6 +113,7 @@ trunks:
   test:
     sources: [{", ".join(self.trunk_sources)}]
     lines: 30
+{f"    ping: {self.trunk_ping}{chr(10)}    ping_interval: 1" if self.trunk_ping else ""}
 agents:
 {agents}
 queues:

@@ -137,3 +137,55 @@ def test_malformed_sip_is_dropped_and_service_goes_on(board, tmp_path):
     assert record["outcome"] == "completed" and record["agent"] == "anna"
     assert record["ivr_path"] == "welcome[1] > main[1] > support"
     assert board.proc.poll() is None  # still running
+
+
+def test_gateway_reachability_from_sip_options(tmp_path):
+    import socket
+    import threading
+    import time
+
+    require_sip_stack()
+    responder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    responder.bind(("127.0.0.1", 0))
+    responder.settimeout(0.2)
+    answering = threading.Event()
+    answering.set()
+    done = threading.Event()
+
+    def serve():
+        while not done.is_set():
+            try:
+                data, peer = responder.recvfrom(4096)
+            except OSError:
+                continue
+            if not answering.is_set() or not data.startswith(b"OPTIONS "):
+                continue
+            head = [line for line in data.decode().split("\r\n")
+                    if line.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
+            reply = "SIP/2.0 200 OK\r\n" + "\r\n".join(head) + "\r\nContent-Length: 0\r\n\r\n"
+            responder.sendto(reply.encode(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    sb = Switchboard(tmp_path, free_udp_port(), free_tcp_port(), agents={"anna": free_udp_port()},
+                     trunk_ping=f"127.0.0.1:{responder.getsockname()[1]}")
+    sb.start()
+    try:
+        def reachable():
+            return sb.metric("ivr_trunk_reachable", {"trunk": "test"})
+
+        end = time.monotonic() + 10
+        while reachable() != 1.0 and time.monotonic() < end:
+            time.sleep(0.2)
+        assert reachable() == 1.0
+        answering.clear()                       # the gateway goes silent
+        end = time.monotonic() + 10
+        while reachable() != 0.0 and time.monotonic() < end:
+            time.sleep(0.2)
+        assert reachable() == 0.0
+        sb.wait_for_log("unreachable")
+    finally:
+        done.set()
+        thread.join(2)
+        responder.close()
+        assert sb.stop() == 0, sb.log_tail()
