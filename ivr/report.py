@@ -157,11 +157,26 @@ def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: f
     groups: dict[str, list[Row]] = {}
     for c in offered:
         groups.setdefault(_group_key(c, by), []).append(c)
+    # a caller escalated to another queue was offered to the queue they left too (as the
+    # queue log and the metrics count them), though answered or abandoned elsewhere
+    passed: set[tuple[str, str]] = set()
+    if by == "queue":
+        for e in all_events:
+            detail = e["detail"] if isinstance(e["detail"], dict) else {}
+            source, target = detail.get("from_queue"), detail.get("to_queue")
+            if e["kind"] != "escalate" or not source or not target or source == target:
+                continue
+            for c in offered:
+                if c["call_id"] == e["call_id"] and c["queue"] != source \
+                        and (source, c["call_id"]) not in passed:
+                    passed.add((source, c["call_id"]))
+                    groups.setdefault(source, []).append(c)
     logged = _logged_in_seconds(all_events, start, end) if by == "agent" else {}
 
     def row_for(name: str, group: list[Row], occupancy_known: bool) -> ReportRow:
-        answered = [c for c in group if c["connected_at"] is not None]
-        abandoned = [c for c in group if c["outcome"] == "abandoned_queue"]
+        served_here = [c for c in group if (name, c["call_id"]) not in passed]
+        answered = [c for c in served_here if c["connected_at"] is not None]
+        abandoned = [c for c in served_here if c["outcome"] == "abandoned_queue"]
         ans_in = sum(1 for c in answered if float(c["wait_seconds"] or 0) <= threshold)
         ab_in = sum(1 for c in abandoned if float(c["wait_seconds"] or 0) <= threshold)
         handled = [c for c in answered if c["talk_seconds"] is not None]

@@ -54,3 +54,12 @@ def test_report_and_metrics_give_the_same_service_levels(tmp_path):
         "ivr_queue_answered_total", {"queue": "support"})
     assert report["support"].abandoned == metrics.registry.get_sample_value(
         "ivr_queue_abandoned_total", {"queue": "support"})
+    entered = metrics.registry.get_sample_value("ivr_queue_entered_total", {"queue": "support"})
+    assert report["support"].offered == entered == 20       # the escalated caller included
+    assert report["support"].abandonment == 4 / 20
+    wait_sum = metrics.registry.get_sample_value("ivr_queue_wait_seconds_sum",
+                                                 {"queue": "support"})
+    wait_count = metrics.registry.get_sample_value("ivr_queue_wait_seconds_count",
+                                                   {"queue": "support"})
+    assert report["support"].asa == wait_sum / wait_count == 199 / 15
+    assert report["support"].escalation == 1 / 19
