@@ -69,9 +69,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return load_flow(config.flow, known_queues=config.queues,
                          transfer_allowed=transfer_allowed)
 
-    try:
-        import pjsua2  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("pjsua2") is None:  # only ivr/sip imports the SIP stack
         log.error("the SIP stack (pjsua2) is not installed in this environment: run 'make venv'")
         return 2
     from ivr.app import run
