@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ivr import __version__
 from ivr.yamlsrc import DocumentError
 
 log = logging.getLogger("ivr")
+T = TypeVar("T")
 
 DEFAULT_CONFIG = "ivr.yaml"
 
@@ -37,15 +40,22 @@ def _print_problems(exc: DocumentError) -> None:
     print(f"{n} problem{'s' if n != 1 else ''} found.", file=sys.stderr)
 
 
+def _checked(load: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """Load a configuration, flow or test file; on problems print them all and give None."""
+    try:
+        return load(*args, **kwargs)
+    except DocumentError as exc:
+        _print_problems(exc)
+        return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ivr.config import load_config
     from ivr.flow import Flow, load_flow
     from ivr.prompts import check_tools
 
-    try:
-        config = load_config(args.config)
-    except DocumentError as exc:
-        _print_problems(exc)
+    config = _checked(load_config, args.config)
+    if config is None:
         return 2
     _setup_logging(args.log_level or config.log_level)
     missing = check_tools()
@@ -57,11 +67,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     def transfer_allowed(destination: str) -> bool:
         return config.transfer_target(destination) is not None
 
-    try:
-        flow = load_flow(config.flow, known_queues=config.queues,
-                         transfer_allowed=transfer_allowed)
-    except DocumentError as exc:
-        _print_problems(exc)
+    flow = _checked(load_flow, config.flow, known_queues=config.queues,
+                    transfer_allowed=transfer_allowed)
+    if flow is None:
         return 2
 
     def reload_flow() -> Flow:
@@ -86,10 +94,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     queues = None
     transfer_allowed = None
     if args.config:
-        try:
-            config = load_config(args.config)
-        except DocumentError as exc:
-            _print_problems(exc)
+        config = _checked(load_config, args.config)
+        if config is None:
             return 2
         queues = config.queues
         transfer_allowed = lambda dest: config.transfer_target(dest) is not None  # noqa: E731
@@ -137,10 +143,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from ivr.flow.graph import GraphError, format_for, render, to_dot
 
     fmt = args.format or format_for(args.output)
-    try:
-        flow = load_flow(args.file)
-    except DocumentError as exc:
-        _print_problems(exc)
+    flow = _checked(load_flow, args.file)
+    if flow is None:
         return 2
     dot = to_dot(flow)
     try:
@@ -171,10 +175,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from ivr.flow import load_flow
     from ivr.simulate import main as simulate
 
-    try:
-        flow = load_flow(args.file)
-    except DocumentError as exc:
-        _print_problems(exc)
+    flow = _checked(load_flow, args.file)
+    if flow is None:
         return 2
     return simulate(flow, args)
 
@@ -268,10 +270,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from ivr.config import load_config
     from ivr.store import CallStore
 
-    try:
-        config = load_config(args.config)
-    except DocumentError as exc:
-        _print_problems(exc)
+    config = _checked(load_config, args.config)
+    if config is None:
         return 2
     if args.name not in config.agents:
         from ivr.yamlsrc import did_you_mean
@@ -299,10 +299,8 @@ def _store_and_recordings(args: argparse.Namespace) -> tuple[Path, Path | None, 
         return args.store, None, 0
     from ivr.config import load_config
 
-    try:
-        config = load_config(args.config)
-    except DocumentError as exc:
-        _print_problems(exc)
+    config = _checked(load_config, args.config)
+    if config is None:
         return None
     return config.store, config.recordings, config.retention_days
 
