@@ -50,10 +50,20 @@ _next_rtp = [30000 + (os.getpid() % 50) * 400]
 
 
 def rtp_block(size: int = 200) -> int:
-    """A block of RTP ports for one process, distinct within this test run."""
-    start = _next_rtp[0]
-    _next_rtp[0] += size
-    return start
+    """A block of RTP ports for one process, distinct within this test run: blocks go round
+    30000-60000 (below the highest RTP port ivr.yaml allows) and skip a busy first port."""
+    for _ in range(200):
+        start = _next_rtp[0]
+        if start + size > 60000:
+            start = 30000
+        _next_rtp[0] = start + size
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", start))
+            except OSError:
+                continue
+        return start
+    raise RuntimeError("no free block of RTP ports")
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import queue
 import re
 import time
 import wave
@@ -35,6 +34,9 @@ from ivr.sip.events import (
 )
 
 log = logging.getLogger("ivr.sip")
+
+PLAYOUT_MARGIN = 0.06
+"""Seconds after a prompt's length before its end is reported (the bridge's buffering)."""
 
 SOUND_LEVEL = 8
 """Level of the caller's voice at or above which a recording hears sound.
@@ -126,20 +128,22 @@ class _Leg(pj.Call):  # type: ignore[misc]
         self.stack._events.append(DigitReceived(self.leg, str(prm.digit), method))
 
 
-class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
-    """A prompt player. ``onEof2`` runs on the media clock thread: it only posts to a queue."""
+@dataclass
+class _Player:
+    """A prompt playing on a leg, and when it ends.
 
-    def __init__(self, leg: str, token: int, done: queue.SimpleQueue[tuple[str, int]]):
-        super().__init__()
-        self.leg = leg
-        self.token = token
-        self._done = done
-        self.finished = False
+    pjsua2 reports the end of a file with ``onEof2`` on the media clock thread. A Python
+    override there runs Python code on that thread while the loop thread runs too, which
+    crashed the interpreter now and then (segfault in libpython). So no Python code ever
+    runs on the media thread: the end of a prompt is known from the file's length, on the
+    loop thread, and the player itself is a plain pjsua2 object.
+    """
 
-    def onEof2(self) -> None:  # noqa: N802
-        if not self.finished:
-            self.finished = True
-            self._done.put((self.leg, self.token))
+    media: pj.AudioMediaPlayer
+    leg: str
+    token: int
+    ends_at: float | None
+    """Monotonic time the file has played out; None for a loop."""
 
 
 class _Recording:
@@ -185,7 +189,7 @@ class SipStack:
         self._bridges: dict[str, str] = {}
         self._events: list[SipEvent] = []
         self._ended: list[str] = []
-        self._eof: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._durations: dict[str, float] = {}
         self._recordings: dict[str, _Recording] = {}
         self._next_leg = 0
         self.clock: Callable[[], float] = time.monotonic
@@ -263,13 +267,11 @@ class SipStack:
         """Run the stack for up to *timeout_ms* and return what happened, in order."""
         assert self._ep is not None, "start() first"
         self._ep.libHandleEvents(timeout_ms)
-        while True:
-            try:
-                leg, token = self._eof.get_nowait()
-            except queue.Empty:
-                break
-            player = self._players.get(leg)
-            if player is not None and player.token == token:
+        now = time.monotonic()
+        done = [p for p in self._players.values() if p.ends_at is not None and p.ends_at <= now]
+        for player in done:
+            leg, token = player.leg, player.token
+            if self._players.get(leg) is player:
                 self._release_player(leg)
                 rec = self._recordings.get(leg)
                 if rec is not None and rec.beeping:
@@ -366,15 +368,21 @@ class SipStack:
         if leg.audio is None:
             self._pending_play[leg_id] = (path, token, loop)
             return
-        player = _Player(leg_id, token, self._eof)
+        media = pj.AudioMediaPlayer()
         try:
-            player.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
-            player.startTransmit(leg.audio)
+            media.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+            media.startTransmit(leg.audio)
         except Exception as exc:
             log.error("cannot play %s on %s: %s", path, leg_id, _describe(exc))
             self._events.append(PlaybackEnded(leg_id, token))
             return
-        self._players[leg_id] = player
+        ends_at = None
+        if not loop:
+            if path not in self._durations:
+                self._durations[path] = _wav_seconds(path)
+            # plus one bridge frame or two, so the last audio has left before the next prompt
+            ends_at = time.monotonic() + self._durations[path] + PLAYOUT_MARGIN
+        self._players[leg_id] = _Player(media, leg_id, token, ends_at)
 
     def start_recording(self, leg_id: str, path: str, token: int, max_seconds: float,
                         silence_seconds: float, beep: str | None = None) -> None:
@@ -513,11 +521,10 @@ class SipStack:
         player = self._players.pop(leg_id, None)
         if player is None:
             return
-        player.finished = True
         leg = self._legs.get(leg_id)
         if leg is not None and leg.audio is not None:
             try:
-                player.stopTransmit(leg.audio)
+                player.media.stopTransmit(leg.audio)
             except Exception as exc:
                 log.debug("stopTransmit on %s: %s", leg_id, _describe(exc))
         # the player is freed here, on the owning thread, when this last reference goes
