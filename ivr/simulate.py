@@ -48,6 +48,7 @@ from ivr.engine import (
     TransferFinished,
 )
 from ivr.flow import Flow, Hours, Subflow
+from ivr.flow.prompts import PromptPiece, spoken_text
 
 SECONDS_PER_CHAR = 0.07
 """Estimated speaking time of a ``say:`` text, per character."""
@@ -168,12 +169,23 @@ def describe_when(when: dt.datetime) -> str:
 
 def prompt_seconds(play: PlayPrompt, seconds_per_char: float = SECONDS_PER_CHAR) -> float:
     total = 0.0
-    for piece in play.pieces:
-        if piece.kind == "say":
-            total += len(piece.value) * seconds_per_char
-        else:
-            total += _wav_seconds(piece.value)
+    for run in _prompt_runs(play.pieces):
+        if run[0].kind == "file":
+            total += _wav_seconds(run[0].value)
+        else:  # the length of the whole text, as fill() writes it
+            total += len(spoken_text(run)) * seconds_per_char
     return round(max(total, 0.1), 3)
+
+
+def _prompt_runs(pieces: Iterable[PromptPiece]) -> list[list[PromptPiece]]:
+    """The pieces grouped by the prompt they came from (a Say split at its variables)."""
+    runs: list[list[PromptPiece]] = []
+    for piece in pieces:
+        if runs and piece.follows and piece.kind != "file" and runs[-1][0].kind != "file":
+            runs[-1].append(piece)
+        else:
+            runs.append([piece])
+    return runs
 
 
 def _wav_seconds(path: str) -> float:
@@ -185,9 +197,9 @@ def _wav_seconds(path: str) -> float:
 
 
 def _prompt_text(play: PlayPrompt) -> str:
-    says = [p for p in play.pieces if p.kind == "say"]
-    parts = [p.value if p.kind == "say" else f"[{p.value.rsplit('/', 1)[-1]}]"
-             for p in play.pieces]
+    says = [p for p in play.pieces if p.kind != "file"]
+    parts = [f"[{run[0].value.rsplit('/', 1)[-1]}]" if run[0].kind == "file"
+             else spoken_text(run) for run in _prompt_runs(play.pieces)]
     if says:
         return f"say ({says[0].language or '?'}): " + " ".join(parts)
     return "play: " + " ".join(parts)

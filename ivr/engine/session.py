@@ -26,7 +26,6 @@ from ivr.flow.model import (
     Branch,
     Collect,
     Condition,
-    File,
     Flow,
     Goto,
     Hangup,
@@ -46,28 +45,18 @@ from ivr.flow.model import (
     Transfer,
     Voicemail,
 )
+from ivr.flow.prompts import (  # re-exported: prompt resolution lives in ivr.flow.prompts
+    _VAR,
+    ANNOUNCE_PROMPT,
+    CALLBACK_PROMPT,
+    PromptPiece,
+    fill,
+    resolve,
+)
 
 log = logging.getLogger("ivr.engine")
 
 MAX_STEPS_PER_EVENT = 64
-_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
-
-ANNOUNCE_PROMPT: Prompts = (Say({
-    "it": "Lei è il chiamante numero {position}. L'attesa prevista è di circa {expected_wait} "
-          "minuti.",
-    "en": "You are caller number {position}. The expected wait is about {expected_wait} "
-          "minutes.",
-    "*": "You are caller number {position}. The expected wait is about {expected_wait} "
-         "minutes.",
-}),)
-
-CALLBACK_PROMPT: Prompts = (Say({
-    "it": "La richiameremo al numero {caller:digits} appena un operatore sarà libero. "
-          "Arrivederci.",
-    "en": "We will call you back on {caller:digits} as soon as an agent is free. Goodbye.",
-    "*": "We will call you back on {caller:digits} as soon as an agent is free. Goodbye.",
-}),)
-
 CONFIRM_PROMPT: Prompts = (Say({
     "it": "Ha inserito {digits:digits}. Prema 1 per confermare, 2 per riprovare.",
     "en": "You entered {digits:digits}. Press 1 to confirm, 2 to try again.",
@@ -133,17 +122,6 @@ Event = (DigitPressed | PlaybackFinished | TimerFired | LookupFinished | Recordi
 @dataclass(frozen=True)
 class Answer:
     """Answer the caller's leg (200 OK)."""
-
-
-@dataclass(frozen=True)
-class PromptPiece:
-    """One resolved piece of audio: text in a language, or a WAV file."""
-
-    kind: str
-    """'say' or 'file'."""
-    value: str
-    """The text to speak (variables filled in), or the file path."""
-    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -224,26 +202,6 @@ class PathStep:
 
     def __str__(self) -> str:
         return f"{self.node}[{self.digits}]" if self.digits else self.node
-
-
-def fill(text: str, variables: Mapping[str, str]) -> str:
-    """Put variables into text: ``{name}``, or ``{name:digits}`` spelt key by key."""
-    def sub(m: re.Match[str]) -> str:
-        value = str(variables.get(m.group(1), ""))
-        return " ".join(value) if m.group(2) == "digits" else value
-    return _VAR.sub(sub, text)
-
-
-def resolve(prompts: Prompts, language: str,
-            variables: Mapping[str, str] | None = None) -> tuple[PromptPiece, ...]:
-    pieces: list[PromptPiece] = []
-    for prompt in prompts:
-        if isinstance(prompt, Say):
-            text = prompt.text_for(language)
-            pieces.append(PromptPiece("say", fill(text, variables or {}), language))
-        elif isinstance(prompt, File):
-            pieces.append(PromptPiece("file", prompt.path))
-    return tuple(pieces)
 
 
 @functools.lru_cache(maxsize=64)
