@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ivr import __version__
+from ivr.errors import RecordsError, StartupError, one_line
 from ivr.yamlsrc import DocumentError
 
 log = logging.getLogger("ivr")
@@ -38,6 +41,23 @@ def _print_problems(exc: DocumentError) -> None:
         print(str(problem), file=sys.stderr)
     n = len(exc.problems)
     print(f"{n} problem{'s' if n != 1 else ''} found.", file=sys.stderr)
+
+
+def _fail(message: str) -> int:
+    """Print ``ivr: error: <message>`` as one line on standard error; the exit status 2."""
+    print(f"ivr: error: {one_line(message)}", file=sys.stderr)
+    return 2
+
+
+def _operator_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message is meant for the operator as it is: startup checks, a file that
+    is not a call record database, and the call store's own (where ivr.store defines them)."""
+    from ivr import store
+
+    error = getattr(store, "StoreError", None)
+    found: tuple[type[Exception], ...] = (StartupError, RecordsError)
+    return found + (error,) if isinstance(error, type) and issubclass(error, Exception) \
+        else found
 
 
 def _checked(load: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
@@ -71,6 +91,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     transfer_allowed=transfer_allowed)
     if flow is None:
         return 2
+    from ivr.preflight import check_startup
+
+    check_startup(config)  # a port in use or a store it cannot write: one line, not a traceback
 
     def reload_flow() -> Flow:
         """The flow file checked again; run() logs a DocumentError and keeps the old flow."""
@@ -195,10 +218,46 @@ def _seconds(text: str) -> float:
     try:
         value = float(number) * (scale or 1)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a duration such as 240s or 4m") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a duration such as 240s or 4m")
     if value < 0:
         raise argparse.ArgumentTypeError("a duration cannot be negative")
     return value
+
+
+def _threshold(text: str) -> float:
+    """A service level threshold: a duration of more than 0 seconds."""
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got '{text}'")
+    return value
+
+
+def _days(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a number of days, at least (or more than) *minimum*."""
+    def days(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number of days such as 7")
+        if value < minimum or (value == minimum and not inclusive):
+            bound = "at least" if inclusive else "more than"
+            unit = "day" if minimum == 1 else "days"
+            raise argparse.ArgumentTypeError(f"must be {bound} {minimum:g} {unit}, got '{text}'")
+        return value
+
+    days.__name__ = "days"
+    return days
+
+
+def _number(text: str) -> str:
+    """A caller's number for ``ivr purge --caller``: not empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give the caller's number, e.g. 3331234567")
+    return text
 
 
 def _share(text: str) -> float:
@@ -273,6 +332,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     config = _checked(load_config, args.config)
     if config is None:
         return 2
+    from ivr.preflight import check_store_path
+
     if args.name not in config.agents:
         from ivr.yamlsrc import did_you_mean
 
@@ -280,6 +341,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
               .rstrip(".") + f" (agents in {args.config}: {', '.join(sorted(config.agents))})",
               file=sys.stderr)
         return 2
+    check_store_path(config.store)
     store = CallStore(config.store)
     try:
         store.request_agent_command(args.name, args.action, args.reason or "", time.time())
@@ -312,18 +374,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         start = parse_time(args.start)
         end = parse_time(args.end, end=True)
     except ValueError as exc:
-        print(f"ivr report: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     if end <= start:
-        print("ivr report: --to must be after --from", file=sys.stderr)
-        return 2
+        return _fail("--to must be after --from")
     where = _store_and_recordings(args)
     if where is None:
         return 2
-    if not where[0].is_file():
-        print(f"ivr report: {where[0]}: no call record file", file=sys.stderr)
-        return 2
-    calls, events = read_rows(where[0], start, end, args.fcr_days)
+    try:
+        calls, events = read_rows(where[0], start, end, args.fcr_days)
+    except sqlite3.Error as exc:  # e.g. locked for longer than the timeout, or damaged
+        return _fail(f"{where[0]}: cannot read the call records: {exc}")
     rows = compute(calls, events, start=start, end=end, by=args.by, threshold=args.threshold,
                    fcr_days=args.fcr_days)
     sys.stdout.write(format_csv(rows, args.by) if args.csv else format_table(rows, args.by))
@@ -345,13 +405,13 @@ def cmd_purge(args: argparse.Namespace) -> int:
         else:
             days = args.older_than if args.older_than is not None else retention_days
             if not days:
-                print("ivr purge: give --older-than DAYS or --caller NUMBER (retention_days in "
-                      "ivr.yaml is 0: keep forever)", file=sys.stderr)
-                return 2
+                return _fail("give --older-than DAYS or --caller NUMBER (retention_days in "
+                             "ivr.yaml is 0: keep forever)")
             result = purge_older_than(store, days, time.time(), recordings)
+    except sqlite3.Error as exc:  # e.g. locked by a long transaction, or a read-only file
+        return _fail(f"{store}: cannot purge the call records: {exc}")
     except (OSError, ValueError) as exc:
-        print(f"ivr purge: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     print(result.summary())
     return 1 if result.failed_files else 0
 
@@ -490,11 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD[THH:MM]")
     report.add_argument("--by", choices=("queue", "agent", "day", "hour"), default="queue")
     report.add_argument("--csv", action="store_true", help="CSV instead of a table")
-    report.add_argument("--threshold", type=_seconds, default=20.0,
+    report.add_argument("--threshold", type=_threshold, default=20.0,
                         help="service level threshold (default: 20 s)")
-    report.add_argument("--fcr-days", type=float, default=7.0,
-                        help="a repeat call within this many days is not first-contact "
-                             "resolution (default: 7)")
+    report.add_argument("--fcr-days", type=_days(1, inclusive=True), default=7.0,
+                        metavar="DAYS",
+                        help="a repeat call within this many days (1 or more) is not "
+                             "first-contact resolution (default: 7)")
     report.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
                         help="appliance configuration (default: %(default)s)")
     report.add_argument("--store", type=Path, help="the call record file (instead of --config)")
@@ -506,8 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: retention_days of ivr.yaml), or everything about one caller "
                     "number. One database transaction; files are deleted after it.")
     which = purge.add_mutually_exclusive_group()
-    which.add_argument("--older-than", type=float, metavar="DAYS")
-    which.add_argument("--caller", metavar="NUMBER")
+    which.add_argument("--older-than", type=_days(0, inclusive=False), metavar="DAYS",
+                       help="delete what ended more than DAYS days ago (more than 0)")
+    which.add_argument("--caller", type=_number, metavar="NUMBER",
+                       help="delete everything about this caller number")
     purge.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
                        help="appliance configuration (default: %(default)s)")
     purge.add_argument("--store", type=Path,
@@ -530,7 +593,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except _operator_errors() as exc:  # evaluated only when something was raised
+        return _fail(str(exc))
     return result
 
 

@@ -29,6 +29,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ivr.errors import RecordsError
+from ivr.preflight import record_file_problem
+
 Row = Mapping[str, Any]
 
 GROUPINGS = ("queue", "agent", "day", "hour")
@@ -249,8 +252,16 @@ def format_csv(rows: Sequence[ReportRow], by: str) -> str:
 
 def read_rows(store_path: Path, start: float, end: float,
               fcr_days: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Calls started in [start, end + fcr_days) and queue events in [start, end), read-only."""
-    db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5.0)
+    """Calls started in [start, end + fcr_days) and queue events in [start, end), read-only.
+
+    Raises :class:`~ivr.errors.RecordsError` if *store_path* is not a call record database
+    (missing, a folder, text, another program's SQLite file); the file is never created.
+    """
+    problem = record_file_problem(store_path)
+    if problem is not None:
+        raise RecordsError(problem)
+    db = sqlite3.connect(f"{Path(store_path).resolve().as_uri()}?mode=ro", uri=True,
+                         timeout=5.0)
     db.row_factory = sqlite3.Row
     try:
         calls = [dict(r) for r in db.execute(

@@ -12,6 +12,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ivr.errors import RecordsError
+from ivr.preflight import record_file_problem
+
 log = logging.getLogger("ivr.retention")
 
 DAY = 86400.0
@@ -38,9 +41,13 @@ class PurgeResult:
 
 
 def _connect(store_path: Path) -> sqlite3.Connection:
-    if not Path(store_path).is_file():
-        raise FileNotFoundError(f"{store_path}: no call record file")
-    db = sqlite3.connect(str(store_path), isolation_level=None, timeout=10.0)
+    """The call record file opened for writing; :class:`RecordsError` if it is not one (it is
+    never created: mode=rw opens only an existing file)."""
+    problem = record_file_problem(store_path)
+    if problem is not None:
+        raise RecordsError(problem)
+    db = sqlite3.connect(f"{Path(store_path).resolve().as_uri()}?mode=rw", uri=True,
+                         isolation_level=None, timeout=10.0)
     db.execute("PRAGMA secure_delete=ON")
     return db
 
