@@ -1,6 +1,8 @@
 """The call engine: a pure state machine per call, fed events and the time."""
 
 from ivr.engine.session import (
+    ANNOUNCE_PROMPT,
+    CALLBACK_PROMPT,
     Action,
     Answer,
     CallSession,
@@ -24,13 +26,15 @@ from ivr.engine.session import (
     TimerFired,
     TransferCall,
     TransferFinished,
+    fill,
     resolve,
 )
 
 __all__ = [
-    "Action", "Answer", "CallSession", "DigitPressed", "Enqueue", "Event", "HangupCall",
+    "ANNOUNCE_PROMPT", "CALLBACK_PROMPT", "Action", "Answer", "CallSession", "DigitPressed",
+    "Enqueue", "Event", "HangupCall",
     "HttpLookup", "LeaveQueueRequest", "LookupFinished", "PathStep", "PlayPrompt",
     "PlaybackFinished", "PromptPiece", "QueueLeft", "RecordingFinished", "RequestCallback",
     "SetOverrideState", "StartRecording", "StopPlayback", "TimerFired", "TransferCall",
-    "TransferFinished", "resolve",
+    "TransferFinished", "fill", "resolve",
 ]

@@ -110,7 +110,7 @@ def value_piece(value: str, form: str | None, language: str) -> PromptPiece | No
             return None
         if _KEYS.fullmatch(keys):
             return PromptPiece("digits", keys, language)
-        return PromptPiece("text", " ".join(value), language)
+        return PromptPiece("text", " ".join(" ".join(word) for word in value.split()), language)
     if not value.strip():
         return None
     if _NUMBER.fullmatch(value):
