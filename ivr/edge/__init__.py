@@ -1,0 +1,72 @@
+"""The edge: Kamailio in front of the switchboard, as the registrar of agents' phones.
+
+pjsua2 cannot be a registrar, so agents whose phones register (instead of sitting at a fixed
+address) register with a Kamailio 5.6 process that this package configures:
+
+- REGISTER: only configured agents, digest authentication (401 challenge; 403 for a wrong user
+  or password), contacts kept in memory (usrloc ``db_mode`` 0).
+- INVITE from a trunk source: forwarded to the switchboard (record-routed).
+- INVITE from the switchboard's own address to ``sip:AGENT@edge``: to the agent's registered
+  phone(s); 404 for a name that is not an agent, 480 when the agent is not registered.
+- In-dialog requests follow their Route set; from a source that is neither a trunk nor the
+  switchboard they may only go to the switchboard.
+- Anything else (scanners, phones trying to call out): 403.
+
+The configuration holds no password: each agent's digest HA1 (MD5 of ``user:realm:password``)
+is put in an ``htable`` at start-up, and no log line carries credentials.
+
+One module per concern:
+
+- :mod:`ivr.edge.settings`: :class:`EdgeSettings` and how ``ivr.yaml`` gives them
+  (:func:`settings_from_yaml`);
+- :mod:`ivr.edge.kamailio`: ``kamailio.cfg``, rendered from the template
+  ``kamailio.cfg.tmpl`` beside it, and the commands that run and check it;
+- :mod:`ivr.edge.supervisor`: ``supervisord.conf`` running Kamailio and the switchboard;
+- :mod:`ivr.edge.registrations`: the registered contacts, read over JSON-RPC on 127.0.0.1
+  (``jsonrpcs`` + ``xhttp``; only the read-only methods ``ul.dump`` and ``ul.lookup`` are let
+  through) by :class:`Registrations`; :class:`RegistrationsPoller` reports which agents are
+  reachable;
+- :mod:`ivr.edge.cli`: ``python -m ivr.edge --config ivr.yaml --out var/edge`` writes
+  ``kamailio.cfg`` and ``supervisord.conf`` (``make run-edge`` then runs both processes under
+  supervisord).
+"""
+
+from ivr.edge.cli import main, write_edge
+from ivr.edge.kamailio import (
+    KAMAILIO_SEARCH_PATH,
+    RPC_METHODS,
+    SOURCE_HEADER,
+    check_kamailio_config,
+    find_kamailio,
+    kamailio_command,
+    kamailio_config,
+)
+from ivr.edge.registrations import (
+    Contact,
+    Registrations,
+    RegistrationsError,
+    RegistrationsPoller,
+    parse_ul_dump,
+)
+from ivr.edge.settings import (
+    AGENT_NAME,
+    DEFAULT_LISTEN,
+    DEFAULT_RPC_PORT,
+    EDGE_KEYS,
+    REALM,
+    Address,
+    EdgeError,
+    EdgePlan,
+    EdgeSettings,
+    Network,
+    settings_from_yaml,
+)
+from ivr.edge.supervisor import supervisord_config
+
+__all__ = [
+    "AGENT_NAME", "DEFAULT_LISTEN", "DEFAULT_RPC_PORT", "EDGE_KEYS", "KAMAILIO_SEARCH_PATH",
+    "REALM", "RPC_METHODS", "SOURCE_HEADER", "Address", "Contact", "EdgeError", "EdgePlan",
+    "EdgeSettings", "Network", "Registrations", "RegistrationsError", "RegistrationsPoller",
+    "check_kamailio_config", "find_kamailio", "kamailio_command", "kamailio_config", "main",
+    "parse_ul_dump", "settings_from_yaml", "supervisord_config", "write_edge",
+]

@@ -1,0 +1,176 @@
+"""Kamailio: the configuration rendered from ``kamailio.cfg.tmpl``, and how to run and check it.
+
+The script itself lives in the template beside this module, so it reads as Kamailio code;
+this module only computes the values of its ``{{name}}`` placeholders from
+:class:`~ivr.edge.settings.EdgeSettings` (addresses, the checks of who sends a request, the
+agents' HA1) and quotes them for Kamailio.
+
+    >>> from ivr.edge.settings import Address, EdgeSettings
+    >>> cfg = kamailio_config(EdgeSettings(listen=Address("192.0.2.5", 5060),
+    ...                                    ivr=Address("127.0.0.1", 5080),
+    ...                                    trunk_sources=("198.51.100.7",), agents={}))
+    >>> "listen=udp:192.0.2.5:5060" in cfg
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import string
+import subprocess
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from ivr.edge.settings import EdgeError, EdgeSettings, Network
+
+SOURCE_HEADER = "X-Centralino-Source"
+"""Header the edge adds to INVITEs it forwards from a trunk: the gateway's IP address."""
+RPC_METHODS = ("ul.dump", "ul.lookup")
+"""The only JSON-RPC methods the generated configuration lets through (both read-only)."""
+KAMAILIO_SEARCH_PATH = os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/usr/bin",
+                                        "/usr/local/bin"))
+TEMPLATE = "kamailio.cfg.tmpl"
+"""The Kamailio script, shipped as package data of ``ivr.edge``."""
+
+
+_PLACEHOLDER = r"""
+    \{\{(?:
+      (?P<escaped>(?!))                 |  # no escape: Kamailio never writes '{{'
+      (?P<named>(?!))                   |  # only the braced form
+      (?P<braced>[a-z_][a-z0-9_]*)\}\}  |
+      (?P<invalid>)
+    )
+"""
+
+
+class _ConfigTemplate(string.Template):
+    """``{{name}}`` placeholders: Kamailio's own ``$var`` and single braces stay as they are.
+
+    A ``{{`` that does not start a well-formed placeholder is an error (``ValueError``), so a
+    typo in the template cannot slip into the configuration.
+    """
+
+    # string.Template compiles a str pattern itself; typeshed types the compiled attribute
+    pattern = _PLACEHOLDER  # type: ignore[assignment]
+    flags = re.VERBOSE  # placeholder names are lower case, as written
+
+
+@functools.cache
+def _template() -> _ConfigTemplate:
+    text = resources.files("ivr.edge").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    lines = text.removesuffix("\n").split("\n")
+    return _ConfigTemplate("\n".join(line for line in lines if not line.startswith("#%")))
+
+
+@functools.cache
+def template_placeholders() -> frozenset[str]:
+    """The placeholder names in the template (``ValueError`` if one is malformed)."""
+    return frozenset(_template().get_identifiers())
+
+
+def _quote(text: str) -> str:
+    """A Kamailio double-quoted string literal (only values checked by EdgeSettings reach
+    here, so this is belt and braces)."""
+    if any(c in text for c in '"\\\n\r'):
+        raise EdgeError(f"cannot put {text!r} into the Kamailio configuration")
+    return f'"{text}"'
+
+
+def _subnet_list(networks: Sequence[Network]) -> str:
+    return ",".join(str(n) for n in networks)
+
+
+def kamailio_config(settings: EdgeSettings, source: str = "") -> str:
+    """A complete ``kamailio.cfg`` (Kamailio 5.6) for *settings*.
+
+    *source* names what it was generated from, for the header comment.
+    """
+    s = settings
+    ivr_check = f'(compare_ips("$si", {_quote(s.ivr.host)}) && $sp == {s.ivr.port})'
+    trunk_check = (f'is_in_subnet("$si", {_quote(_subnet_list(s.trunk_networks))})'
+                   if s.trunk_networks else "0")
+    # Put before the route's first statement, so it ends with the indentation of that line.
+    agent_source_check = (
+        f'if (!is_in_subnet("$si", {_quote(_subnet_list(s.agent_networks))})) {{\n'
+        f'        xlog("L_NOTICE", "REGISTER from $si:$sp refused: not in agent_sources\\n");\n'
+        f'        sl_send_reply("403", "Forbidden");\n'
+        f'        exit;\n'
+        f'    }}\n    ' if s.agent_networks else "")
+    # $nh(p) is the port of the next hop's URI: empty when the URI leaves out 5060
+    next_hop_port = (f'($nh(p) == "{s.ivr.port}" || $nh(p) == "")' if s.ivr.port == 5060
+                     else f'$nh(p) == "{s.ivr.port}"')
+    agents_init = "".join(f"    $sht(agents=>{name}) = {_quote(s.ha1(name))};\n"
+                          for name in sorted(s.agents))
+    if agents_init:  # an empty route is a syntax error
+        agents_init = ("\n# The agents' digest HA1, loaded as the htable module starts.\n"
+                       f"event_route[htable:mod-init] {{\n{agents_init}}}\n")
+    # What the registrations client sends: {"jsonrpc": "2.0", "method": "ul.dump", ...}
+    space = "[[:space:]]*"
+    methods = "|".join(m.replace(".", "[.]") for m in RPC_METHODS)
+    rpc_request = (f'^[{{]{space}"jsonrpc"{space}:{space}"2[.]0"{space},{space}"method"{space}'
+                   f':{space}"({methods})"')
+    values = {
+        # the header comment
+        "generated_from": f" from {source}" if source else "",
+        "ivr": str(s.ivr),
+        "listen": str(s.listen),
+        "realm": s.realm,
+        "rpc_methods": ", ".join(RPC_METHODS),
+        "rpc_url": s.rpc_url,
+        # sockets and limits
+        "listen_port": str(s.listen.port),
+        "rpc_port": str(s.rpc_port),
+        "max_contacts": str(s.max_contacts),
+        # who sent a request, and where it goes
+        "ivr_check": ivr_check,
+        "trunk_check": trunk_check,
+        "ivr_host_literal": _quote(s.ivr.host),
+        "ivr_port": str(s.ivr.port),
+        "next_hop_port": next_hop_port,
+        "source_header": SOURCE_HEADER,
+        # registrations
+        "agent_source_check": agent_source_check,
+        "realm_literal": _quote(s.realm),
+        "agents_init": agents_init,
+        # JSON-RPC
+        "rpc_request": rpc_request,
+        "rpc_methods_and": " and ".join(RPC_METHODS),
+    }
+    if values.keys() != template_placeholders():  # the template and this code disagree
+        raise RuntimeError(f"{TEMPLATE} and kamailio_config disagree: placeholders with no "
+                           f"value {sorted(template_placeholders() - values.keys())}, values "
+                           f"with no placeholder {sorted(values.keys() - template_placeholders())}")
+    return _template().substitute(values)
+
+
+# -- running it ------------------------------------------------------------------------------
+
+def find_kamailio() -> str | None:
+    """The kamailio binary on PATH or in the sbin folders (Debian puts it in /usr/sbin)."""
+    return shutil.which("kamailio", path=os.environ.get("PATH", "") + os.pathsep
+                        + KAMAILIO_SEARCH_PATH)
+
+
+def kamailio_command(config: Path, workdir: Path, binary: str | None = None) -> list[str]:
+    """Kamailio in the foreground (``-DD``: the main process stays, workers are forked), logging
+    to stderr, its pid file and runtime files in *workdir*."""
+    exe = binary or find_kamailio() or "kamailio"
+    return [exe, "-DD", "-E", "-m", "32", "-M", "4", "-f", str(config),
+            "-P", str(workdir / "kamailio.pid"), "-Y", str(workdir), "-w", str(workdir)]
+
+
+def check_kamailio_config(path: Path, binary: str | None = None) -> tuple[bool, str]:
+    """``kamailio -c -f PATH``: whether Kamailio accepts the file, and what it said."""
+    exe = kamailio_command(path, path.parent, binary)[0]
+    try:
+        done = subprocess.run([exe, "-c", "-f", str(path)], capture_output=True, text=True,
+                              timeout=30)
+    except OSError as exc:
+        return False, f"cannot run {exe}: {exc}"
+    except subprocess.TimeoutExpired:
+        return False, f"{exe} -c did not finish in 30 s"
+    return done.returncode == 0, done.stdout + done.stderr
