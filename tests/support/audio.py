@@ -23,6 +23,7 @@ import tempfile
 import wave
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Sample rate baresip's aufile source needs with PCMU/PCMA (the codec's rate).
@@ -287,3 +288,387 @@ def tracked_envelope_correlation(
     if not scores:
         return 0.0, []
     return math.fsum(scores) / len(scores), scores
+
+
+# -- tones: what each end of a call sends, found again in what the other end heard ------------
+#
+# A pure tone per end makes "who hears whom" a yes/no question per 100 ms, where comparing
+# speech envelopes gives a score that drifts with jitter buffers and the machine's load.
+# Frequencies for the end-to-end tests are chosen away from everything else a caller hears:
+# not DTMF (697-941 and 1209-1633 Hz), not a note of the built-in music on hold
+# (392-784 Hz) nor a 2nd or 3rd harmonic of one (G.711 adds some), not a harmonic of each
+# other, and above the first formant where espeak-ng speech puts most of its energy.
+
+CALLER_TONE_HZ = 1100.0
+"""The tone a calling test UA sends."""
+AGENT_TONE_HZ = 1900.0
+"""The tone an answering test UA (the agent's headset) sends."""
+
+#: Window of tone detection: 100 ms gives 10 Hz bins, sharp enough to tell tones apart.
+TONE_WINDOW_S = 0.1
+#: Share of a window's power a tone must carry to count as present: two equal tones carry
+#: 0.5 each, a tone in noise at 0 dB SNR 0.5, one harmonic of speech rarely more than 0.1.
+MIN_TONE_SHARE = 0.25
+#: Quieter tones than this (amplitude, dBFS) are absent, whatever their share of a quiet window.
+MIN_TONE_DBFS = -50.0
+
+
+def make_tone_samples(
+    freq: float, seconds: float, rate: int = TELEPHONY_RATE, dbfs: float = -12.0,
+    phase: float = 0.0,
+) -> array[float]:
+    """A sine of `freq` Hz at `dbfs` (peak level relative to full scale) as floats."""
+    amplitude = 10.0 ** (dbfs / 20.0)
+    step = 2.0 * math.pi * freq / rate
+    return array("d", (amplitude * math.sin(phase + step * i)
+                       for i in range(round(seconds * rate))))
+
+
+def write_wav(path: str | Path, samples: Sequence[float], rate: int = TELEPHONY_RATE) -> Path:
+    """Floats in [-1, 1] (clipped) as a mono 16-bit PCM WAV; returns `path`."""
+    ints = array("h", (max(-32768, min(32767, round(s * 32767.0))) for s in samples))
+    if sys.byteorder == "big":
+        ints.byteswap()
+    _write_pcm16(Path(path), ints.tobytes(), rate)
+    return Path(path)
+
+
+def make_tone_wav(
+    path: str | Path, freq: float, seconds: float, rate: int = TELEPHONY_RATE,
+    dbfs: float = -12.0,
+) -> Path:
+    """A WAV of one steady tone, e.g. a test UA's audio source (make it outlast the call)."""
+    return write_wav(path, make_tone_samples(freq, seconds, rate, dbfs), rate)
+
+
+def goertzel_power(samples: Sequence[float], freq: float, rate: int,
+                   window: Sequence[float] | None = None) -> float:
+    """|X(freq)|^2 of `samples` (times `window` if given), by Goertzel's recurrence."""
+    coeff = 2.0 * math.cos(2.0 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    if window is None:
+        for x in samples:
+            s1, s2 = x + coeff * s1 - s2, s1
+    else:
+        for x, w in zip(samples, window, strict=True):
+            s1, s2 = x * w + coeff * s1 - s2, s1
+    return max(0.0, s1 * s1 + s2 * s2 - coeff * s1 * s2)
+
+
+def _hann(n: int) -> array[float]:
+    return array("d", (0.5 - 0.5 * math.cos(2.0 * math.pi * i / n) for i in range(n)))
+
+
+def tone_levels(
+    samples: Sequence[float], rate: int, tone: float, window_s: float = TONE_WINDOW_S,
+) -> list[tuple[float, float]]:
+    """Per window of `window_s`: (amplitude of `tone` in it, share of the window's power).
+
+    The amplitude is the peak level a sine of that frequency would need (1.0 = full scale);
+    the share is that sine's power over the window's mean-square power (1.0 for a clean tone,
+    0.0 for silence). A Hann window keeps a loud neighbour (a tone 40 Hz away or more) from
+    leaking in. Windows that would run past the end are dropped.
+    """
+    size = max(8, round(rate * window_s))
+    hann = _hann(size)
+    gain = math.fsum(hann) / 2.0  # |X| of a unit sine through the window
+    out: list[tuple[float, float]] = []
+    for start in range(0, len(samples) - size + 1, size):
+        chunk = samples[start:start + size]
+        amplitude = math.sqrt(goertzel_power(chunk, tone, rate, hann)) / gain
+        power = math.fsum(x * x for x in chunk) / size
+        share = 0.0 if power <= 1e-12 else min(1.0, amplitude * amplitude / 2.0 / power)
+        out.append((amplitude, share))
+    return out
+
+
+@dataclass(frozen=True)
+class ToneTrack:
+    """Which of some tones are present in each window of a recording, in order.
+
+    Example::
+
+        track = ToneTrack.of(heard, 8000, (CALLER_TONE_HZ, AGENT_TONE_HZ))
+        during = track.between(4.0, 9.0)
+        assert during.fraction(AGENT_TONE_HZ) > 0.9, during.timeline()
+    """
+
+    tones: tuple[float, ...]
+    """The frequencies looked for (Hz)."""
+    window_s: float
+    """Length of one window (s)."""
+    windows: tuple[frozenset[float], ...]
+    """Per window, the tones present in it."""
+    start_s: float = 0.0
+    """Where the first window starts in the recording (s)."""
+
+    @classmethod
+    def of(
+        cls,
+        samples: Sequence[float],
+        rate: int,
+        tones: Sequence[float],
+        window_s: float = TONE_WINDOW_S,
+        min_share: float = MIN_TONE_SHARE,
+        min_dbfs: float = MIN_TONE_DBFS,
+    ) -> ToneTrack:
+        """Detect `tones` in `samples`: present where it carries at least `min_share` of the
+        window's power and is louder than `min_dbfs`."""
+        floor = 10.0 ** (min_dbfs / 20.0)
+        per_tone = {t: tone_levels(samples, rate, t, window_s) for t in tones}
+        count = min((len(v) for v in per_tone.values()), default=0)
+        windows = tuple(
+            frozenset(t for t in tones
+                      if per_tone[t][i][0] >= floor and per_tone[t][i][1] >= min_share)
+            for i in range(count))
+        return cls(tuple(tones), window_s, windows)
+
+    @classmethod
+    def of_wav(cls, path: str | Path, tones: Sequence[float], **kwargs: float) -> ToneTrack:
+        """`of` on a WAV file (see read_wav_mono; an unfinished recording reads too)."""
+        samples, rate = read_wav_mono(path)
+        return cls.of(samples, rate, tones, **kwargs)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.windows) * self.window_s
+
+    def between(self, start_s: float, end_s: float) -> ToneTrack:
+        """The windows lying wholly within [start_s, end_s) of the recording."""
+        first = max(0, math.ceil((start_s - self.start_s) / self.window_s - 1e-9))
+        last = max(first, math.floor((end_s - self.start_s) / self.window_s + 1e-9))
+        return ToneTrack(self.tones, self.window_s, self.windows[first:last],
+                         self.start_s + first * self.window_s)
+
+    def fraction(self, tone: float) -> float:
+        """Share of the windows in which `tone` is present (0.0 with no windows)."""
+        if not self.windows:
+            return 0.0
+        return sum(tone in w for w in self.windows) / len(self.windows)
+
+    def seconds(self, tone: float) -> float:
+        """Total time `tone` is present."""
+        return sum(tone in w for w in self.windows) * self.window_s
+
+    def longest_run_s(self, tone: float) -> float:
+        """The longest stretch of consecutive windows holding `tone`."""
+        best = run = 0
+        for w in self.windows:
+            run = run + 1 if tone in w else 0
+            best = max(best, run)
+        return best * self.window_s
+
+    def first_s(self, tone: float, min_run_s: float = 0.0) -> float | None:
+        """Where `tone` starts (in the recording) and lasts at least `min_run_s`; else None."""
+        need = max(1, round(min_run_s / self.window_s))
+        run = 0
+        for i, w in enumerate(self.windows):
+            run = run + 1 if tone in w else 0
+            if run >= need:
+                return self.start_s + (i - need + 1) * self.window_s
+        return None
+
+    def timeline(self) -> str:
+        """One character per window, for failure messages: '.' none, 'a'/'b'/... the tones in
+        the order given, '+' several. Prefixed by the legend and the start time."""
+        marks = "abcdefghij"
+        legend = ", ".join(f"{marks[i]}={t:g} Hz" for i, t in enumerate(self.tones))
+        chars = []
+        for w in self.windows:
+            if not w:
+                chars.append(".")
+            elif len(w) > 1:
+                chars.append("+")
+            else:
+                chars.append(marks[self.tones.index(next(iter(w)))])
+        return (f"[{legend}; {self.window_s * 1000:g} ms per mark from "
+                f"{self.start_s:.1f} s] {''.join(chars)}")
+
+
+def longest_gap(
+    samples: Sequence[float], tone: float, rate: int = TELEPHONY_RATE,
+    window_s: float = 0.01, rel_level: float = 0.5,
+) -> float:
+    """The longest time (s) a steady `tone` drops out of `samples`, to `window_s`.
+
+    The tone is cut into windows of `window_s` (10 ms: 80 samples at 8 kHz); a window is in
+    a gap when the tone's amplitude there is below `rel_level` of its usual level (the 90th
+    percentile over all windows), so a window half in the gap counts on the side it mostly
+    lies; a window where the tone carries less than MIN_TONE_SHARE of the power (noise or
+    another sound instead of it) is in a gap too. A steady tone gives 0.0; a signal without
+    the tone, its whole length (to a window).
+    """
+    size = max(8, round(rate * window_s))
+    # Rectangular window: a window that holds the tone for a fraction p of its length
+    # measures about p times the full amplitude, so the 50% rule above splits edges evenly.
+    levels: list[float] = []
+    shares: list[float] = []
+    for start in range(0, len(samples) - size + 1, size):
+        chunk = samples[start:start + size]
+        amplitude = 2.0 * math.sqrt(goertzel_power(chunk, tone, rate)) / size
+        power = math.fsum(x * x for x in chunk) / size
+        levels.append(amplitude)
+        shares.append(0.0 if power <= 1e-12 else amplitude * amplitude / 2.0 / power)
+    if not levels:
+        return 0.0
+    ordered = sorted(levels)
+    usual = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    floor = max(rel_level * usual, 10.0 ** (MIN_TONE_DBFS / 20.0))
+    best = run = 0
+    for level, share in zip(levels, shares, strict=True):
+        # Noise or another sound in place of the tone is a gap too, however loud.
+        run = run + 1 if level < floor or share < MIN_TONE_SHARE else 0
+        best = max(best, run)
+    return best * size / rate
+
+
+def audible_seconds(
+    samples: Sequence[float], rate: int, min_dbfs: float = -40.0, window_s: float = TONE_WINDOW_S,
+) -> float:
+    """How long `samples` hold sound louder than `min_dbfs` (RMS per window): anything at
+    all, speech or tones, as opposed to silence."""
+    floor = 10.0 ** (min_dbfs / 20.0)
+    return sum(v >= floor for v in envelope(samples, rate, window_s)) * window_s
+
+
+# -- G.711 mu-law, to test what the telephone codec does to a signal ---------------------------
+
+_MULAW_BIAS = 0x84
+_MULAW_CLIP = 32635
+
+
+def mulaw_encode(sample: int) -> int:
+    """One 16-bit linear sample as its G.711 mu-law byte."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(_MULAW_CLIP, -sample if sample < 0 else sample) + _MULAW_BIAS
+    exponent = max(0, magnitude.bit_length() - 8)
+    mantissa = (magnitude >> (exponent + 3)) & 0x0F
+    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+
+
+def mulaw_decode(byte: int) -> int:
+    """A G.711 mu-law byte as its 16-bit linear sample."""
+    byte = ~byte & 0xFF
+    exponent = (byte >> 4) & 0x07
+    magnitude = (((byte & 0x0F) << 3) + _MULAW_BIAS) << exponent
+    magnitude -= _MULAW_BIAS
+    return -magnitude if byte & 0x80 else magnitude
+
+
+def mulaw_round_trip(samples: Sequence[float]) -> array[float]:
+    """Floats in [-1, 1] through a G.711 mu-law encoder and decoder, as a PCMU call does."""
+    return array("d", (mulaw_decode(mulaw_encode(max(-32768, min(32767, round(s * 32768.0)))))
+                       / 32768.0 for s in samples))
+
+
+# -- recordings still being written ------------------------------------------------------------
+
+
+class GrowingWav:
+    """Reads a 16-bit PCM WAV file that another process is still writing, a piece at a time.
+
+    A recorder such as baresip's sndfile writes the samples as the call goes and fills in the
+    RIFF sizes only when it closes the file, so `wave` sees an empty file until then. This
+    finds the data chunk by walking the chunks and reads whatever whole samples follow it.
+
+    Example::
+
+        live = GrowingWav(path)
+        fresh = live.read_new()   # samples written since the last call, floats in [-1, 1]
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rate: int | None = None
+        """The file's sample rate, once its header has been read."""
+        self.samples_read = 0
+        """How many samples read_new has returned in all."""
+        self._data_offset: int | None = None
+
+    @property
+    def seconds_read(self) -> float:
+        return 0.0 if not self.rate else self.samples_read / self.rate
+
+    def _read_header(self) -> bool:
+        try:
+            with self.path.open("rb") as f:
+                head = f.read(4096)
+        except FileNotFoundError:
+            return False
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return False
+        pos = 12
+        channels = width = 0
+        while pos + 8 <= len(head):
+            chunk, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")
+            if chunk == b"fmt " and pos + 24 <= len(head):
+                channels = int.from_bytes(head[pos + 10:pos + 12], "little")
+                self.rate = int.from_bytes(head[pos + 12:pos + 16], "little")
+                width = int.from_bytes(head[pos + 22:pos + 24], "little") // 8
+            elif chunk == b"data":
+                if (channels, width) != (1, 2):
+                    raise ValueError(f"{self.path}: need mono 16-bit PCM, got {channels} "
+                                     f"channel(s) of {width * 8} bits")
+                self._data_offset = pos + 8
+                return True
+            pos += 8 + size + (size & 1)
+        return False
+
+    def read_new(self) -> array[float]:
+        """The whole samples written since the last call (none while there is no header)."""
+        if self._data_offset is None and not self._read_header():
+            return array("d")
+        assert self._data_offset is not None
+        with self.path.open("rb") as f:
+            f.seek(self._data_offset + 2 * self.samples_read)
+            raw = f.read()
+        ints = array("h")
+        ints.frombytes(raw[: len(raw) - len(raw) % 2])
+        if sys.byteorder == "big":
+            ints.byteswap()
+        self.samples_read += len(ints)
+        return array("d", (s / 32768.0 for s in ints))
+
+
+class ToneFollower:
+    """Tones and loudness found so far in a recording that is still being written.
+
+    Each `poll` analyses only the windows completed since the last one, so a test can poll a
+    call's recording every few tens of milliseconds for as long as the call lasts.
+
+    Example::
+
+        heard = ToneFollower(recording.received, (CALLER_TONE_HZ, AGENT_TONE_HZ))
+        track = heard.poll()
+        track.seconds(AGENT_TONE_HZ), heard.audible_s
+    """
+
+    def __init__(self, path: str | Path, tones: Sequence[float],
+                 window_s: float = TONE_WINDOW_S, audible_dbfs: float = -40.0) -> None:
+        self.wav = GrowingWav(path)
+        self.tones = tuple(tones)
+        self.window_s = window_s
+        self.audible_dbfs = audible_dbfs
+        self.audible_s = 0.0
+        """How long the recording has held sound louder than `audible_dbfs` so far."""
+        self._pending = array("d")
+        self._windows: list[frozenset[float]] = []
+
+    def poll(self) -> ToneTrack:
+        """Read what was written since the last poll; the track of the whole recording so far."""
+        self._pending.extend(self.wav.read_new())
+        rate = self.wav.rate
+        if rate:
+            size = max(8, round(rate * self.window_s))
+            whole = len(self._pending) - len(self._pending) % size
+            if whole:
+                chunk = self._pending[:whole]
+                del self._pending[:whole]
+                self._windows.extend(ToneTrack.of(chunk, rate, self.tones, self.window_s).windows)
+                self.audible_s += audible_seconds(chunk, rate, self.audible_dbfs, self.window_s)
+        return ToneTrack(self.tones, self.window_s, tuple(self._windows))
+
+    @property
+    def seconds_so_far(self) -> float:
+        """Length of the recording analysed so far (whole windows)."""
+        return len(self._windows) * self.window_s
