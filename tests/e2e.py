@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER = Path(__file__).resolve().parent / "peers" / "pjsua_peer.py"
+
+T = TypeVar("T")
+
+
+def missing(what: str, hint: str) -> NoReturn:
+    """A test's SIP stack or tool is absent: a failure in CI (the environment variable CI is
+    set, as .ci/run does), where everything must be installed; a skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} (CI is set: every end-to-end test must run here)")
+    pytest.skip(f"{what} ({hint})")
 
 
 def require_sip_stack() -> None:
@@ -24,9 +37,48 @@ def require_sip_stack() -> None:
     try:
         import pjsua2  # noqa: F401
     except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("pjsua2 is not installed: the SIP stack build did not run")
-        pytest.skip("pjsua2 is not installed (make venv builds it)")
+        missing("pjsua2 is not installed: the SIP stack build did not run",
+                "make venv builds it")
+
+
+def require_baresip() -> None:
+    """Skip where baresip (the independent SIP client) is absent, fail in CI."""
+    from tests.support.baresip import BaresipError, find_module_path
+
+    hint = "Debian package baresip-core; scripts/system-deps.sh installs it"
+    if shutil.which("baresip") is None:
+        missing("baresip is not installed", hint)
+    try:
+        find_module_path()
+    except BaresipError as exc:
+        missing(str(exc), hint)
+
+
+def require_kamailio() -> str:
+    """The Kamailio binary; skip where it is absent, fail in CI."""
+    from ivr.edge import find_kamailio
+
+    exe = find_kamailio()
+    if exe is None:
+        missing("kamailio is not installed", "scripts/system-deps.sh installs it")
+    return exe
+
+
+def wait_until(check: Callable[[], T | None], what: str, timeout: float = 10.0,
+               interval: float = 0.05, details: Callable[[], str] | None = None) -> T:
+    """Poll `check` until it returns something other than None or False; return that.
+
+    Raises AssertionError naming `what` (and `details()`, e.g. a log tail) after `timeout`.
+    """
+    end = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= end:
+            extra = f"\n{details()}" if details is not None else ""
+            raise AssertionError(f"not within {timeout}s: {what}{extra}")
+        time.sleep(interval)
 
 
 def free_udp_port() -> int:
@@ -197,6 +249,26 @@ log_level: info
                         sample.labels.get(k) == v for k, v in labels.items())):
                     return float(sample.value)
         return None
+
+    def wait_for_metric(self, name: str, labels: dict[str, str] | None = None,
+                        value: float | None = None, at_least: float | None = None,
+                        timeout: float = 10.0) -> float:
+        """Poll /metrics until the sample `name` (with `labels`) equals `value`, or reaches
+        `at_least` (default: at least 1); returns it."""
+        if value is None and at_least is None:
+            at_least = 1.0
+        last: list[float | None] = [None]
+
+        def check() -> float | None:
+            got = last[0] = self.metric(name, labels)
+            if got is None:
+                return None
+            ok = got == value if value is not None else got >= (at_least or 0.0)
+            return got if ok else None
+
+        want = f"== {value:g}" if value is not None else f">= {at_least:g}"
+        return wait_until(check, f"metric {name}{labels or ''} {want}", timeout,
+                          details=lambda: f"last value: {last[0]}\n{self.log_tail()}")
 
     def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
         end = time.monotonic() + timeout

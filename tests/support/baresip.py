@@ -11,9 +11,11 @@ Example::
     with Baresip(tmp / "a", free_port(), free_port(), user="agent",
                  answermode="auto", record=True) as agent, \\
          Baresip(tmp / "b", free_port(), free_port(),
-                 audio_source_wav=long_speech) as caller:
+                 audio_source_wav=make_tone_wav(tmp / "t.wav", CALLER_TONE_HZ, 60)) as caller:
         caller.dial(agent.uri)
-        caller.wait_event("CALL_ESTABLISHED")
+        agent.wait_event("CALL_ESTABLISHED")
+        agent.listen([CALLER_TONE_HZ])
+        agent.wait_heard(CALLER_TONE_HZ, 2.0)   # the caller's audio arrives
         caller.send_digit("5")
         agent.wait_event("CALL_DTMF_START")["param"]  # "5"
         caller.hangup()
@@ -31,12 +33,13 @@ import subprocess
 import threading
 import time
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from tests.support.audio import TELEPHONY_RATE, make_silence_wav
+from tests.support.audio import TELEPHONY_RATE, ToneFollower, ToneTrack, make_silence_wav
 
 AnswerMode = Literal["manual", "auto"]
 
@@ -208,6 +211,8 @@ class Baresip:
         self._send_lock = threading.Lock()
         self._reader_error: str | None = None
         self._verified = False  # the ctrl connection reaches our own UA
+        self.heard: ToneFollower | None = None
+        """What this UA hears in its current call, once :meth:`listen` was called."""
 
     # -- addresses and files ---------------------------------------------------------------
 
@@ -267,6 +272,49 @@ class Baresip:
                 raise AssertionError(
                     f"{self.user}: expected {count} complete recording(s) within {timeout}s, "
                     f"have {names}\n--- baresip log tail ---\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def listen(self, tones: Sequence[float] = (), timeout: float = 5.0) -> ToneFollower:
+        """Follow what this UA hears in its current call, as sndfile writes it.
+
+        Waits (up to `timeout`) for the newest call's ``-dec.wav`` to appear; the follower,
+        also kept as :attr:`heard`, finds `tones` in it. Call it once the call is
+        established; :meth:`wait_heard` then waits on what arrives.
+        """
+        if not self.record:
+            raise BaresipError("this UA was created with record=False")
+        end = time.monotonic() + timeout
+        while True:
+            found = sorted(p for p in self.workdir.iterdir()
+                           if (m := _DUMP.match(p.name)) and m["dir"] == "dec")
+            if found:
+                self.heard = ToneFollower(found[-1], tones)
+                return self.heard
+            if time.monotonic() >= end:
+                raise AssertionError(f"{self.user}: no recording started within {timeout}s\n"
+                                     f"--- baresip log tail ---\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def wait_heard(self, tone: float | None, seconds: float,
+                   timeout: float = 20.0) -> ToneTrack:
+        """Wait until this UA has heard `tone` (None: any sound) for `seconds` in all since
+        :meth:`listen`; returns the tones found so far. The call's audio is the event: no
+        guess at how long a prompt or a bridge takes."""
+        heard = self.heard
+        if heard is None:
+            raise BaresipError(f"{self.user}: call listen() first")
+        end = time.monotonic() + timeout
+        while True:
+            track = heard.poll()
+            got = heard.audible_s if tone is None else track.seconds(tone)
+            if got >= seconds - 1e-9:
+                return track
+            if time.monotonic() >= end or self.returncode is not None:
+                what = "sound" if tone is None else f"the {tone:g} Hz tone"
+                raise AssertionError(
+                    f"{self.user}: heard {what} for {got:.1f} s of {seconds:g} s within "
+                    f"{timeout}s ({heard.seconds_so_far:.1f} s recorded)\n{track.timeline()}\n"
+                    f"--- baresip log tail ---\n{self.log_tail()}")
             time.sleep(0.05)
 
     # -- lifecycle --------------------------------------------------------------------------
