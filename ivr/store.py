@@ -42,9 +42,10 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("ivr.store")
+T = TypeVar("T")
 
 OUTCOMES = ("in_progress", "completed", "abandoned_ivr", "abandoned_queue", "refused", "failed",
             "interrupted", "callback_requested", "ivr_gave_up")
@@ -254,6 +255,44 @@ class _Batch:
         return len(self.calls) + len(self.events) + len(self.states) + len(self.overrides)
 
 
+class _Latest(Generic[T]):
+    """The newest version of each key (a call, an agent, a switch) waiting to be written, and
+    the sequence number from which on its versions are not committed (what wait_idle waits
+    for: a version replaced before it was written counts as written with its replacement)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, tuple[int, T]] = {}
+        self.since: dict[str, int] = {}
+
+    def put(self, key: str, seq: int, item: T) -> None:
+        self.items.pop(key, None)  # re-inserted last: the dict keeps the order of the writes
+        self.items[key] = (seq, item)
+        self.since.setdefault(key, seq)
+
+    def written(self, key: str, seq: int) -> None:
+        """The version queued as *seq* is committed."""
+        current = self.items.get(key)
+        if current is None:
+            return
+        if current[0] == seq:
+            del self.items[key], self.since[key]
+        else:  # replaced meanwhile: the newer version still waits
+            self.since[key] = seq + 1
+
+    def oldest(self) -> int | None:
+        return min(self.since.values(), default=None)
+
+    def snapshot(self) -> list[tuple[int, T]]:
+        return list(self.items.values())
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.since.clear()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 def _duration(seconds: float) -> str:
     """2m10s, 45s, 1h05m: how long a failure has lasted, for the log."""
     s = int(seconds)
@@ -339,10 +378,10 @@ class CallStore:
         self._db_lock = threading.RLock()  # the reader connection may be used from any thread
         self._cond = threading.Condition()
         self._seq = 0
-        self._calls: dict[str, tuple[int, CallRecord]] = {}
+        self._calls: _Latest[CallRecord] = _Latest()
         self._events: list[tuple[int, _Event]] = []
-        self._states: dict[str, tuple[int, _AgentState]] = {}
-        self._overrides: dict[str, tuple[int, _Override]] = {}
+        self._states: _Latest[_AgentState] = _Latest()
+        self._overrides: _Latest[_Override] = _Latest()
         self._writer: threading.Thread | None = None
         self._closing = False
         self._retry_now = False
@@ -431,9 +470,7 @@ class CallStore:
         copy = dataclasses.replace(record)
         _check_values("CallRecord", asdict(copy))  # a bad value fails here, not in the writer
         with self._cond:
-            seq = self._next_seq()
-            self._calls.pop(copy.call_id, None)  # re-inserted last: dicts keep write order
-            self._calls[copy.call_id] = (seq, copy)
+            self._calls.put(copy.call_id, self._next_seq(), copy)
             self._wake_writer()
 
     def add_events(self, rows: Iterable[QueueEventRow]) -> None:
@@ -455,9 +492,7 @@ class CallStore:
         change = _AgentState(agent, state, reason, at)
         _check_values("agent state", asdict(change))
         with self._cond:
-            seq = self._next_seq()
-            self._states.pop(agent, None)
-            self._states[agent] = (seq, change)
+            self._states.put(agent, self._next_seq(), change)
             self._wake_writer()
 
     def set_override(self, name: str, state: str, changed_at: float) -> None:
@@ -465,9 +500,7 @@ class CallStore:
         change = _Override(name, state, changed_at)
         _check_values("override", asdict(change))
         with self._cond:
-            seq = self._next_seq()
-            self._overrides.pop(name, None)
-            self._overrides[name] = (seq, change)
+            self._overrides.put(name, self._next_seq(), change)
             self._wake_writer()
 
     def _next_seq(self) -> int:
@@ -495,11 +528,9 @@ class CallStore:
         return len(self._calls) + len(self._events) + len(self._states) + len(self._overrides)
 
     def _oldest_pending(self) -> int | None:
-        seqs = [s for s, _ in self._calls.values()] + [s for s, _ in self._states.values()] \
-            + [s for s, _ in self._overrides.values()]
-        if self._events:
-            seqs.append(self._events[0][0])
-        return min(seqs) if seqs else None
+        seqs = [self._calls.oldest(), self._states.oldest(), self._overrides.oldest(),
+                self._events[0][0] if self._events else None]
+        return min((s for s in seqs if s is not None), default=None)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds until everything queued so far is committed.
@@ -524,21 +555,18 @@ class CallStore:
 
     # -- the writer thread ------------------------------------------------------------------
     def _snapshot(self) -> _Batch:
-        return _Batch(list(self._calls.values()), list(self._events),
-                      list(self._states.values()), list(self._overrides.values()))
+        return _Batch(self._calls.snapshot(), list(self._events), self._states.snapshot(),
+                      self._overrides.snapshot())
 
     def _forget(self, batch: _Batch) -> None:
         """Drop what *batch* committed, unless it was queued again meanwhile."""
         for seq, rec in batch.calls:
-            if self._calls.get(rec.call_id, (None,))[0] == seq:
-                del self._calls[rec.call_id]
+            self._calls.written(rec.call_id, seq)
         del self._events[:len(batch.events)]  # only the writer removes events, oldest first
         for seq, st in batch.states:
-            if self._states.get(st.agent, (None,))[0] == seq:
-                del self._states[st.agent]
+            self._states.written(st.agent, seq)
         for seq, ov in batch.overrides:
-            if self._overrides.get(ov.name, (None,))[0] == seq:
-                del self._overrides[ov.name]
+            self._overrides.written(ov.name, seq)
 
     def _open_writer(self) -> sqlite3.Connection:
         db = sqlite3.connect(str(self.path), isolation_level=None, timeout=WRITER_BUSY_TIMEOUT)

@@ -259,3 +259,24 @@ def test_the_command_poller_delivers_what_ivr_agent_wrote(tmp_path):
     assert commands == [("anna", "pause", "lunch"), ("bruno", "login", "")]
     assert not any(on_main for on_main, _ in got)
     assert count(path, "SELECT count(*) FROM agent_commands WHERE done_at IS NULL") == 0
+
+
+def test_wait_idle_waits_for_the_version_that_replaced_a_waiting_one(tmp_path):
+    disk = Disk()
+    seen = {"waiting": False, "replaced": False}
+
+    def writer_hook(db):
+        if seen["replaced"]:
+            disk.full = False
+        elif seen["waiting"]:  # the loop saves a newer version while the test waits
+            store.save(CallRecord("c1", started_at=1.0, outcome="completed"))
+            seen["replaced"] = True
+        disk(db)
+
+    store = CallStore(tmp_path / "calls.db", before_write=writer_hook)
+    store.save(big("c1"))
+    assert wait_for(lambda: store.write_errors >= 1)
+    seen["waiting"] = True
+    assert store.wait_idle(30)
+    assert store.get("c1")["outcome"] == "completed"  # not 'idle' with nothing written
+    assert store.close() == 0
