@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("pjsua2") is None:  # only ivr/sip imports the SIP stack
         log.error("the SIP stack (pjsua2) is not installed in this environment: run 'make venv'")
         return 2
-    from ivr.app import run
+    from ivr.driver.service import run
 
     return run(config, flow, reload_flow)
 
@@ -147,7 +147,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from ivr.flow.schema import schema_text
+    if args.config:
+        from ivr.config_spec import schema_text
+    else:
+        from ivr.flow.schema import schema_text
 
     text = schema_text()
     if args.output is None:
@@ -440,13 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also check queue names against this ivr.yaml")
     val.set_defaults(func=cmd_validate)
 
-    schema = sub.add_parser("schema", help="print the JSON Schema of flow files",
-                            description="Print the JSON Schema (draft-07) of the flow language, "
-                                        "made from its specification, for editors' completion "
-                                        "and checks. A flow file that starts with '# "
-                                        "yaml-language-server: $schema=flow.schema.json' uses it.")
+    schema = sub.add_parser("schema", help="print the JSON Schema of flow files or ivr.yaml",
+                            description="Print the JSON Schema (draft-07) of the flow language "
+                                        "(or with --config, of ivr.yaml), made from its "
+                                        "specification, for editors' completion and checks. A "
+                                        "file that starts with '# yaml-language-server: "
+                                        "$schema=flow.schema.json' (ivr.schema.json) uses it.")
+    schema.add_argument("--config", action="store_true",
+                        help="the schema of ivr.yaml instead of flow files")
     schema.add_argument("--output", type=Path, metavar="FILE",
-                        help="write it to FILE (e.g. flows/flow.schema.json) instead")
+                        help="write it to FILE (e.g. flows/flow.schema.json, or ivr.schema.json "
+                             "with --config) instead")
     schema.set_defaults(func=cmd_schema)
 
     graph = sub.add_parser("graph", help="draw a flow as a graph (DOT, SVG, PNG)",

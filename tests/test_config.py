@@ -1,11 +1,18 @@
-"""ivr.yaml: transfer destinations (extensions, dial_out rules) and the recordings folder."""
+"""ivr.yaml: checked by its declarative spec (every problem at once, located), its JSON Schema,
+transfer destinations (extensions, dial_out rules) and the recordings folder."""
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from ivr.config import load_config
+from ivr.cli import main
+from ivr.config import Config, FeatureCodes, Trunk, load_config
+from ivr.config_spec import IVR_YAML, config_schema, schema_text
 from ivr.yamlsrc import DocumentError
+from routing.acd import QueueSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,3 +136,324 @@ def test_metrics_section_takes_service_level_window_and_threshold(tmp_path):
     config = load_config(cfg)
     assert str(config.metrics) == "127.0.0.1:9480"
     assert (config.sl_threshold, config.sl_window) == (30, 900)
+
+
+# -- the declarative spec: every problem at once, located, and the JSON Schema ---------------------
+
+FULL = """\
+# yaml-language-server: $schema=ivr.schema.json
+sip:
+  listen: 127.0.0.1:5080
+  user: centralino
+  rtp_port: 30000
+  rtp_port_range: 200
+  max_calls: 64
+  log_level: 3
+trunks:
+  gateway:
+    sources: [127.0.0.1, 192.0.2.0/28]
+    lines: 8
+    description: the FXO gateway
+    ping: 192.0.2.1:5060
+    ping_interval: 15
+agents:
+  anna:
+    uri: sip:anna@127.0.0.1:5060
+    name: Anna Rossi
+    skills: {german: 7}
+    max_no_answer: 2
+    password: anna-secret
+  marco:
+    uri: sip:marco@127.0.0.1:5060
+queues:
+  support:
+    agents: [anna]
+    tiers: {"2": [marco]}
+    strategy: ring_all
+    ring_timeout: 20
+    retry_delay: 1.5
+    wrap_up: 10
+    max_callers: 12
+    join_empty: false
+    leave_empty_after: 30
+    max_wait: 300
+    overflow: sales
+    tier_wait: 60
+    tier_wait_multiply: true
+    skill: german
+    skill_level: 5
+    skill_fallback_after: 90
+    escalate_to: sales
+    announce_every: 45
+    description: first line
+  sales:
+    tiers:
+      "1": [marco, anna]
+flow: flows/demo.yaml
+store: var/calls.db
+recordings: var/vm
+prompts:
+  cache: var/cache
+  voices: {de: de}
+  rate: 140
+music_on_hold: hold.wav
+metrics:
+  listen: 127.0.0.1:9480
+  service_level_threshold: 30
+  service_level_window: 900
+log_level: debug
+extensions:
+  "201": {uri: "sip:reception@127.0.0.1:5090", name: reception, description: front desk}
+dial_out:
+  - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1", description: landlines}
+feature_codes: {login: "*51", logout: "*52", pause: "*53", unpause: "*54", escalate: "*8"}
+callback: "sip:{number}@192.0.2.1"
+edge:
+  listen: 127.0.0.1:5060
+  rpc_port: 5071
+  realm: centralino
+  trunk_sources: [127.0.0.1]
+  agent_sources: [127.0.0.0/8]
+retention_days: 90
+"""
+
+
+def as_editor_sees_it(text: str) -> object:
+    """The document as an editor's YAML server sees it: keys and dates as text."""
+    return json.loads(json.dumps(yaml.safe_load(text), default=str))
+
+
+def schema_errors(text: str) -> list[str]:
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft7Validator(config_schema())
+    return sorted(f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message}"
+                  for e in validator.iter_errors(as_editor_sees_it(text)))
+
+
+def test_every_key_at_once_is_loaded(tmp_path):
+    (tmp_path / "hold.wav").write_bytes(b"RIFF")
+    path = tmp_path / "ivr.yaml"
+    path.write_text(FULL)
+    c = load_config(path)
+    assert (str(c.sip_listen), c.sip_user, c.rtp_port, c.rtp_port_range, c.max_calls,
+            c.sip_log_level) == ("127.0.0.1:5080", "centralino", 30000, 200, 64, 3)
+    [trunk] = c.trunks
+    assert trunk.lines == 8 and str(trunk.ping) == "192.0.2.1:5060" and trunk.ping_interval == 15
+    assert trunk.allows("192.0.2.14") and not trunk.allows("192.0.2.16")
+    assert c.agents["anna"].skills == {"german": 7} and c.agents["anna"].max_no_answer == 2
+    support = c.queues["support"]
+    assert support.agents == ("anna",) and [(m.agent, m.level) for m in support.members] == [
+        ("marco", 2)]
+    assert (support.strategy, support.ring_timeout, support.retry_delay, support.max_callers,
+            support.join_empty, support.overflow, support.escalate_to, support.skill_level) == (
+        "ring_all", 20.0, 1.5, 12, False, "sales", "sales", 5)
+    assert [(m.agent, m.level) for m in c.queues["sales"].all_members()] == [
+        ("marco", 1), ("anna", 1)]
+    assert c.store == tmp_path / "var" / "calls.db" and c.recordings == tmp_path / "var" / "vm"
+    assert c.prompt_cache == tmp_path / "var" / "cache" and c.speech_rate == 140
+    assert c.voices == {"it": "it", "en": "en-us", "de": "de"}  # added to the defaults
+    assert c.music_on_hold == tmp_path / "hold.wav"
+    assert (str(c.metrics), c.sl_threshold, c.sl_window) == ("127.0.0.1:9480", 30, 900)
+    assert c.log_level == "debug" and c.retention_days == 90
+    assert c.transfer_target("201") == "sip:reception@127.0.0.1:5090"
+    assert c.transfer_target("0612345678") == "sip:0612345678@192.0.2.1"
+    assert c.feature_codes.action_for("*53") == "pause" and c.feature_codes.escalate == "*8"
+    assert c.callback_target("3331234567") == "sip:3331234567@192.0.2.1"
+    assert c.edge is not None and c.edge.rpc_port == 5071
+    assert c.agent_for("127.0.0.1", "anna") is c.agents["anna"]
+
+
+def test_a_minimal_config_takes_the_defaults_of_the_spec(tmp_path):
+    c = config(tmp_path, "")
+    assert (c.sip_user, c.rtp_port, c.rtp_port_range, c.max_calls, c.sip_log_level) == (
+        "ivr", 20000, 1000, 128, 1)
+    assert c.agents == {} and c.queues == {} and c.metrics is None and c.edge is None
+    assert c.store == tmp_path / "var" / "centralino.db"
+    assert c.prompt_cache == tmp_path / "var" / "prompts"
+    assert c.voices == {"it": "it", "en": "en-us"} and c.speech_rate == 150
+    assert (c.sl_threshold, c.sl_window, c.log_level, c.retention_days) == (
+        20.0, 3600.0, "info", 0)
+    assert c.feature_codes == FeatureCodes() and c.callback is None
+    assert c.trunks[0].lines == 30 and c.trunks[0].ping is None
+
+
+def test_the_spec_defaults_are_those_of_the_typed_config():
+    """Config, FeatureCodes and QueueSpec have defaults of their own: they must agree."""
+    codes = IVR_YAML.key("feature_codes").spec
+    assert {k.name: k.spec.default for k in codes.keys} == dataclasses.asdict(FeatureCodes())
+    queue = IVR_YAML.key("queues").spec.value
+    for f in dataclasses.fields(QueueSpec):
+        if f.name in {k.name for k in queue.keys} and f.name not in ("agents", "overflow",
+                                                                      "skill", "escalate_to"):
+            assert queue.key(f.name).spec.default == f.default, f.name
+    trunk = IVR_YAML.key("trunks").spec.value
+    assert trunk.key("ping_interval").spec.default == Trunk("t", (), 1).ping_interval
+    metrics = IVR_YAML.key("metrics").spec.section
+    assert metrics.key("service_level_threshold").spec.default == Config.sl_threshold
+    assert metrics.key("service_level_window").spec.default == Config.sl_window
+
+
+def test_the_edge_section_of_the_spec_is_the_edges_own():
+    from ivr.edge.settings import DEFAULT_LISTEN, DEFAULT_RPC_PORT, EDGE_KEYS
+
+    edge = IVR_YAML.key("edge").spec
+    assert tuple(k.name for k in edge.keys) == EDGE_KEYS
+    assert edge.key("listen").spec.default == DEFAULT_LISTEN
+    assert edge.key("rpc_port").spec.default == DEFAULT_RPC_PORT
+
+
+def test_every_problem_is_reported_at_once_in_file_order(tmp_path):
+    path = tmp_path / "ivr.yaml"
+    path.write_text("""\
+sip:
+  listen: 127.0.0.1:5080
+  max_calls: many
+  rtp_port: 80
+trunks:
+  gw: {sources: 127.0.0.1, lines: 0}
+agents:
+  anna: {uri: "sip:anna@127.0.0.1", max_no_answr: 2}
+  marco: {uri: "sip:marco@127.0.0.1"}
+queues:
+  support:
+    agents: [anna, marko]
+    strategy: ring_al
+    ring_timout: 20
+    ring_timeout: 900
+    join_empty: sometimes
+    overflow: support
+  sales:
+    tiers: {"6": [anna]}
+    escalate_to: suport
+flow: flows/demo.yaml
+log_level: loud
+metrics: {listen: 127.0.0.1:9480, service_level_window: 10}
+feature_codes: {login: "*41", logout: "*41"}
+retention_days: 1.5
+""")
+    with pytest.raises(DocumentError) as err:
+        load_config(path)
+    assert [str(p).replace(f"{tmp_path}/", "") for p in err.value.problems] == [
+        "ivr.yaml:3:14: sip.max_calls: expected a whole number, got text",
+        "ivr.yaml:4:13: sip.rtp_port: must be at least 1024, got 80",
+        "ivr.yaml:6:17: trunks.gw.sources: expected a list, got text",
+        "ivr.yaml:6:35: trunks.gw.lines: must be at least 1, got 0",
+        "ivr.yaml:8:37: agents.anna.max_no_answr: unknown key 'max_no_answr'. Did you mean "
+        "'max_no_answer'?",
+        "ivr.yaml:12:20: queues.support.agents[1]: unknown agent 'marko'. Did you mean 'marco'?",
+        "ivr.yaml:13:15: queues.support.strategy: 'ring_al' is not a queue strategy. Did you "
+        "mean 'ring_all'?",
+        "ivr.yaml:14:5: queues.support.ring_timout: unknown key 'ring_timout'. Did you mean "
+        "'ring_timeout'?",
+        "ivr.yaml:15:19: queues.support.ring_timeout: must be at most 600, got 900",
+        "ivr.yaml:16:17: queues.support.join_empty: expected true or false, got text",
+        "ivr.yaml:17:15: queues.support.overflow: a queue cannot send callers to itself "
+        "('support')",
+        "ivr.yaml:19:18: queues.sales.tiers.6: tier '6' is not a support level 1 to 5",
+        "ivr.yaml:20:18: queues.sales.escalate_to: unknown queue 'suport'. Did you mean "
+        "'support'?",
+        "ivr.yaml:22:12: log_level: 'loud' is not one of debug, info, warning, error",
+        "ivr.yaml:23:57: metrics.service_level_window: must be at least 60, got 10",
+        "ivr.yaml:24:16: feature_codes: feature codes must differ from each other",
+        "ivr.yaml:25:17: retention_days: expected a whole number, got a number",
+    ]
+
+
+def test_metrics_can_be_switched_off_in_every_spelling(tmp_path):
+    for spelling in ("off", '"off"', "false"):
+        assert config(tmp_path, f"metrics: {spelling}\n").metrics is None, spelling
+    assert str(config(tmp_path, "metrics: 127.0.0.1:9480\n").metrics) == "127.0.0.1:9480"
+    assert problems(tmp_path, "metrics: on\n") == [
+        "ivr.yaml:4:10: metrics: expected text, got true/false"]
+
+
+def test_callback_must_be_a_sip_uri_template_with_the_number(tmp_path):
+    assert config(tmp_path, 'callback: "sip:{number}@192.0.2.1"\n').callback_target("333") \
+        == "sip:333@192.0.2.1"
+    assert problems(tmp_path, "callback: sip:office@192.0.2.1\n") == [
+        "ivr.yaml:4:11: callback: 'sip:office@192.0.2.1' is not a SIP URI template with "
+        "{number}, such as sip:{number}@192.0.2.1"]
+    assert problems(tmp_path, 'callback: "sip:{caller}@192.0.2.1"\n') == [
+        "ivr.yaml:4:11: callback: unknown placeholder '{caller}' in 'sip:{caller}@192.0.2.1'; "
+        "only {number} (the number dialled) can be used"]
+
+
+def test_missing_required_sections_and_music_on_hold(tmp_path):
+    path = tmp_path / "ivr.yaml"
+    path.write_text("sip: {user: ivr}\nmusic_on_hold: hold.wav\ntrunks: {}\n")
+    with pytest.raises(DocumentError) as err:
+        load_config(path)
+    assert [str(p).replace(f"{tmp_path}/", "") for p in err.value.problems] == [
+        "ivr.yaml:1:1: missing required key 'flow'",
+        "ivr.yaml:1:6: sip: missing required key 'listen'",
+        "ivr.yaml:2:16: music_on_hold: music on hold file 'hold.wav' does not exist",
+        "ivr.yaml:3:9: trunks: configure at least one trunk: only trunk sources may place calls",
+    ]
+
+
+# -- ivr schema --config ---------------------------------------------------------------------------
+
+def test_shipped_schema_is_what_ivr_schema_config_prints(capsys):
+    assert main(["schema", "--config"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == schema_text()
+    assert (ROOT / "ivr.schema.json").read_text(encoding="utf-8") == printed, (
+        "ivr.schema.json is stale: run 'ivr schema --config --output ivr.schema.json'")
+    assert (ROOT / "ivr.yaml").read_text().startswith(
+        "# yaml-language-server: $schema=ivr.schema.json\n")
+
+
+def test_schema_config_output_writes_the_file(tmp_path, capsys):
+    out = tmp_path / "ivr.schema.json"
+    assert main(["schema", "--config", "--output", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == schema_text()
+    assert capsys.readouterr().out == ""
+    assert json.loads(out.read_text())["title"] == "Centralino appliance configuration"
+
+
+def test_schema_is_a_valid_draft_07_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft7Validator.check_schema(config_schema())
+    assert config_schema()["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+
+def test_schema_accepts_the_shipped_config_and_every_key():
+    assert schema_errors((ROOT / "ivr.yaml").read_text()) == []
+    assert schema_errors(FULL) == []
+    assert schema_errors(BASE + "metrics: off\n") == []
+
+
+def test_schema_refuses_what_the_loader_refuses():
+    assert schema_errors(BASE + "queus: {}\n") == [
+        ": Additional properties are not allowed ('queus' was unexpected)"]
+    assert schema_errors(BASE.replace("5080}", "5080, max_calls: many}")) == [
+        "sip/max_calls: 'many' is not of type 'integer'"]
+    assert schema_errors(BASE.replace("5080}", "5080, rtp_port: 80}")) == [
+        "sip/rtp_port: 80 is less than the minimum of 1024"]
+    assert schema_errors(BASE + "queues: {q: {agents: [], strategy: ring_al}}\n") == [
+        "queues/q/strategy: 'ring_al' is not one of ['longest_idle', 'ring_all', "
+        "'round_robin', 'fewest_calls', 'top_down', 'random']"]
+    assert schema_errors(BASE + "queues: {q: {wrap_up: 5}}\n") == [
+        "queues/q: {'wrap_up': 5} is not valid under any of the given schemas"]
+    assert schema_errors("sip: {listen: 127.0.0.1:5080}\nflow: f.yaml\n") == [
+        ": 'trunks' is a required property"]
+    assert schema_errors(BASE + "extensions: {'20x': {uri: 'sip:a@127.0.0.1'}}\n") == [
+        "extensions: '20x' does not match '^[0-9*#+]{1,32}$'"]
+    assert schema_errors(BASE + "callback: 'sip:office@192.0.2.1'\n") == [
+        "callback: 'sip:office@192.0.2.1' does not match '\\\\{number\\\\}'"]
+
+
+def test_every_key_of_the_spec_has_a_description():
+    def walk(node: dict, path: str) -> None:
+        if node.get("type") == "object" or "properties" in node:
+            for name, sub in node.get("properties", {}).items():
+                assert sub.get("description"), f"{path}.{name}"
+                walk(sub, f"{path}.{name}")
+            if isinstance(node.get("additionalProperties"), dict):
+                walk(node["additionalProperties"], f"{path}.*")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+        for sub in node.get("anyOf", []):
+            walk(sub, path)
+
+    walk(config_schema(), "")
