@@ -187,6 +187,12 @@ class Metrics:
         self.node_hangups = Counter("ivr_node_hangups", "Callers who hung up in the IVR, by the "
                                     "node where they gave up.", ["flow", "node"],
                                     registry=registry)
+        self.transitions = Counter("ivr_call_transitions", "Changes of state of the call "
+                                   "machines (caller, agent leg, transfer leg, callback).",
+                                   ["machine", "from_state", "to_state"], registry=registry)
+        self.loop_errors = Counter("ivr_loop_errors", "Messages whose handling raised: the "
+                                   "call they concern is ended, the switchboard goes on.",
+                                   registry=registry)
         registry.register(_StateCollector(self.snapshot))
         registry.register(_ServiceLevelCollector(self))
         registry.register(_FlowCollector(self.flow_in_service))
@@ -195,6 +201,9 @@ class Metrics:
 
     def set_build(self, sip_stack: str) -> None:
         self.build.info({"version": __version__, "sip_stack": sip_stack})
+
+    def transition(self, machine: str, old: str, new: str) -> None:
+        self.transitions.labels(machine=machine, from_state=old, to_state=new).inc()
 
     def call_ended(self, trunk: str, outcome: str) -> None:
         self.calls.labels(trunk=trunk or "none", outcome=outcome).inc()

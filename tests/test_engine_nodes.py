@@ -23,6 +23,7 @@ from ivr.engine import (
     TransferFinished,
 )
 from ivr.flow import load_flow
+from ivr.flow.prompts import spoken_text
 
 ROOT = Path(__file__).resolve().parent.parent
 ROME = dt.timezone(dt.timedelta(hours=1))  # winter time in Rome, for readable test dates
@@ -42,7 +43,7 @@ def plays(actions):
 
 
 def said(actions) -> str:
-    return " ".join(p.value for a in plays(actions) for p in a.pieces)
+    return spoken_text(p for a in plays(actions) for p in a.pieces)
 
 
 def finish(session, actions, now):

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ivr.app import reload_flow
+from ivr.driver.messages import FlowReady
+from ivr.driver.service import Reloader
 from ivr.flow import load_flow
 from ivr.metrics import Metrics
 from ivr.prompts import PromptError
@@ -167,6 +168,20 @@ def flow_info(board) -> list[dict[str, str]]:
             if s.name == "ivr_flow_info"]
 
 
+def reload_flow(board, load, trigger: str) -> str:
+    """A reload as the switchboard runs it: the reloader on its own, then what the loop does
+    with the FlowReady it posts (the new flow for new calls, counted and shown in /metrics)."""
+    posted: list[FlowReady] = []
+    reloader = Reloader(load, board.prompts.prepare, posted.append, board.metrics, board.flow)
+    result = reloader.reload(trigger)
+    for msg in posted:
+        board.flow = msg.flow
+        board.metrics.reload_done(ok=True)
+        board.metrics.flow_loaded(msg.flow.name, msg.flow.version, board.wall())
+    assert (result == "reloaded") == bool(posted)
+    return result
+
+
 def load(path: Path):
     return lambda: load_flow(path, known_queues=QUEUES)
 
@@ -201,7 +216,7 @@ def test_reload_of_an_unchanged_file_is_a_no_op(flow_file, caplog):
     old = load_flow(flow_file, known_queues=QUEUES)
     prompts = FakePrompts()
     board = board_on(old, prompts)
-    with caplog.at_level(logging.DEBUG, logger="ivr.app"):
+    with caplog.at_level(logging.DEBUG, logger="ivr.driver"):
         assert reload_flow(board, load(flow_file), "file change") == "unchanged"
     assert board.flow is old and prompts.prepared == []
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
@@ -214,7 +229,7 @@ def test_a_broken_file_keeps_the_old_flow_and_logs_every_problem(flow_file, capl
     board = board_on(old, prompts)
     text = re.sub(r"(?m)^start:.*$", "start: nowhere", flow_file.read_text())
     flow_file.write_text(text + "  extra:\n    type: hangup\n    next: somewhere\n")
-    with caplog.at_level(logging.INFO, logger="ivr.app"):
+    with caplog.at_level(logging.INFO, logger="ivr.driver"):
         assert reload_flow(board, load(flow_file), "file change") == "failed"
     assert board.flow is old and prompts.prepared == []
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
@@ -233,7 +248,7 @@ def test_a_failing_render_keeps_the_old_flow_without_a_traceback(flow_file, capl
     old = load_flow(flow_file, known_queues=QUEUES)
     board = board_on(old, FakePrompts(error))
     flow_file.write_text(flow_file.read_text() + "# edited\n")
-    with caplog.at_level(logging.INFO, logger="ivr.app"):
+    with caplog.at_level(logging.INFO, logger="ivr.driver"):
         assert reload_flow(board, load(flow_file), "SIGHUP") == "failed"
     assert board.flow is old
     assert all(r.exc_info is None for r in caplog.records)
@@ -245,6 +260,6 @@ def test_a_missing_file_is_a_failed_reload(flow_file, caplog):
     old = load_flow(flow_file, known_queues=QUEUES)
     board = board_on(old, FakePrompts())
     flow_file.unlink()
-    with caplog.at_level(logging.INFO, logger="ivr.app"):
+    with caplog.at_level(logging.INFO, logger="ivr.driver"):
         assert reload_flow(board, load(flow_file), "file change") == "failed"
     assert board.flow is old and "cannot read the file" in caplog.text

@@ -286,6 +286,9 @@ class CallSession:
         self.state = "new"
         """'new', 'ivr', 'queued', 'transferred' or 'ended'."""
         self.end_reason = ""
+        self.gave_up_at: str | None = None
+        """The menu or collect that ran out of tries, while the flow has not since reached a
+        queue or a transfer: a call that ends so is one the IVR gave up on."""
         self.exit: dict[str, str] = {}
         """How the call left the IVR: {'queue': name}, {'hangup': reason}, {'transfer': to}."""
         self.queue: str | None = None
@@ -492,6 +495,7 @@ class CallSession:
         return [StopPlayback(play_id)]
 
     def _join(self, node: Queue) -> list[Action]:
+        self.gave_up_at = None
         self.state = "queued"
         self.queue = node.queue
         self.exit = {"queue": node.queue}
@@ -499,6 +503,7 @@ class CallSession:
         return [Enqueue(node.queue, node.priority, context)]
 
     def _transfer(self, node: Transfer) -> list[Action]:
+        self.gave_up_at = None
         self._waiting_for = "transfer"
         return [TransferCall(fill(node.to, self.variables))]
 
@@ -617,6 +622,7 @@ class CallSession:
             self.path[-1].digits += "~"
             exhausted = entry.timeouts >= node.max_timeouts
         if exhausted:
+            self.gave_up_at = node.name
             if node.on_failure is None:
                 return self._end("menu_failures")
             return self._enter(node.on_failure, now)
@@ -653,6 +659,7 @@ class CallSession:
             entry.attempts += 1
             self.path[-1].digits += (keys or "~") + "!"
             if entry.attempts >= node.max_attempts:
+                self.gave_up_at = node.name
                 if node.on_failure is None:
                     return self._end("collect_failures")
                 return self._enter(node.on_failure, now)

@@ -1,0 +1,121 @@
+"""The executor: the only code that carries the core's effects out to SIP, store and metrics.
+
+It is thin on purpose: each effect is one call. What a call gives back (the leg a dial made,
+whether a bridge held) is returned as messages for the core, which takes every decision.
+Work that could wait (rendering, lookups, disk commits) is handed to workers that answer
+through the inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ivr.driver import messages as m
+from ivr.metrics import Metrics
+from ivr.sip.events import SipEvent
+from ivr.store import CallRecord, QueueEventRow
+
+log = logging.getLogger("ivr.driver")
+
+
+class Sip(Protocol):
+    """What the executor needs of the SIP layer (:class:`ivr.sip.stack.SipStack`)."""
+
+    def poll(self, timeout_ms: int) -> list[SipEvent]: ...
+    def answer(self, leg_id: str) -> None: ...
+    def dial(self, uri: str) -> str | None: ...
+    def hangup(self, leg_id: str, status: int = 0) -> None: ...
+    def play(self, leg_id: str, path: Any, token: int, loop: bool = False) -> None: ...
+    def stop_playback(self, leg_id: str) -> None: ...
+    def bridge(self, a: str, b: str) -> bool: ...
+    def start_recording(self, leg_id: str, path: str, token: int, max_seconds: float,
+                        silence_seconds: float, beep: str | None = None) -> None: ...
+    def stop_recording(self, leg_id: str, reason: str = "key") -> None: ...
+
+
+class Store(Protocol):
+    """What the executor needs of the call store: every method returns at once."""
+
+    def save(self, record: CallRecord) -> Any: ...
+    def add_events(self, events: list[QueueEventRow]) -> None: ...
+    def set_agent_state(self, agent: str, state: str, reason: str, at: float) -> None: ...
+    def set_override(self, name: str, state: str, changed_at: float) -> Any: ...
+
+
+class Lookups(Protocol):
+    def submit(self, key: str, request_id: int, url: str, timeout: float) -> None: ...
+    def cancel(self, key: str) -> None: ...
+
+
+class Renderer(Protocol):
+    def submit(self, key: str, play_id: int, pieces: Any, deadline_s: float) -> None: ...
+
+
+class Executor:
+    """Carries effects out; see the module doc."""
+
+    def __init__(self, sip: Sip, store: Store, metrics: Metrics, lookups: Lookups,
+                 renderer: Renderer, wall: Callable[[], float],
+                 clock: Callable[[], float] = time.monotonic):
+        self.sip = sip
+        self.store = store
+        self.metrics = metrics
+        self.lookups = lookups
+        self.renderer = renderer
+        self.wall = wall
+        self.clock = clock
+
+    def run(self, effects: list[m.Effect]) -> list[m.Message]:  # noqa: C901 - one arm per kind
+        """Carry out *effects* in order; returns what the SIP layer answered at once."""
+        back: list[m.Message] = []
+        sip = self.sip
+        for fx in effects:
+            if isinstance(fx, m.AnswerLeg):
+                sip.answer(fx.leg)
+            elif isinstance(fx, m.HangupLeg):
+                sip.hangup(fx.leg, fx.status)
+            elif isinstance(fx, m.Dial):
+                back.append(m.Dialled(fx.ref, sip.dial(fx.uri)))
+            elif isinstance(fx, m.Play):
+                sip.play(fx.leg, list(fx.files) if len(fx.files) > 1 else fx.files[0],
+                         fx.token, fx.loop)
+            elif isinstance(fx, m.StopPlay):
+                sip.stop_playback(fx.leg)
+            elif isinstance(fx, m.Bridge):
+                back.append(m.Bridged(fx.a, fx.b, sip.bridge(fx.a, fx.b)))
+            elif isinstance(fx, m.Record):
+                sip.start_recording(fx.leg, fx.path, fx.token, fx.max_seconds,
+                                    fx.silence_seconds, fx.beep)
+            elif isinstance(fx, m.StopRecord):
+                sip.stop_recording(fx.leg, fx.reason)
+            elif isinstance(fx, m.RenderPrompt):
+                self.renderer.submit(fx.call_id, fx.play_id, fx.pieces,
+                                     self.clock() + fx.deadline)
+            elif isinstance(fx, m.StartLookup):
+                self.lookups.submit(fx.call_id, fx.request_id, fx.url, fx.timeout)
+            elif isinstance(fx, m.CancelLookups):
+                self.lookups.cancel(fx.call_id)
+            elif isinstance(fx, m.SaveRecord):
+                self.store.save(fx.record)
+            elif isinstance(fx, m.SaveQueueEvents):
+                self.store.add_events(list(fx.rows))
+                for row in fx.rows:
+                    self.metrics.queue_event(row.kind, row.queue, row.at, row.detail)
+            elif isinstance(fx, m.SaveAgentState):
+                self.store.set_agent_state(fx.agent, fx.state, fx.reason, fx.at)
+            elif isinstance(fx, m.SaveOverride):
+                self.store.set_override(fx.name, fx.state, fx.at)
+            elif isinstance(fx, m.CountCallEnded):
+                self.metrics.call_ended(fx.trunk, fx.outcome)
+            elif isinstance(fx, m.CountIvrPath):
+                self.metrics.ivr_path(fx.flow, fx.steps, fx.gave_up_at)
+            elif isinstance(fx, m.CountTransition):
+                self.metrics.transition(fx.machine, fx.old, fx.new)
+            elif isinstance(fx, m.FlowInService):
+                if fx.reloaded:
+                    self.metrics.reload_done(ok=True)
+                self.metrics.flow_loaded(fx.name, fx.version, self.wall())
+        return back

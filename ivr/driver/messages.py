@@ -1,0 +1,229 @@
+"""What flows through the driver: messages into its inbox, effects out of it. Plain data.
+
+Messages come from the SIP layer (its events, :mod:`ivr.sip.events`), from workers (lookups,
+prompt rendering, flow reloads, the store's agent-command poller, the registrations poller,
+gateway monitors) and from the executor, which reports what a command it carried out gave back
+(the leg a dial created, whether a bridge held). Effects are what the driver asks the executor to
+do: the only way anything leaves the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ivr.flow import Flow
+from ivr.lookup import LookupResult
+from ivr.sip.events import SipEvent
+from ivr.store import CallRecord, QueueEventRow
+
+
+# -- messages: into the inbox -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dialled:
+    """The executor placed (or failed to place) an outgoing call asked for by :class:`Dial`."""
+
+    ref: str
+    """The driver's name for the dial."""
+    leg: str | None
+    """The SIP leg, or None if the call could not be started."""
+
+
+@dataclass(frozen=True)
+class Bridged:
+    """The executor joined (or failed to join) two legs' audio."""
+
+    a: str
+    b: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class PromptReady:
+    """A prompt that needed rendering (free text) is ready, or could not be made in time."""
+
+    call_id: str
+    play_id: int
+    files: tuple[str, ...] | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Registrations:
+    """The agents whose phones are registered with the SIP edge now."""
+
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class TrunkReachability:
+    """A gateway answered OPTIONS again, or stopped answering."""
+
+    trunk: str
+    up: bool
+
+
+@dataclass(frozen=True)
+class AgentCommand:
+    """Log in, log out, pause or unpause an agent (from `ivr agent`, a phone, the console)."""
+
+    agent: str
+    command: str
+    """'login', 'logout', 'pause' or 'unpause'."""
+    reason: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class FlowReady:
+    """A reloaded flow passed its checks and its prompts are rendered: new calls get it."""
+
+    flow: Flow
+    trigger: str
+    prompts: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed: fire what is due. The loop sends one every turn."""
+
+
+Message = (SipEvent | Dialled | Bridged | PromptReady | LookupResult | Registrations
+           | TrunkReachability | AgentCommand | FlowReady | Tick)
+
+
+# -- effects: out of the driver -----------------------------------------------------------------
+@dataclass(frozen=True)
+class AnswerLeg:
+    leg: str
+
+
+@dataclass(frozen=True)
+class HangupLeg:
+    leg: str
+    status: int = 0
+    """0: BYE or CANCEL as the state needs; a 4xx-6xx refuses a call not yet answered."""
+
+
+@dataclass(frozen=True)
+class Dial:
+    ref: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class Play:
+    leg: str
+    files: tuple[str, ...]
+    token: int
+    loop: bool = False
+
+
+@dataclass(frozen=True)
+class StopPlay:
+    leg: str
+
+
+@dataclass(frozen=True)
+class Bridge:
+    a: str
+    b: str
+
+
+@dataclass(frozen=True)
+class Record:
+    leg: str
+    path: str
+    token: int
+    max_seconds: float
+    silence_seconds: float
+    beep: str | None
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    leg: str
+    reason: str = "key"
+
+
+@dataclass(frozen=True)
+class RenderPrompt:
+    call_id: str
+    play_id: int
+    pieces: tuple[Any, ...]
+    deadline: float
+    """Seconds the renderer may take before the driver goes on without the prompt."""
+
+
+@dataclass(frozen=True)
+class StartLookup:
+    call_id: str
+    request_id: int
+    url: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class CancelLookups:
+    call_id: str
+
+
+@dataclass(frozen=True)
+class SaveRecord:
+    record: CallRecord
+    """A copy: the driver keeps changing its own."""
+
+
+@dataclass(frozen=True)
+class SaveQueueEvents:
+    rows: tuple[QueueEventRow, ...]
+
+
+@dataclass(frozen=True)
+class SaveAgentState:
+    agent: str
+    state: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class SaveOverride:
+    name: str
+    state: str
+    at: float
+
+
+@dataclass(frozen=True)
+class CountCallEnded:
+    trunk: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class CountIvrPath:
+    flow: str
+    steps: tuple[tuple[str, str], ...]
+    gave_up_at: str | None
+
+
+@dataclass(frozen=True)
+class CountTransition:
+    machine: str
+    """'caller', 'agent_leg', 'callback'."""
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class FlowInService:
+    name: str
+    version: str
+    reloaded: bool = field(default=False)
+
+
+Effect = (AnswerLeg | HangupLeg | Dial | Play | StopPlay | Bridge | Record | StopRecord
+          | RenderPrompt | StartLookup | CancelLookups | SaveRecord | SaveQueueEvents
+          | SaveAgentState | SaveOverride | CountCallEnded | CountIvrPath | CountTransition
+          | FlowInService)

@@ -1,0 +1,423 @@
+"""The running switchboard: one loop thread, one inbox, workers around it.
+
+:class:`Loop` is the loop: :meth:`Loop.step` polls the SIP stack (whose callbacks post its
+events), takes every message in the inbox, feeds each to the core with the time, and has the
+executor carry out the effects. Everything else (lookups, prompt rendering, reloads, the
+store's writer and agent-command poller, the registrations poller, gateway monitors, signal
+handlers) runs on its own thread and only posts to the inbox.
+
+:func:`run` wires it all for ``ivr run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import wave
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ivr.config import Config
+from ivr.driver import messages as m
+from ivr.driver.core import Core
+from ivr.driver.executor import Executor, Sip
+from ivr.flow import DocumentError, Flow
+from ivr.metrics import Metrics
+from ivr.watch import FilesState, FileWatcher, files_state, flow_files
+
+log = logging.getLogger("ivr.driver")
+
+EXIT_UNWRITTEN = 3
+"""Exit status of a stop that could not write every record to the store (they are in the
+fallback file, which the next start imports)."""
+PUBLISH_EVERY = 1.0
+"""Seconds between snapshots for /metrics when nothing happens."""
+
+
+class Inbox:
+    """The one queue into the loop: any thread may post; only the loop takes."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[m.Message] = queue.SimpleQueue()
+
+    def post(self, message: m.Message) -> None:
+        self._q.put(message)
+
+    def empty(self) -> bool:
+        return self._q.empty()
+
+    def take(self) -> list[m.Message]:
+        out: list[m.Message] = []
+        while True:
+            try:
+                out.append(self._q.get_nowait())
+            except queue.Empty:
+                return out
+
+
+class Loop:
+    """One turn of the switchboard is :meth:`step`; see the module doc."""
+
+    def __init__(self, core: Core, executor: Executor, sip: Sip, inbox: Inbox,
+                 metrics: Metrics, clock: Callable[[], float] = time.monotonic):
+        self.core = core
+        self.executor = executor
+        self.sip = sip
+        self.inbox = inbox
+        self.metrics = metrics
+        self.clock = clock
+        self._published = -math.inf
+        self.turns = 0
+
+    def step(self, max_wait_ms: int = 10) -> int:
+        """One turn: SIP events and the inbox, due timers, the snapshot. Returns how many
+        messages were handled."""
+        now = self.clock()
+        deadline = self.core.next_deadline()
+        wait = max_wait_ms if deadline is None else \
+            max(0, min(max_wait_ms, math.ceil((deadline - now) * 1000)))
+        if not self.inbox.empty():
+            wait = 0
+        for event in self.sip.poll(wait):
+            self.inbox.post(event)
+        handled = 0
+        for message in self.inbox.take():
+            self.feed(message)
+            handled += 1
+        self.feed(m.Tick())
+        now = self.clock()
+        if handled or now - self._published >= PUBLISH_EVERY:
+            self.metrics.publish(self.core.snapshot(now))
+            self._published = now
+        self.turns += 1
+        return handled
+
+    def feed(self, message: m.Message) -> None:
+        """Hand *message* to the core and carry out its effects, and the answers those give."""
+        pending: deque[m.Message] = deque([message])
+        while pending:
+            msg = pending.popleft()
+            try:
+                effects = self.core.handle(msg, self.clock())
+            except Exception:  # noqa: BLE001 - one bad message must not stop every call
+                log.exception("error handling %s; the switchboard goes on", type(msg).__name__)
+                self.metrics.loop_errors.inc()
+                continue
+            pending.extend(self.executor.run(effects))
+
+    def run_effects(self, effects: list[m.Effect]) -> None:
+        for answer in self.executor.run(effects):
+            self.feed(answer)
+
+
+# -- workers --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReloadRequest:
+    trigger: str
+    """'SIGHUP' or 'file change'."""
+    files: FilesState | None = None
+
+
+class Reloader:
+    """Loads and checks the flow again, renders its prompts, then posts :class:`FlowReady`:
+    all on its own thread, so a reload never stalls a call."""
+
+    def __init__(self, load: Callable[[], Flow], prepare: Callable[[Flow], int],
+                 post: Callable[[m.Message], None], metrics: Metrics, flow: Flow,
+                 watcher: FileWatcher | None = None):
+        self.load = load
+        self.prepare = prepare
+        self.post = post
+        self.metrics = metrics
+        self.current = flow
+        self.watcher = watcher
+        self.last_files = files_state(flow_files(flow))
+        self.requests: queue.SimpleQueue[ReloadRequest | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._work, name="reload", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def request(self, request: ReloadRequest) -> None:
+        self.requests.put(request)
+
+    def stop(self) -> None:
+        self.requests.put(None)
+
+    def _work(self) -> None:
+        while True:
+            first = self.requests.get()
+            if first is None:
+                return
+            pending = [first]
+            while True:  # requests that came meanwhile are one reload
+                try:
+                    more = self.requests.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    return
+                pending.append(more)
+            if all(r.files == self.last_files for r in pending):
+                log.debug("flow file change already reloaded")
+                continue
+            self.last_files = files_state(flow_files(self.current))
+            triggers = ", ".join(dict.fromkeys(r.trigger for r in pending))
+            self.reload(triggers)
+
+    def reload(self, trigger: str) -> str:
+        """'reloaded', 'unchanged' or 'failed'; every problem is logged."""
+        old = self.current
+        try:
+            new = self.load()
+            if new.name == old.name and new.version == old.version:
+                log.debug("flow reload (%s): %s version %s is unchanged", trigger, old.name,
+                          old.version)
+                self.metrics.reload_done(ok=True)
+                return "unchanged"
+            started = time.monotonic()
+            count = self.prepare(new)
+        except DocumentError as exc:
+            for problem in exc.problems:
+                log.error("%s", problem)
+            n = len(exc.problems)
+            log.error("flow reload (%s) refused, %d problem%s: flow %s version %s stays in "
+                      "service", trigger, n, "" if n == 1 else "s", old.name, old.version)
+            self.metrics.reload_done(ok=False)
+            return "failed"
+        except Exception as exc:  # noqa: BLE001 - a bad reload must never stop the switchboard
+            log.error("flow reload (%s) failed: %s: %s", trigger, type(exc).__name__, exc)
+            log.error("flow reload (%s) refused: flow %s version %s stays in service", trigger,
+                      old.name, old.version)
+            self.metrics.reload_done(ok=False)
+            return "failed"
+        self.current = new
+        self.last_files = files_state(flow_files(new))
+        if self.watcher is not None:
+            self.watcher.watch(flow_files(new))
+        self.post(m.FlowReady(new, trigger, count, round(time.monotonic() - started, 1)))
+        return "reloaded"
+
+
+class Purger:
+    """Applies retention on its own thread: a minute after start, then daily."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._work, name="purge", daemon=True)
+
+    def start(self) -> None:
+        if self.config.retention_days:
+            self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _work(self) -> None:
+        from ivr.retention import purge_older_than
+
+        wait = 60.0
+        while not self._stop.wait(wait):
+            wait = 86400.0
+            try:
+                purge_older_than(self.config.store, self.config.retention_days, time.time(),
+                                 self.config.recordings)
+            except Exception as exc:  # noqa: BLE001 - a failed purge must not stop calls
+                log.error("retention purge failed: %s; it is tried again tomorrow", exc)
+
+
+def beep_file(cache_dir: Path) -> Path:
+    """The beep before a voicemail message: 0.4 s of 1 kHz, made once into the prompt cache."""
+    target = cache_dir / "beep-1.wav"
+    if target.exists():
+        return target
+    rate, n = 8000, 3200
+    frames = bytearray()
+    for i in range(n):
+        envelope = min(1.0, i / 80, (n - i) / 80)
+        frames += int(0.3 * 32767 * envelope * math.sin(2 * math.pi * 1000 * i / rate)
+                      ).to_bytes(2, "little", signed=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}.wav")
+    with wave.open(str(tmp), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(frames))
+    tmp.replace(target)
+    return target
+
+
+# -- systemd notification (Type=notify with watchdog) -----------------------------------------
+def sd_notify(message: str) -> None:
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as exc:
+        log.debug("sd_notify failed: %s", exc)
+
+
+def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int:  # noqa: C901
+    """Run the switchboard until SIGINT or SIGTERM; returns the exit status.
+
+    Raises :class:`~ivr.errors.StartupError` (or the store's ``StoreError``) with a one-line
+    message when it cannot start: ports are checked and taken before the store is touched.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from ivr.lookup import Lookups
+    from ivr.preflight import check_startup
+    from ivr.prompts import PromptLibrary, PromptRenderer, RenderDone, music_on_hold
+    from ivr.sip.stack import SipSettings, SipStack, stack_version
+    from ivr.store import CallStore
+
+    check_startup(config)
+    inbox = Inbox()
+    metrics = Metrics(CollectorRegistry(), sl_threshold=config.sl_threshold,
+                      sl_window=config.sl_window)
+    if config.metrics is not None:
+        metrics.serve(config.metrics.host, config.metrics.port)
+    holder: dict[str, Core] = {}
+
+    def admit(address: str) -> tuple[str | None, int, int]:
+        core = holder.get("core")
+        return core.admit(address) if core is not None else (None, 503, 0)
+
+    settings = SipSettings(config.sip_listen.host, config.sip_listen.port, config.sip_user,
+                           config.rtp_port, config.rtp_port_range, config.max_calls,
+                           config.sip_log_level)
+    sip = SipStack(settings, admit)
+    sip.start()
+    store = None
+    try:
+        store = CallStore.open_for_service(config.store)
+        store.recover(time.time())
+        store.import_fallback()
+        prompts = PromptLibrary(config.prompt_cache, config.voices, config.speech_rate)
+        started = time.monotonic()
+        count = prompts.prepare(flow)
+        log.info("prompts ready: %d sequence(s) in %.1f s (cache %s)", count,
+                 time.monotonic() - started, config.prompt_cache)
+        moh = str(config.music_on_hold or music_on_hold(config.prompt_cache))
+        beep = str(beep_file(config.prompt_cache))
+        metrics.set_build(stack_version())
+        metrics.flow_loaded(flow.name, flow.version, time.time())
+        now = time.monotonic()
+        core = Core(config, flow, files_for=prompts.files_now, music_on_hold=moh, now=now,
+                    wall_offset=time.time() - now, beep=beep, overrides=store.overrides(),
+                    agent_states=store.agent_states(),
+                    registering=config.edge.agents if config.edge is not None else ())
+        for name, state in sorted(core.overrides.items()):
+            log.warning("hours override %s is set to %s (a set_override node with state auto "
+                        "releases it)", name, state)
+        holder["core"] = core
+        lookups = Lookups(post=inbox.post)
+
+        def rendered(done: RenderDone) -> None:
+            inbox.post(m.PromptReady(done.key, done.play_id, done.files, done.error))
+
+        renderer = PromptRenderer(prompts, post=rendered)
+        executor = Executor(sip, store, metrics, lookups, renderer, time.time)
+        loop = Loop(core, executor, sip, inbox, metrics)
+        code = _serve(config, flow, reload_flow_file, loop, prompts, store, lookups, inbox,
+                      metrics, stack_version())
+    finally:
+        sip.shutdown()
+        unwritten = store.close() if store is not None else 0
+    if unwritten:
+        log.error("stopped with %d record(s) not written to %s: they are kept in the fallback "
+                  "file and imported at the next start", unwritten, config.store)
+        return EXIT_UNWRITTEN
+    log.info("stopped cleanly")
+    return code
+
+
+def _serve(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow], loop: Loop,
+           prompts: Any, store: Any, lookups: Any, inbox: Inbox, metrics: Metrics,
+           stack: str) -> int:
+    from hw.gateway import GatewayMonitor
+
+    flags = {"stop": False}
+
+    def on_stop(signum: int, _frame: object) -> None:
+        flags["stop"] = True
+
+    watcher = FileWatcher(flow_files(flow), lambda seen: reloader.request(
+        ReloadRequest("file change", seen)))
+    reloader = Reloader(reload_flow_file, prompts.prepare, inbox.post, metrics, flow, watcher)
+
+    def on_hup(signum: int, _frame: object) -> None:
+        reloader.request(ReloadRequest("SIGHUP"))
+
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    reloader.start()
+    watcher.start()
+    store.start_command_poller(lambda commands: [
+        inbox.post(m.AgentCommand(agent, command, reason, "ivr agent"))
+        for agent, command, reason in commands])
+    monitors = []
+    for trunk in (t for t in config.trunks if t.ping is not None):
+        assert trunk.ping is not None
+        monitor = GatewayMonitor([(trunk.name, trunk.ping.host, trunk.ping.port)],
+                                 interval=trunk.ping_interval,
+                                 timeout=min(5.0, trunk.ping_interval / 2),
+                                 on_change=lambda name, up: inbox.post(
+                                     m.TrunkReachability(name, up)))
+        monitor.start()
+        monitors.append(monitor)
+    poller = None
+    if config.edge is not None:
+        from ivr.edge import RegistrationsPoller
+
+        poller = RegistrationsPoller(config.edge.rpc_url, 2.0,
+                                     lambda names: inbox.post(m.Registrations(names)))
+        poller.start()
+    purger = Purger(config)
+    purger.start()
+    metrics_url = f"http://{config.metrics}/metrics" if config.metrics else "off"
+    log.info("Centralino ready: call %s | flow %s (version %s, %s) | metrics %s | %s",
+             config.sip_uri, flow.name, flow.version, flow.source, metrics_url, stack)
+    sd_notify("READY=1")
+    watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+    last_ping = 0.0
+    core = loop.core
+    try:
+        while not flags["stop"]:
+            loop.step(10)
+            if watchdog_usec and time.monotonic() - last_ping > watchdog_usec / 2e6:
+                sd_notify("WATCHDOG=1")
+                last_ping = time.monotonic()
+    finally:
+        sd_notify("STOPPING=1")
+        watcher.stop()
+        reloader.stop()
+        purger.stop()
+        if poller is not None:
+            poller.stop()
+        for monitor in monitors:
+            monitor.stop()
+        log.info("stopping: hanging up %d call(s)", len(core.calls))
+        loop.run_effects(core.stop(time.monotonic()))
+        end = time.monotonic() + 2.0
+        while (core.calls or core.callbacks) and time.monotonic() < end:
+            loop.step(20)
+        loop.run_effects(core.abandon(time.monotonic()))
+        lookups.shutdown()
+    return 0

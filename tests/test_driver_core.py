@@ -1,0 +1,380 @@
+"""The driver's core in process: every path of a call, with a fake SIP layer and time by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ivr.driver import messages as m
+from ivr.driver.core import MOH_TOKEN, NOTICE_TOKEN, CallPhase
+from ivr.lookup import LookupResult
+from ivr.sip import events as sip
+from tests.driver_bench import Bench, make_bench
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Bench:
+    return make_bench(tmp_path)
+
+
+def to_queue(bench: Bench, caller: str = "3331234567") -> str:
+    leg = bench.incoming(caller=caller)
+    bench.key(leg, "1")
+    return leg
+
+
+def test_a_caller_is_answered_recorded_and_hears_the_menu(bench: Bench) -> None:
+    leg = bench.incoming()
+    record = bench.record_of(leg)
+    assert record.outcome == "in_progress" and record.answered_at is not None
+    assert bench.legs[leg].answered
+    assert bench.legs[leg].playing == ("say:One for support, two for reception, three for a "
+                                       "message.",)
+
+
+def test_queued_caller_rings_the_agent_and_is_connected(bench: Bench) -> None:
+    leg = to_queue(bench)
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    assert call.phase is CallPhase.QUEUED
+    assert bench.record_of(leg).queue == "support" and bench.record_of(leg).queued_at
+    assert bench.legs[leg].playing == ("moh.wav",)
+    ringing = bench.ringing()
+    assert list(ringing) == ["anna"]
+    bench.answer(ringing["anna"])
+    assert call.phase is CallPhase.CONNECTED
+    assert bench.legs[leg].bridged_to == ringing["anna"]
+    record = bench.record_of(leg)
+    assert record.agent == "anna" and record.connected_at is not None
+    assert bench.core.router.agents["anna"].state == "on_call"
+    bench.end(leg)
+    bench.settle()
+    assert bench.record_of(record.call_id).outcome == "completed"
+    assert bench.core.router.agents["anna"].state == "available"
+    assert bench.live() == []
+    assert bench.core.problems() == []
+
+
+def test_records_are_saved_at_answer_queue_and_connect(bench: Bench) -> None:
+    """So that a crash keeps what happened (the store closes rows left open)."""
+    leg = to_queue(bench)
+    bench.answer(bench.ringing()["anna"])
+    call_id = bench.record_of(leg).call_id
+    saved = [r for r in bench.saves if r.call_id == call_id]
+    assert any(r.answered_at and not r.queue for r in saved)
+    assert any(r.queue == "support" and r.ivr_path and not r.agent for r in saved)
+    assert saved[-1].agent == "anna" and saved[-1].outcome == "in_progress"
+
+
+def test_bridge_failure_keeps_the_caller_waiting_and_the_router_in_step(tmp_path: Path) -> None:
+    bench = make_bench(tmp_path, strategy="ring_all")
+    leg = to_queue(bench)
+    ringing = bench.ringing()
+    assert set(ringing) == {"anna", "marco"}
+    bench.bridge_ok = False
+    bench.answer(ringing["anna"])
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    assert call.phase is CallPhase.QUEUED
+    assert bench.legs[ringing["anna"]].hangup_asked
+    assert bench.legs[leg].playing == ("moh.wav",)  # back to the music
+    assert call.call_id in bench.core.router.waiting
+    assert bench.core.problems() == []
+    bench.settle()
+    bench.bridge_ok = True
+    bench.answer(ringing["marco"])  # the other phone still rang: it takes the call
+    assert call.phase is CallPhase.CONNECTED and call.record.agent == "marco"
+    assert bench.core.problems() == []
+
+
+def test_ring_all_stops_the_other_phones_when_one_answers(tmp_path: Path) -> None:
+    bench = make_bench(tmp_path, strategy="ring_all")
+    to_queue(bench)
+    ringing = bench.ringing()
+    bench.answer(ringing["marco"])
+    assert bench.legs[ringing["anna"]].hangup_asked
+    assert not bench.legs[ringing["marco"]].hangup_asked
+    bench.settle()
+    assert bench.core.router.agents["anna"].state == "available"
+    assert bench.core.problems() == []
+
+
+def test_agent_answering_after_the_caller_hung_up_is_hung_up(bench: Bench) -> None:
+    leg = to_queue(bench)
+    agent_leg = bench.ringing()["anna"]
+    bench.end(leg)  # the caller gives up; the agent's phone still rings in SIP
+    assert bench.legs[agent_leg].hangup_asked
+    bench.answer(agent_leg)  # the answer crosses the CANCEL
+    assert bench.legs[agent_leg].bridged_to is None
+    bench.settle()
+    assert bench.outcomes() == {"c1": "abandoned_queue"}
+    assert bench.core.router.agents["anna"].state == "available"
+    assert bench.core.problems() == []
+
+
+def test_both_legs_ending_in_one_turn(bench: Bench) -> None:
+    leg = to_queue(bench)
+    agent_leg = bench.ringing()["anna"]
+    bench.answer(agent_leg)
+    bench.end(agent_leg)
+    bench.end(leg)
+    bench.settle()
+    assert bench.outcomes() == {"c1": "completed"}
+    assert bench.records["c1"].end_reason == "agent hung up"
+    assert bench.core.router.agents["anna"].state == "available"
+    assert not bench.core.calls and not bench.core.legs
+
+
+def test_unanswered_agent_is_skipped_and_the_next_one_rings(bench: Bench) -> None:
+    to_queue(bench)
+    first = bench.ringing()["anna"]
+    bench.end(first, 486, "Busy Here")
+    assert "marco" in bench.ringing()
+    assert bench.core.problems() == []
+
+
+def test_ring_timeout_moves_to_the_next_agent(bench: Bench) -> None:
+    to_queue(bench)
+    first = bench.ringing()["anna"]
+    bench.run_until(10.5)
+    assert bench.legs[first].hangup_asked
+    bench.settle()
+    assert "marco" in bench.ringing()
+
+
+def test_dial_failure_counts_as_a_refusal(bench: Bench) -> None:
+    bench.dial_ok = False
+    leg = to_queue(bench)
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    assert call.phase is CallPhase.QUEUED
+    assert not call.ringing
+    assert bench.core.problems() == []
+
+
+def test_agent_escalation_code_while_connected_moves_the_caller_on(bench: Bench) -> None:
+    bench = make_bench(bench_tmp(bench), config_extra="")
+    leg = to_queue(bench)
+    agent_leg = bench.ringing()["anna"]
+    bench.answer(agent_leg)
+    bench.key(agent_leg, "*9")
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    assert bench.legs[agent_leg].hangup_asked
+    assert call.phase is CallPhase.QUEUED
+    assert call.record.agent is None and call.record.connected_at is None
+    assert bench.playing_token(leg) == NOTICE_TOKEN
+    bench.settle()
+    assert bench.core.problems() == []
+
+
+def test_escalation_code_while_only_ringing_does_nothing(bench: Bench) -> None:
+    leg = to_queue(bench)
+    agent_leg = bench.ringing()["anna"]
+    bench.key(agent_leg, "*9")
+    assert not bench.legs[agent_leg].hangup_asked
+    assert bench.core.calls[bench.record_of(leg).call_id].phase is CallPhase.QUEUED
+
+
+def test_notice_ends_back_to_hold_music(bench: Bench) -> None:
+    leg = to_queue(bench)
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    bench.core._notice(call, ())  # an announcement, as the router asks for one
+    bench.send(sip.PlaybackEnded(leg, NOTICE_TOKEN))
+    assert bench.playing_token(leg) == MOH_TOKEN
+
+
+def test_callback_racing_its_caller(bench: Bench) -> None:
+    leg = to_queue(bench)
+    agent_leg = bench.ringing()["anna"]
+    bench.key(leg, "2")  # callback; the agent's phone still rings
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    assert call.callback_requested
+    bench.answer(agent_leg)  # the agent answers before the caller hung up
+    bench.prompt_done(leg)  # the confirmation ends, the flow hangs up
+    bench.settle()
+    assert bench.records["c1"].outcome == "callback_requested"
+    assert bench.core.problems() == []
+    # the callback: an agent is rung, answers, the caller is called back and answers
+    bench.run_until(bench.now + 1)
+    ringing = bench.ringing()
+    assert ringing, "an agent is rung for the callback"
+    agent = next(iter(ringing))
+    bench.answer(ringing[agent])
+    customer = [leg.leg for leg in bench.legs.values() if leg.uri.startswith("sip:333")]
+    assert customer, "the caller is dialled back"
+    bench.answer(customer[0])
+    assert bench.records["c1-cb"].connected_at is not None
+    bench.end(customer[0])
+    bench.settle()
+    assert bench.records["c1-cb"].outcome == "completed"
+    assert bench.core.router.agents[agent].state == "available"
+    assert bench.live() == []
+
+
+def test_transfer_failure_goes_on_in_the_flow(bench: Bench) -> None:
+    leg = bench.incoming()
+    bench.key(leg, "2")
+    transfer = [x.leg for x in bench.legs.values() if x.uri.startswith("sip:reception")]
+    assert transfer
+    bench.end(transfer[0], 486, "Busy Here")
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    assert call.phase is CallPhase.IVR
+    assert bench.legs[leg].playing == ("say:Goodbye.",)
+
+
+def test_transfer_answered_is_bridged_and_recorded(bench: Bench) -> None:
+    leg = bench.incoming()
+    bench.key(leg, "2")
+    transfer = next(x.leg for x in bench.legs.values() if x.uri.startswith("sip:reception"))
+    bench.answer(transfer)
+    assert bench.legs[leg].bridged_to == transfer
+    bench.end(transfer)
+    bench.settle()
+    record = bench.records["c1"]
+    assert record.outcome == "completed" and record.transferred_to == "201"
+
+
+def test_transfer_not_answered_times_out(bench: Bench) -> None:
+    leg = bench.incoming()
+    bench.key(leg, "2")
+    transfer = next(x.leg for x in bench.legs.values() if x.uri.startswith("sip:reception"))
+    bench.run_until(31)
+    assert bench.legs[transfer].hangup_asked
+    assert bench.core.calls[bench.record_of(leg).call_id].phase is CallPhase.IVR
+
+
+def test_ivr_that_gives_up_is_its_own_outcome(bench: Bench) -> None:
+    leg = bench.incoming()
+    bench.prompt_done(leg)
+    bench.key(leg, "7")
+    bench.prompt_done(leg)
+    bench.key(leg, "8")  # second invalid key: on_failure -> bye
+    bench.prompt_done(leg)  # "Goodbye." then the flow hangs up
+    bench.settle()
+    assert bench.records["c1"].outcome == "ivr_gave_up"
+    assert bench.records["c1"].end_reason == "flow_end after menu ran out of tries"
+
+
+def test_answer_never_acknowledged_is_a_failed_call(bench: Bench) -> None:
+    leg = bench.incoming(confirm=False)
+    bench.end(leg, 408, "Request Timeout")
+    assert bench.records["c1"].outcome == "failed"
+    assert "ACK" in bench.records["c1"].end_reason
+
+
+def test_lookup_answer_after_the_call_ended_is_ignored(bench: Bench) -> None:
+    leg = bench.incoming()
+    bench.end(leg)
+    effects = bench.send(LookupResult("c1", 1, {"name": "x"}, ""))
+    assert effects == []
+
+
+def test_lookups_of_a_call_that_ended_are_cancelled(bench: Bench) -> None:
+    leg = bench.incoming()
+    effects = bench.send(sip.LegEnded(leg, 200, "BYE"))
+    assert m.CancelLookups("c1") in effects
+
+
+def test_free_text_prompt_is_rendered_off_the_loop_and_played_when_ready(tmp_path: Path) -> None:
+    flow = """
+    flow: greet
+    languages: [en]
+    start: hello
+    variables: {name: "Ada"}
+    nodes:
+      hello: {type: play, prompt: {say: "Hello {name}."}, next: bye}
+      bye: {type: hangup}
+    """
+    bench = make_bench(tmp_path, flow=flow)
+    leg = bench.incoming()
+    assert len(bench.renders) == 1 and bench.playing_token(leg) is None
+    render = bench.renders[0]
+    bench.send(m.PromptReady(render.call_id, render.play_id, ("hello-ada.wav",)))
+    assert bench.legs[leg].playing == ("hello-ada.wav",)
+
+
+def test_a_prompt_that_cannot_be_rendered_is_skipped(tmp_path: Path) -> None:
+    flow = """
+    flow: greet
+    languages: [en]
+    start: hello
+    variables: {name: "Ada"}
+    nodes:
+      hello: {type: play, prompt: {say: "Hello {name}."}, next: bye}
+      bye: {type: hangup}
+    """
+    bench = make_bench(tmp_path, flow=flow)
+    leg = bench.incoming()
+    render = bench.renders[0]
+    bench.send(m.PromptReady(render.call_id, render.play_id, None, "deadline"))
+    assert bench.legs[leg].hangup_asked  # the flow went on to its end
+
+
+def test_reload_mid_call_keeps_the_call_on_its_version(tmp_path: Path) -> None:
+    from ivr.flow import load_flow
+
+    bench = make_bench(tmp_path)
+    first = bench.incoming()
+    (tmp_path / "flow.yaml").write_text((tmp_path / "flow.yaml").read_text().replace(
+        "One for support", "Press one for support"))
+    new = load_flow(tmp_path / "flow.yaml", known_queues=bench.core.config.queues)
+    effects = bench.send(m.FlowReady(new, "SIGHUP"))
+    assert any(isinstance(fx, m.FlowInService) and fx.reloaded for fx in effects)
+    second = bench.incoming()
+    assert bench.record_of(first).flow_version != bench.record_of(second).flow_version
+    assert bench.legs[first].playing[0].startswith("say:One for support")
+    bench.prompt_done(first)
+    bench.key(first, "1")  # the first call goes on in its own version
+    assert bench.core.calls["c1"].phase is CallPhase.QUEUED
+
+
+def test_burst_of_200_invites_against_30_lines_is_capped_by_the_sip_layer(
+        tmp_path: Path) -> None:
+    """The core tells the SIP layer the trunk's lines; the SIP layer counts legs itself
+    (tests/test_sip_admission.py). Here: every admission says 200 with the cap, so a burst
+    taken before the loop sees any call cannot be counted by the loop."""
+    bench = make_bench(tmp_path, lines=30)
+    answers = {bench.core.admit("192.0.2.1") for _ in range(200)}
+    assert answers == {("gw", 200, 30)}
+    assert bench.core.admit("198.51.100.7") == (None, 403, 0)
+    bench.core.stopping = True
+    assert bench.core.admit("192.0.2.1") == ("gw", 503, 30)
+
+
+def test_stop_hangs_up_everything_and_closes_records_as_interrupted(bench: Bench) -> None:
+    leg = to_queue(bench)
+    bench.answer(bench.ringing()["anna"])
+    other = bench.incoming()
+    bench._apply(bench.core.stop(bench.now))
+    assert bench.legs[leg].hangup_asked and bench.legs[other].hangup_asked
+    bench.settle()
+    assert set(bench.outcomes().values()) == {"interrupted"}
+    assert bench.core.router.agents["anna"].state == "available"
+    assert not bench.core.calls
+
+
+def test_agent_commands_and_feature_codes(tmp_path: Path) -> None:
+    bench = make_bench(tmp_path)
+    bench.send(m.AgentCommand("anna", "pause", "lunch", "test"))
+    assert bench.core.router.agents["anna"].state == "paused"
+    saves = [fx for fx in bench.effects if isinstance(fx, m.SaveAgentState)]
+    assert saves and saves[-1].state == "paused" and saves[-1].reason == "lunch"
+    to_queue(bench)
+    assert list(bench.ringing()) == ["marco"]
+    bench.send(m.AgentCommand("nobody", "login"))  # unknown: ignored, no effect
+    # a feature code from anna's phone: answered, confirmed, then hung up
+    leg = "F1"
+    bench.legs[leg] = __import__("tests.driver_bench", fromlist=["LegModel"]).LegModel(
+        leg, incoming=True)
+    bench.send(sip.IncomingCall(leg, "192.0.2.10", "agents", "anna", "*44"))
+    assert bench.core.router.agents["anna"].state == "available"
+    assert bench.legs[leg].answered
+    bench.prompt_done(leg)
+    assert bench.legs[leg].hangup_asked
+
+
+def test_refused_call_is_recorded(bench: Bench) -> None:
+    bench.incoming(source="198.51.100.7")
+    assert list(bench.outcomes().values()) == ["refused"]
+
+
+def bench_tmp(bench: Bench) -> Path:
+    return Path(bench.core.config.store).parent

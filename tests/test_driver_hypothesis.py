@@ -1,0 +1,171 @@
+"""The whole driver core under random SIP events and timings (hypothesis state machine).
+
+Invariants after every step: the call machines and the router agree on every caller, no agent
+is on two calls. At the end, once every leg has ended: every call has exactly one closed record,
+no record is left in progress, and every agent is free again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from ivr.driver import messages as m
+from ivr.sip import events as sip
+from tests.driver_bench import Bench, make_bench
+
+STRATEGIES = ("longest_idle", "ring_all", "round_robin", "top_down")
+
+
+class DriverMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self._tmp = tempfile.TemporaryDirectory()
+        self.bench: Bench | None = None
+        self.calls_placed = 0
+
+    @property
+    def b(self) -> Bench:
+        assert self.bench is not None
+        return self.bench
+
+    @precondition(lambda self: self.bench is None)
+    @rule(strategy=st.sampled_from(STRATEGIES), lines=st.integers(1, 4))
+    def setup(self, strategy: str, lines: int) -> None:
+        self.bench = make_bench(Path(self._tmp.name), strategy=strategy, lines=lines)
+
+    def _incoming_live(self) -> list[str]:
+        return [x.leg for x in self.b.legs.values() if x.incoming and not x.ended]
+
+    def _outgoing_live(self) -> list[str]:
+        return [x.leg for x in self.b.legs.values() if not x.incoming and not x.ended]
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(confirm=st.booleans(), trunk_source=st.sampled_from(["192.0.2.1", "192.0.2.1",
+                                                                "198.51.100.9"]))
+    def call_in(self, confirm: bool, trunk_source: str) -> None:
+        live = len([c for c in self.b.core.calls.values() if c.trunk == "gw"])
+        _trunk, _status, lines = self.b.core.admit(trunk_source)
+        if lines and live >= lines:  # the SIP layer refuses it with 486 (tested there)
+            self.b.send(sip.CallRefused(trunk_source, "333", "800", 486, "Busy Here", "gw"))
+            self.calls_placed += 1
+            return
+        self.b.incoming(caller=f"333{self.calls_placed:04d}", source=trunk_source,
+                        confirm=confirm)
+        self.calls_placed += 1
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(data=st.data(), digit=st.sampled_from("123789*#"))
+    def key(self, data: st.DataObject, digit: str) -> None:
+        legs = self._incoming_live() + self._outgoing_live()
+        if legs:
+            self.b.key(data.draw(st.sampled_from(legs)), digit)
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(data=st.data())
+    def escalate_code(self, data: st.DataObject) -> None:
+        legs = self._outgoing_live()
+        if legs:
+            self.b.key(data.draw(st.sampled_from(legs)), "*9")
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(data=st.data())
+    def prompt_ends(self, data: st.DataObject) -> None:
+        legs = [x for x in self._incoming_live() if self.b.playing_token(x) is not None]
+        if legs:
+            leg = data.draw(st.sampled_from(legs))
+            token = self.b.playing_token(leg)
+            assert token is not None
+            if token != 0:  # hold music loops: it never ends
+                self.b.send(sip.PlaybackEnded(leg, token))
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(data=st.data())
+    def answer(self, data: st.DataObject) -> None:
+        legs = [x for x in self._outgoing_live() if not self.b.legs[x].answered]
+        if legs:
+            self.b.answer(data.draw(st.sampled_from(legs)))
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(data=st.data(), status=st.sampled_from([200, 486, 408, 487, 503]))
+    def end_leg(self, data: st.DataObject, status: int) -> None:
+        legs = self._incoming_live() + self._outgoing_live()
+        if legs:
+            self.b.end(data.draw(st.sampled_from(legs)), status, "random")
+
+    @precondition(lambda self: self.bench is not None)
+    @rule()
+    def settle(self) -> None:
+        self.b.settle()
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(seconds=st.sampled_from([0.5, 3.0, 6.0, 11.0, 31.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.b.run_until(self.b.now + seconds)
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(ok=st.booleans())
+    def bridges(self, ok: bool) -> None:
+        self.b.bridge_ok = ok
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(ok=st.booleans())
+    def dials(self, ok: bool) -> None:
+        self.b.dial_ok = ok
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(agent=st.sampled_from(["anna", "marco", "lia"]),
+          command=st.sampled_from(["login", "logout", "pause", "unpause"]))
+    def agent_command(self, agent: str, command: str) -> None:
+        self.b.send(m.AgentCommand(agent, command, "", "test"))
+
+    @invariant()
+    def machines_and_router_agree(self) -> None:
+        if self.bench is not None:
+            assert self.b.core.problems() == []
+
+    @invariant()
+    def no_agent_on_two_calls(self) -> None:
+        if self.bench is None:
+            return
+        bridged: dict[str, int] = {}
+        for leg in self.b.legs.values():
+            if not leg.incoming and not leg.ended and leg.bridged_to:
+                agent = leg.uri.split(":")[1].split("@")[0]
+                bridged[agent] = bridged.get(agent, 0) + 1
+        assert all(n <= 1 for n in bridged.values()), bridged
+
+    def teardown(self) -> None:
+        try:
+            if self.bench is None:
+                return
+            b = self.b
+            b.dial_ok = False  # nothing new is placed while everything ends
+            for _ in range(20):
+                for leg in self._incoming_live() + self._outgoing_live():
+                    b.end(leg, 200, "teardown")
+                b.settle()
+                b.run_until(b.now + 400)  # callbacks expire, wrap-ups end
+                if not self._incoming_live() and not self._outgoing_live() \
+                        and not b.core.calls and not b.core.callbacks:
+                    break
+            assert not b.core.calls and not b.core.callbacks, "calls left after every leg ended"
+            assert not b.core.router.waiting and not b.core.router.connected
+            open_records = [r for r in b.records.values() if r.outcome == "in_progress"]
+            assert open_records == []
+            placed = [r for r in b.records.values() if r.source != "callback"]
+            assert len(placed) == self.calls_placed, "one record per call placed"
+            for agent in b.core.router.agents.values():
+                assert agent.state != "on_call" and agent.state != "ringing", agent
+        finally:
+            self._tmp.cleanup()
+
+
+DriverMachine.TestCase.settings = settings(
+    max_examples=500, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+test_driver_state_machine = DriverMachine.TestCase
