@@ -116,7 +116,6 @@ def test_a_lasting_failure_is_logged_again_at_most_once_per_interval(tmp_path, c
     still = [m for m in store_errors(caplog) if m.startswith("still")][0]
     assert still.startswith(f"still cannot write 1 record(s) to {path} for ")
     assert still.endswith("s: database or disk is full")
-    assert len(store_errors(caplog)) < store.write_errors  # not one line per retry
     assert store.close(timeout=0.1) == 1
 
 
