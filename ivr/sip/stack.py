@@ -17,6 +17,7 @@ import os
 import re
 import time
 import wave
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ _LEVEL_EVERY = 0.02
 """Seconds between two reads of a recorded leg's level (one media frame)."""
 
 _USER = re.compile(r"sips?:([^@;>]*)@")
+_ADDRESS = re.compile(r"sips?:([^;>?]*)", re.IGNORECASE)
 
 
 def user_part(uri: str) -> str:
@@ -101,6 +103,9 @@ class _Leg(pj.Call):  # type: ignore[misc]
         self.audio: pj.AudioMedia | None = None
         self.answered = False
         self.ended = False
+        self.refusals_logged: set[str] = set()
+        self.redirected: tuple[int, str] | None = None
+        """The 3xx answer we did not follow (pjsip then ends the leg as 487)."""
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
         info = self.getInfo()
@@ -111,8 +116,39 @@ class _Leg(pj.Call):  # type: ignore[misc]
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             self.ended = True
             self.audio = None
-            self.stack._events.append(LegEnded(self.leg, info.lastStatusCode, info.lastReason))
+            status, reason = self.redirected or (info.lastStatusCode, info.lastReason)
+            self.stack._events.append(LegEnded(self.leg, status, reason))
             self.stack._ended.append(self.leg)
+
+    # -- SIP policy: requests inside a call that the far end may not make ------------------
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:  # noqa: N802
+        # pjsua's default accepts every REFER (202) and dials the Refer-To target itself,
+        # at our expense: a caller could have us call any number. Transfers are ours to make.
+        prm.statusCode = 403
+        self.stack._refused_request(self, "refer", prm.dstUri, "403")
+
+    def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:  # noqa: N802
+        # an INVITE with Replaces would take this call over from someone else's dialog
+        prm.statusCode = 403
+        prm.reason = "Forbidden"
+        source = str(prm.rdata.srcAddress)
+        self.stack._refused_request(self, "replaces", f"sip:{source}", "403")
+
+    def onCallRedirected(self, prm: pj.OnCallRedirectedParam) -> int:  # noqa: N802
+        # a 3xx from a phone we dial must never make us call where it points (it could be
+        # a premium number); the leg ends with the 3xx, like a phone that does not answer
+        status, reason = 300, "Redirection"
+        try:
+            if prm.e.type == pj.PJSIP_EVENT_TSX_STATE:
+                tsx = prm.e.body.tsxState.tsx
+                status, reason = int(tsx.statusCode), str(tsx.statusText)
+        except Exception as exc:  # an event without its transaction: keep the generic 3xx
+            log.debug("redirect of %s: %s", self.leg, _describe(exc))
+        if 300 <= status < 400:
+            self.redirected = (status, reason)
+        self.stack._refused_request(self, "redirect", prm.targetUri,
+                                    f"{status} {reason}, not followed")
+        return int(pj.PJSIP_REDIRECT_STOP)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
         info = self.getInfo()
@@ -174,13 +210,17 @@ class SipStack:
     """A SIP user agent for the switchboard: answers trunks' calls and dials agents.
 
     ``accept_source(ip) -> (trunk name | None, refusal status)`` decides who may call in; any
-    other source gets 403 Forbidden.
+    other source gets 403 Forbidden. The SIP policy is decided here, not by pjsua's defaults: a
+    REFER or an INVITE with Replaces inside a call is refused with 403, a 3xx answer to a call
+    we place is never followed; each is counted in :attr:`refused_requests`.
     """
 
     def __init__(self, settings: SipSettings,
                  accept_source: Callable[[str], tuple[str | None, int]]):
         self.settings = settings
         self.accept_source = accept_source
+        self.refused_requests: Counter[str] = Counter()
+        """Requests refused by policy, by kind: 'refer', 'replaces', 'redirect' (a 3xx)."""
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
         self._legs: dict[str, _Leg] = {}
@@ -320,6 +360,17 @@ class SipStack:
             return
         self._legs[leg_id] = leg
         self._events.append(IncomingCall(leg_id, source, trunk, caller, called))
+
+    def _refused_request(self, leg: _Leg, kind: str, target: str, answer: str) -> None:
+        """Count a request refused by policy and log it, once per leg and kind."""
+        self.refused_requests[kind] += 1
+        if kind in leg.refusals_logged:
+            return
+        leg.refusals_logged.add(kind)
+        what = {"refer": "REFER", "replaces": "INVITE with Replaces",
+                "redirect": "redirect"}.get(kind, kind)
+        log.warning("leg %s: refused %s to %s (%s)", leg.leg, what, printable_target(target),
+                    answer)
 
     # -- commands --------------------------------------------------------------------------
     def answer(self, leg_id: str) -> None:
@@ -528,6 +579,24 @@ class SipStack:
             except Exception as exc:
                 log.debug("stopTransmit on %s: %s", leg_id, _describe(exc))
         # the player is freed here, on the owning thread, when this last reference goes
+
+
+def printable_target(uri: str, limit: int = 80) -> str:
+    """The user@host part of a URI from the network, safe for a log line.
+
+    Control and other unprintable characters are escaped (a CR/LF could forge log lines), and
+    the result is cut to *limit* characters.
+    """
+    match = _ADDRESS.search(uri)
+    text = match.group(1) if match else uri
+    safe = "".join(_escaped(c) for c in text[:limit + 1])
+    return safe if len(safe) <= limit else safe[:limit - 3] + "..."
+
+
+def _escaped(char: str) -> str:
+    if char == "\\":
+        return "\\\\"
+    return char if char.isprintable() else ascii(char)[1:-1]  # '\r' -> '\\r'
 
 
 def _wav_seconds(path: str) -> float:

@@ -1,7 +1,8 @@
 """A scripted SIP peer on our pjsua2 build, run as its own process by the end-to-end tests.
 
     caller: places N calls, sends digits (RFC 2833 or SIP INFO), plays a file, records what it
-            hears, hangs up after a while or when the far end does.
+            hears, asks the far end to transfer the call (REFER, ``--refer URI``), hangs up
+            after a while or when the far end does.
     agent:  answers incoming calls after a delay (or refuses them), plays a file, records,
             hangs up after a talk time.
 
@@ -132,6 +133,8 @@ class Call(pj.Call):
         self.answer_at: float | None = None
         self.confirmed_at: float | None = None
         self.hangup_at: float | None = None
+        self.refer_at: float | None = None
+        self.refers_sent = 0
         self.digits: list[tuple[float, str]] = []
         self.ended = False
         self.audio = None
@@ -151,6 +154,8 @@ class Call(pj.Call):
                 if args.hold > 0 and args.mode == "caller":
                     last = self.digits[-1][0] if self.digits else self.confirmed_at
                     self.hangup_at = last + args.hold
+            if args.refer:
+                self.refer_at = self.confirmed_at + args.refer_after
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             self.ended = True
             emit("disconnected", call=self.index, code=info.lastStatusCode,
@@ -181,6 +186,11 @@ class Call(pj.Call):
     def onDtmfDigit(self, prm):  # noqa: N802
         emit("dtmf", call=self.index, digit=prm.digit)
 
+    def onCallTransferStatus(self, prm):  # noqa: N802
+        # the answer to our REFER (e.g. 403), then the NOTIFYs of an accepted one
+        emit("transfer_status", call=self.index, code=prm.statusCode, reason=prm.reason,
+             final=bool(prm.finalNotify))
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -210,6 +220,12 @@ def main() -> int:
     parser.add_argument("--password", help="with --register: the digest password")
     parser.add_argument("--regint", type=int, default=60,
                         help="with --register: registration interval in seconds")
+    parser.add_argument("--refer", metavar="URI",
+                        help="send REFER (a blind transfer to URI) in each answered call")
+    parser.add_argument("--refer-after", type=float, default=1.0,
+                        help="with --refer: seconds after the call is answered")
+    parser.add_argument("--refer-times", type=int, default=1,
+                        help="with --refer: REFERs per call, 0.3 s apart")
     parser.add_argument("--record-dir")
     parser.add_argument("--duration", type=float, default=60.0)
     args = parser.parse_args()
@@ -250,6 +266,11 @@ def main() -> int:
                     prm.method = method
                     emit("digit_sent", call=call.index, digit=digit)
                     call.sendDtmf(prm)
+                if call.refer_at is not None and now >= call.refer_at:
+                    call.refers_sent += 1
+                    call.refer_at = now + 0.3 if call.refers_sent < args.refer_times else None
+                    emit("refer_sent", call=call.index, target=args.refer)
+                    call.xfer(args.refer, pj.CallOpParam(True))
                 if call.hangup_at is not None and now >= call.hangup_at:
                     call.hangup_at = None
                     emit("hanging_up", call=call.index)
