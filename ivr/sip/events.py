@@ -39,6 +39,17 @@ class LegAnswered:
 
 
 @dataclass(frozen=True)
+class CallConfirmed:
+    """An incoming leg is confirmed: the ACK of our 200 OK arrived.
+
+    A leg answered whose ACK never comes is ended by pjsip (after 64*T1, 32 s) with LegEnded
+    and no CallConfirmed before it: the caller never heard us, the call failed.
+    """
+
+    leg: str
+
+
+@dataclass(frozen=True)
 class LegEnded:
     leg: str
     status: int
@@ -74,5 +85,5 @@ class RecordingEnded:
     """'silence', 'max_length', 'key' (the driver stopped it), 'hangup' or 'error'."""
 
 
-SipEvent = (IncomingCall | CallRefused | LegAnswered | LegEnded | DigitReceived | PlaybackEnded
-            | RecordingEnded)
+SipEvent = (IncomingCall | CallRefused | LegAnswered | CallConfirmed | LegEnded | DigitReceived
+            | PlaybackEnded | RecordingEnded)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pjsua2 as pj
 
 from ivr.sip.events import (
+    CallConfirmed,
     CallRefused,
     DigitReceived,
     IncomingCall,
@@ -53,6 +54,18 @@ _LEVEL_EVERY = 0.02
 
 _USER = re.compile(r"sips?:([^@;>]*)@")
 _ADDRESS = re.compile(r"sips?:([^;>?]*)", re.IGNORECASE)
+
+REFUSAL_REASONS = {403: "Forbidden", 486: "Busy Here", 503: "Service Unavailable"}
+
+Admission = tuple[str | None, int] | tuple[str | None, int, int]
+"""What the admission function answers for an INVITE's source address.
+
+``(trunk, status)``: the trunk the source belongs to (None: not a trunk, refused with 403) and
+the status to answer (200: admit; 486, 503...: refuse). ``(trunk, status, lines)`` adds the
+trunk's line count: with ``lines > 0`` the stack refuses with 486 once that many of the trunk's
+incoming legs are in progress, counted at once inside the INVITE callback (see
+:meth:`SipStack.lines_in_use`), so that a burst of INVITEs in one poll cannot pass the cap.
+"""
 
 
 def user_part(uri: str) -> str:
@@ -103,6 +116,8 @@ class _Leg(pj.Call):  # type: ignore[misc]
         self.audio: pj.AudioMedia | None = None
         self.answered = False
         self.ended = False
+        self.trunk = ""
+        """The trunk whose line this incoming leg holds until it ends ('' for none)."""
         self.refusals_logged: set[str] = set()
         self.redirected: tuple[int, str] | None = None
         """The 3xx answer we did not follow (pjsip then ends the leg as 487)."""
@@ -111,11 +126,13 @@ class _Leg(pj.Call):  # type: ignore[misc]
         info = self.getInfo()
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
             self.answered = True
-            if self.outgoing:
-                self.stack._events.append(LegAnswered(self.leg))
+            # outgoing: the far end answered; incoming: the ACK of our 200 OK arrived
+            self.stack._events.append(LegAnswered(self.leg) if self.outgoing
+                                      else CallConfirmed(self.leg))
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             self.ended = True
             self.audio = None
+            self.stack._free_line(self)
             status, reason = self.redirected or (info.lastStatusCode, info.lastReason)
             self.stack._events.append(LegEnded(self.leg, status, reason))
             self.stack._ended.append(self.leg)
@@ -209,18 +226,22 @@ class _Recording:
 class SipStack:
     """A SIP user agent for the switchboard: answers trunks' calls and dials agents.
 
-    ``accept_source(ip) -> (trunk name | None, refusal status)`` decides who may call in; any
-    other source gets 403 Forbidden. The SIP policy is decided here, not by pjsua's defaults: a
-    REFER or an INVITE with Replaces inside a call is refused with 403, a 3xx answer to a call
-    we place is never followed; each is counted in :attr:`refused_requests`.
+    ``accept_source(ip)`` decides who may call in (see :data:`Admission`); any other source
+    gets 403 Forbidden. The SIP policy is decided here, not by pjsua's defaults: a REFER or an
+    INVITE with Replaces inside a call is refused with 403, a 3xx answer to a call we place is
+    never followed; each is counted in :attr:`refused_requests`.
+
+    >>> sip = SipStack(SipSettings("127.0.0.1", 5080), lambda ip: ("gw", 200, 30))
+    >>> sip.start()                                              # doctest: +SKIP
+    >>> events = sip.poll(10)                                    # doctest: +SKIP
     """
 
-    def __init__(self, settings: SipSettings,
-                 accept_source: Callable[[str], tuple[str | None, int]]):
+    def __init__(self, settings: SipSettings, accept_source: Callable[[str], Admission]):
         self.settings = settings
         self.accept_source = accept_source
         self.refused_requests: Counter[str] = Counter()
         """Requests refused by policy, by kind: 'refer', 'replaces', 'redirect' (a 3xx)."""
+        self._lines: Counter[str] = Counter()
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
         self._legs: dict[str, _Leg] = {}
@@ -343,14 +364,20 @@ class SipStack:
         leg = _Leg(self, account, leg_id, prm.callId)
         info = leg.getInfo()
         caller, called = user_part(info.remoteUri), user_part(info.localUri)
-        trunk, status = self.accept_source(source)
+        admission = self.accept_source(source)
+        trunk, status = admission[0], admission[1]
+        lines = admission[2] if len(admission) > 2 else 0
+        if trunk is not None and status < 300 and lines > 0 and self._lines[trunk] >= lines:
+            status = 486  # counted here, so INVITEs that arrive in one poll cannot pass the cap
         if trunk is None or status >= 300:
-            reason = "Forbidden" if trunk is None else "Busy Here"
+            status = status if trunk is not None else 403
+            reason = REFUSAL_REASONS.get(status, "Refused")
             log.warning("refused call from %s to %s: %s", source, called or "?",
                         "source is not a configured trunk" if trunk is None else
-                        f"trunk {trunk} has no free line")
+                        f"trunk {trunk} has no free line" if status == 486 else
+                        f"{status} {reason}")
             op = pj.CallOpParam()
-            op.statusCode = status if trunk is not None else 403
+            op.statusCode = status
             leg.ended = True
             self._legs[leg_id] = leg  # keep it referenced until pjsua2 is done with it
             leg.hangup(op)
@@ -359,7 +386,20 @@ class SipStack:
                                             trunk or ""))
             return
         self._legs[leg_id] = leg
+        leg.trunk = trunk
+        self._lines[trunk] += 1
         self._events.append(IncomingCall(leg_id, source, trunk, caller, called))
+
+    def lines_in_use(self, trunk: str) -> int:
+        """Incoming legs of *trunk* admitted and not ended yet (including unanswered ones)."""
+        return self._lines[trunk]
+
+    def _free_line(self, leg: _Leg) -> None:
+        if leg.trunk:
+            self._lines[leg.trunk] -= 1
+            if self._lines[leg.trunk] <= 0:
+                del self._lines[leg.trunk]
+            leg.trunk = ""
 
     def _refused_request(self, leg: _Leg, kind: str, target: str, answer: str) -> None:
         """Count a request refused by policy and log it, once per leg and kind."""
