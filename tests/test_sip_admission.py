@@ -2,18 +2,23 @@
 
 The line cap is enforced at admission, inside the INVITE callback, so a burst of INVITEs handled
 in one poll cannot pass it; a leg frees its line when it ends. An incoming leg reports
-CallConfirmed when the ACK of our 200 OK arrives, and never when it does not.
+CallConfirmed when the ACK of our 200 OK arrives, and never when it does not. Several files
+play as one prompt, back to back.
 
-A raw socket rather than a pjsua2 peer: it sends 60 INVITEs in one burst and can leave a 200
-OK unacknowledged.
+A raw socket rather than a pjsua2 peer: it sends 60 INVITEs in one burst, can leave a 200 OK
+unacknowledged, and hears the RTP we send.
 """
 
 from __future__ import annotations
 
+import math
 import socket
+import struct
 import time
+import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -277,3 +282,91 @@ def test_a_200_never_acknowledged_ends_the_leg_without_call_confirmed(sip_factor
     oks = [r for r in raw.responses if r.method == "INVITE" and r.status == 200]
     assert len(oks) > 1  # pjsip retransmitted its 200 OK, in vain
     assert stack.lines_in_use(TRUNK) == 0
+
+
+# -- prompts made of several files ---------------------------------------------------------
+def write_tone(path: Path, seconds: float, amplitude: int, rate: int = 8000) -> str:
+    frames = b"".join(struct.pack("<h", int(amplitude * math.sin(2 * math.pi * 400 * i / rate)))
+                      for i in range(int(seconds * rate)))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return str(path)
+
+
+def ulaw_level(payload: bytes) -> float:
+    """Mean absolute amplitude of a G.711 mu-law payload."""
+    total = 0
+    for byte in payload:
+        b = ~byte & 0xFF
+        magnitude = (((b & 0x0F) << 3) + 0x84 << ((b >> 4) & 7)) - 0x84
+        total += magnitude
+    return total / max(1, len(payload))
+
+
+def answered_call(stack: object, raw: RawSip, events: list[object]) -> str:
+    from ivr.sip.events import CallConfirmed, IncomingCall
+
+    raw.invite(1)
+    pump(stack, raw, events, lambda: bool(of(IncomingCall, events)))
+    (incoming,) = of(IncomingCall, events)
+    stack.answer(incoming.leg)  # type: ignore[attr-defined]
+    pump(stack, raw, events, lambda: bool(of(CallConfirmed, events)))
+    return str(incoming.leg)
+
+
+def test_three_files_play_back_to_back_as_one_prompt(sip_factory, tmp_path):
+    from ivr.sip.events import PlaybackEnded
+    from ivr.sip.stack import PLAYOUT_MARGIN
+
+    files = [write_tone(tmp_path / "you-are-number.wav", 0.6, 1000),
+             write_tone(tmp_path / "three.wav", 0.4, 4000),
+             write_tone(tmp_path / "in-the-queue.wav", 0.8, 12000)]
+    stack, raw = sip_factory(Admission())
+    events: list[object] = []
+    leg = answered_call(stack, raw, events)
+    raw.rtp_packets.clear()
+    started = time.monotonic()
+    stack.play(leg, files, 7)
+    pump(stack, raw, events, lambda: bool(of(PlaybackEnded, events)))
+    assert of(PlaybackEnded, events) == [PlaybackEnded(leg, 7)]
+    assert time.monotonic() - started >= 1.8 + PLAYOUT_MARGIN  # the sum of the three lengths
+
+    # what the caller heard: quiet, louder, loudest, with no silence between them
+    levels = [ulaw_level(data[12:]) for _, data in raw.rtp_packets]
+
+    def kind(level: float) -> str:
+        return "silence" if level < 200 else "low" if level < 1500 \
+            else "mid" if level < 5000 else "high"
+
+    kinds = [kind(level) for level in levels]
+    sound = [i for i, k in enumerate(kinds) if k != "silence"]
+    assert sound, f"nothing heard: {levels}"
+    heard = kinds[sound[0]:sound[-1] + 1]
+    assert "silence" not in heard, heard
+    runs = [k for i, k in enumerate(heard) if i == 0 or heard[i - 1] != k]
+    # a 20 ms packet across a boundary may read as a level between the two files
+    runs = [k for i, k in enumerate(runs) if k in ("low", "high") or heard.count(k) > 2]
+    assert runs == ["low", "mid", "high"], heard
+    assert len(heard) == pytest.approx(90, abs=3)  # 1.8 s in 20 ms packets
+
+
+def test_files_of_different_rates_play_one_after_the_other(sip_factory, tmp_path):
+    from ivr.sip.events import PlaybackEnded
+
+    files = [write_tone(tmp_path / "a.wav", 0.3, 3000),
+             write_tone(tmp_path / "b16k.wav", 0.3, 3000, rate=16000),
+             write_tone(tmp_path / "c.wav", 0.3, 3000)]
+    stack, raw = sip_factory(Admission())
+    events: list[object] = []
+    leg = answered_call(stack, raw, events)
+    started = time.monotonic()
+    stack.play(leg, files, 8)
+    pump(stack, raw, events, lambda: bool(of(PlaybackEnded, events)))
+    assert of(PlaybackEnded, events) == [PlaybackEnded(leg, 8)]
+    assert time.monotonic() - started >= 0.9
+    stack.play(leg, [], 9)  # nothing to play: ended at once
+    pump(stack, raw, events, lambda: len(of(PlaybackEnded, events)) == 2)
+    assert of(PlaybackEnded, events)[-1] == PlaybackEnded(leg, 9)

@@ -18,8 +18,8 @@ import re
 import time
 import wave
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import pjsua2 as pj
 
@@ -197,6 +197,10 @@ class _Player:
     token: int
     ends_at: float | None
     """Monotonic time the file has played out; None for a loop."""
+    then: list[str] = field(default_factory=list)
+    """Files still to play after this one (only when they could not form one playlist)."""
+    loop_paths: tuple[str, ...] = ()
+    """The whole prompt again after *then*, for a loop played file by file."""
 
 
 class _Recording:
@@ -223,6 +227,13 @@ class _Recording:
         self.peak = 0
 
 
+@dataclass(frozen=True)
+class _WavInfo:
+    seconds: float
+    layout: tuple[int, int, int]
+    """(sample rate, channels, bytes per sample): files in one playlist must all match."""
+
+
 class SipStack:
     """A SIP user agent for the switchboard: answers trunks' calls and dials agents.
 
@@ -246,11 +257,11 @@ class SipStack:
         self._account: _Account | None = None
         self._legs: dict[str, _Leg] = {}
         self._players: dict[str, _Player] = {}
-        self._pending_play: dict[str, tuple[str, int, bool]] = {}
+        self._pending_play: dict[str, tuple[tuple[str, ...], int, bool]] = {}
         self._bridges: dict[str, str] = {}
         self._events: list[SipEvent] = []
         self._ended: list[str] = []
-        self._durations: dict[str, float] = {}
+        self._wav_info: dict[str, _WavInfo] = {}
         self._recordings: dict[str, _Recording] = {}
         self._next_leg = 0
         self.clock: Callable[[], float] = time.monotonic
@@ -332,7 +343,9 @@ class SipStack:
         done = [p for p in self._players.values() if p.ends_at is not None and p.ends_at <= now]
         for player in done:
             leg, token = player.leg, player.token
-            if self._players.get(leg) is player:
+            if self._players.get(leg) is player and (player.then or player.loop_paths):
+                self._next_file(player)
+            elif self._players.get(leg) is player:
                 self._release_player(leg)
                 rec = self._recordings.get(leg)
                 if rec is not None and rec.beeping:
@@ -447,33 +460,72 @@ class SipStack:
         except Exception as exc:
             log.debug("hangup of %s: %s", leg_id, _describe(exc))
 
-    def play(self, leg_id: str, path: str, token: int, loop: bool = False) -> None:
-        """Play a WAV file to the leg, replacing what it was playing.
+    def play(self, leg_id: str, path: str | Sequence[str], token: int,
+             loop: bool = False) -> None:
+        """Play a WAV file, or several back to back as one prompt, replacing what was playing.
 
-        ``PlaybackEnded(leg, token)`` is reported at the end (never for a loop).
+        Several files (e.g. pre-rendered words: "you are number", "three", "in the queue")
+        play as one pjsua2 playlist, without a gap between them; files of different sample
+        rates cannot, and then play one after the other. ``PlaybackEnded(leg, token)`` is
+        reported when all have played (never for a loop).
         """
         leg = self._legs.get(leg_id)
         if leg is None or leg.ended:
             return
         self._release_player(leg_id)
+        paths = (path,) if isinstance(path, str) else tuple(path)
         if leg.audio is None:
-            self._pending_play[leg_id] = (path, token, loop)
+            self._pending_play[leg_id] = (paths, token, loop)
             return
-        media = pj.AudioMediaPlayer()
-        try:
-            media.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
-            media.startTransmit(leg.audio)
-        except Exception as exc:
-            log.error("cannot play %s on %s: %s", path, leg_id, _describe(exc))
+        if not paths:
             self._events.append(PlaybackEnded(leg_id, token))
             return
+        infos = [self._wav(p) for p in paths]
+        together = len(paths) > 1 and all(i is not None for i in infos) \
+            and len({i.layout for i in infos if i is not None}) == 1
+        one_by_one = len(paths) > 1 and not together
+        player = self._start_player(leg, paths[:1] if one_by_one else paths, token,
+                                    loop and not one_by_one)
+        if player is None:
+            self._events.append(PlaybackEnded(leg_id, token))
+            return
+        if one_by_one:
+            log.debug("prompt on %s played file by file (formats differ): %s", leg_id,
+                      ", ".join(paths))
+            player.then = list(paths[1:])
+            player.loop_paths = paths if loop else ()
+        self._players[leg_id] = player
+
+    def _start_player(self, leg: _Leg, paths: Sequence[str], token: int,
+                      loop: bool) -> _Player | None:
+        """One pjsua2 player (a playlist for several files) transmitting to *leg*, or None."""
+        assert leg.audio is not None
+        options = 0 if loop else pj.PJMEDIA_FILE_NO_LOOP
+        media = pj.AudioMediaPlayer()
+        try:
+            if len(paths) == 1:
+                media.createPlayer(paths[0], options)
+            else:
+                media.createPlaylist(pj.StringVector(list(paths)), f"prompt-{leg.leg}", options)
+            media.startTransmit(leg.audio)
+        except Exception as exc:
+            log.error("cannot play %s on %s: %s", ", ".join(paths), leg.leg, _describe(exc))
+            return None
         ends_at = None
         if not loop:
-            if path not in self._durations:
-                self._durations[path] = _wav_seconds(path)
+            seconds = sum(info.seconds for info in map(self._wav, paths) if info is not None)
             # plus one bridge frame or two, so the last audio has left before the next prompt
-            ends_at = time.monotonic() + self._durations[path] + PLAYOUT_MARGIN
-        self._players[leg_id] = _Player(media, leg_id, token, ends_at)
+            ends_at = time.monotonic() + seconds + PLAYOUT_MARGIN
+        return _Player(media, leg.leg, token, ends_at)
+
+    def _wav(self, path: str) -> _WavInfo | None:
+        """The file's length and layout, read once per path (None if it cannot be read)."""
+        info = self._wav_info.get(path)
+        if info is None:
+            info = _read_wav_info(path)
+            if info is not None:
+                self._wav_info[path] = info
+        return info
 
     def start_recording(self, leg_id: str, path: str, token: int, max_seconds: float,
                         silence_seconds: float, beep: str | None = None) -> None:
@@ -602,11 +654,26 @@ class SipStack:
                   "level %d", rec.leg, reason, seconds, elapsed, rec.peak)
         return RecordingEnded(rec.leg, rec.token, rec.path, seconds, reason)
 
+    def _next_file(self, player: _Player) -> None:
+        """Go on with a prompt played file by file: its next file, or from the start (a loop)."""
+        rest = player.then or list(player.loop_paths)
+        self._release_player(player.leg)
+        leg = self._legs.get(player.leg)
+        nxt = None
+        if leg is not None and not leg.ended and leg.audio is not None:
+            nxt = self._start_player(leg, rest[:1], player.token, loop=False)
+        if nxt is None:
+            if not player.loop_paths:
+                self._events.append(PlaybackEnded(player.leg, player.token))
+            return
+        nxt.then, nxt.loop_paths = rest[1:], player.loop_paths
+        self._players[player.leg] = nxt
+
     def _media_ready(self, leg_id: str) -> None:
         pending = self._pending_play.pop(leg_id, None)
         if pending is not None:
-            path, token, loop = pending
-            self.play(leg_id, path, token, loop)
+            paths, token, loop = pending
+            self.play(leg_id, paths, token, loop)
 
     def _release_player(self, leg_id: str) -> None:
         player = self._players.pop(leg_id, None)
@@ -637,6 +704,16 @@ def _escaped(char: str) -> str:
     if char == "\\":
         return "\\\\"
     return char if char.isprintable() else ascii(char)[1:-1]  # '\r' -> '\\r'
+
+
+def _read_wav_info(path: str) -> _WavInfo | None:
+    try:
+        with wave.open(path, "rb") as w:
+            rate = w.getframerate()
+            return _WavInfo(round(w.getnframes() / rate, 3),
+                            (rate, w.getnchannels(), w.getsampwidth()))
+    except (OSError, EOFError, ZeroDivisionError, wave.Error):
+        return None
 
 
 def _wav_seconds(path: str) -> float:
