@@ -47,6 +47,8 @@ class RawSip:
     rtp: socket.socket = field(init=False)
     responses: list[Response] = field(default_factory=list)
     byes: list[str] = field(default_factory=list)
+    invites: list[str] = field(default_factory=list)
+    """INVITEs the stack sent us (left unanswered)."""
     rtp_packets: list[tuple[float, bytes]] = field(default_factory=list)
     ack_2xx: bool = True
     _sent: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -68,7 +70,8 @@ class RawSip:
         self.sock.close()
         self.rtp.close()
 
-    def invite(self, n: int, caller: str = "0612345678", called: str = "800") -> str:
+    def invite(self, n: int, caller: str = "0612345678", called: str = "800",
+               extra: tuple[str, ...] = ()) -> str:
         call_id = f"c{n}-{self.port}@test"
         branch = f"z9hG4bK-{n}-{self.port}"
         from_hdr = f"<sip:{caller}@127.0.0.1:{self.port}>;tag=f{n}"
@@ -81,7 +84,7 @@ class RawSip:
              "Max-Forwards: 70", f"From: {from_hdr}",
              f"To: <sip:{called}@127.0.0.1:{self.target_port}>", f"Call-ID: {call_id}",
              "CSeq: 1 INVITE", f"Contact: <sip:{caller}@127.0.0.1:{self.port}>",
-             "Content-Type: application/sdp"], sdp)
+             *extra, "Content-Type: application/sdp"], sdp)
         self._sent[call_id] = (branch, from_hdr)
         return call_id
 
@@ -119,6 +122,8 @@ class RawSip:
             self.responses.append(response)
             if method == "INVITE" and response.status >= 200:
                 self._ack(response)
+        elif head[0].startswith("INVITE "):
+            self.invites.append(text)
         elif head[0].startswith("BYE "):
             self.byes.append(headers["call-id"])
             reply = "\r\n".join(["SIP/2.0 200 OK", *[
@@ -282,6 +287,30 @@ def test_a_200_never_acknowledged_ends_the_leg_without_call_confirmed(sip_factor
     oks = [r for r in raw.responses if r.method == "INVITE" and r.status == 200]
     assert len(oks) > 1  # pjsip retransmitted its 200 OK, in vain
     assert stack.lines_in_use(TRUNK) == 0
+
+
+def test_session_timers_are_used_when_the_far_end_supports_them(sip_factory):
+    from ivr.sip.events import CallConfirmed, IncomingCall
+
+    stack, raw = sip_factory(Admission())
+    plain = raw.invite(1)
+    timed = raw.invite(2, extra=("Supported: timer", "Session-Expires: 300;refresher=uac"))
+    events: list[object] = []
+    pump(stack, raw, events, lambda: len(of(IncomingCall, events)) == 2)
+    for event in of(IncomingCall, events):
+        stack.answer(event.leg)
+    pump(stack, raw, events, lambda: len(of(CallConfirmed, events)) == 2)
+    oks = {r.call_id: r.headers for r in raw.responses if r.status == 200}
+    # a gateway that runs the timer ends the call within 5 minutes if this process dies
+    assert oks[timed]["session-expires"].split(";")[0] == "300"
+    assert "timer" in oks[timed]["require"]
+    assert "session-expires" not in oks[plain]
+
+    # the calls we place (agents' phones) offer 5 minutes
+    assert stack.dial(f"sip:agent@127.0.0.1:{raw.port}") is not None
+    pump(stack, raw, events, lambda: bool(raw.invites))
+    head = raw.invites[0].split("\r\n\r\n", 1)[0].lower()
+    assert "\r\nsession-expires: 300" in head and "timer" in head.split("supported:", 1)[1]
 
 
 # -- prompts made of several files ---------------------------------------------------------

@@ -55,6 +55,11 @@ _LEVEL_EVERY = 0.02
 _USER = re.compile(r"sips?:([^@;>]*)@")
 _ADDRESS = re.compile(r"sips?:([^;>?]*)", re.IGNORECASE)
 
+SESSION_EXPIRES = 300
+"""Seconds of the SIP session timer (RFC 4028) offered and accepted: see :meth:`SipStack.start`."""
+SESSION_MIN_SE = 90
+"""The shortest session interval accepted (RFC 4028's recommended minimum)."""
+
 REFUSAL_REASONS = {403: "Forbidden", 486: "Busy Here", 503: "Service Unavailable"}
 
 Admission = tuple[str | None, int] | tuple[str | None, int, int]
@@ -84,6 +89,8 @@ class SipSettings:
     rtp_port_range: int = 1000
     max_calls: int = 128
     log_level: int = 1
+    session_expires: int = SESSION_EXPIRES
+    """Session timer interval in seconds, at least 90 (0: no session timers)."""
 
 
 def stack_version() -> str:
@@ -302,6 +309,17 @@ class SipStack:
         acfg.mediaConfig.transportConfig.port = s.rtp_port
         acfg.mediaConfig.transportConfig.portRange = s.rtp_port_range
         acfg.mediaConfig.transportConfig.boundAddress = s.host
+        # Session timers (RFC 4028) wherever the far end supports them: if this process dies
+        # mid-call, no BYE is ever sent; a gateway that runs the timer ends the orphaned call
+        # (and frees its line) within one interval instead of holding it for hours. We offer
+        # 5 minutes on the calls we place; on calls we receive, pjsip takes the interval the
+        # caller's INVITE asks for (refusing less than 90 s) and adds none if it asks none.
+        if s.session_expires > 0:
+            acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_OPTIONAL
+            acfg.callConfig.timerMinSESec = SESSION_MIN_SE  # pjsip's floor too
+            acfg.callConfig.timerSessExpiresSec = max(SESSION_MIN_SE, s.session_expires)
+        else:
+            acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
         account = _Account(self)
         account.create(acfg, True)
         self._ep, self._account = ep, account
