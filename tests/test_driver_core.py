@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ivr.driver import messages as m
-from ivr.driver.core import MOH_TOKEN, NOTICE_TOKEN, CallPhase
+from ivr.driver.state import MOH_TOKEN, NOTICE_TOKEN, CallPhase
 from ivr.lookup import LookupResult
 from ivr.sip import events as sip
 from tests.driver_bench import Bench, make_bench

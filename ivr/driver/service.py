@@ -306,8 +306,8 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
     store = None
     try:
         store = CallStore.open_for_service(config.store)
+        store.import_fallback()  # records a stop could not write, before closing leftovers
         store.recover(time.time())
-        store.import_fallback()
         prompts = PromptLibrary(config.prompt_cache, config.voices, config.speech_rate)
         started = time.monotonic()
         count = prompts.prepare(flow)
@@ -369,9 +369,11 @@ def _serve(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow], loo
     signal.signal(signal.SIGHUP, on_hup)
     reloader.start()
     watcher.start()
-    store.start_command_poller(lambda commands: [
-        inbox.post(m.AgentCommand(agent, command, reason, "ivr agent"))
-        for agent, command, reason in commands])
+    def agent_commands(commands: list[tuple[str, str, str]]) -> None:
+        for agent, command, reason in commands:
+            inbox.post(m.AgentCommand(agent, command, reason, "ivr agent"))
+
+    store.start_command_poller(agent_commands)
     monitors = []
     for trunk in (t for t in config.trunks if t.ping is not None):
         assert trunk.ping is not None

@@ -1,0 +1,210 @@
+"""What every machine of the core shares: the calls, the legs, the router, the effects.
+
+:class:`CoreBase` holds the state and the few operations every machine needs (emit an effect,
+save a record, change a phase, cancel a leg). Each kind of call adds its transitions in its own
+module (:mod:`callers`, :mod:`queues`, :mod:`transfers`, :mod:`callbacks`); :class:`Core` in
+:mod:`ivr.driver.core` joins them and dispatches messages. Methods one module needs from another
+are declared here, so each module reads on its own.
+"""
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ivr.config import Config
+from ivr.driver import messages as m
+from ivr.driver.state import (
+    TRANSFER_TIMEOUT,
+    Callback,
+    CallbackPhase,
+    CallerCall,
+    CallPhase,
+    FilesFor,
+    Leg,
+    LegPhase,
+)
+from ivr.engine import (
+    Action,
+    Enqueue,
+)
+from ivr.flow import Flow
+from ivr.sip import events as sip
+from ivr.store import CallRecord
+from routing import Router
+from routing.acd import AgentSpec, RoutingAction
+
+log = logging.getLogger("ivr.driver")
+
+
+class CoreBase:
+    """The state shared by the machines; see the module doc."""
+
+    def __init__(self, config: Config, flow: Flow, *, files_for: FilesFor,
+                 music_on_hold: str, now: float, wall_offset: float = 0.0,
+                 beep: str | None = None, overrides: Mapping[str, str] | None = None,
+                 agent_states: Mapping[str, tuple[str, str]] | None = None,
+                 registering: Iterable[str] = (),
+                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
+                 expect_ack: bool = True,
+                 transfer_timeout: float = TRANSFER_TIMEOUT):
+        self.config = config
+        self.flow = flow
+        self.files_for = files_for
+        self.music_on_hold = music_on_hold
+        self.wall_offset = wall_offset
+        self.beep = beep
+        self.new_id = new_id
+        self.expect_ack = expect_ack
+        self.transfer_timeout = transfer_timeout
+        self.overrides: dict[str, str] = dict(overrides or {})
+        self.calls: dict[str, CallerCall] = {}
+        self.callbacks: dict[str, Callback] = {}
+        self.legs: dict[str, Leg] = {}
+        """Outgoing legs by ref."""
+        self.by_sip: dict[str, str] = {}
+        """SIP leg -> the caller's call id (incoming legs) or an outgoing leg's ref."""
+        self.feature_legs: set[str] = set()
+        self.bridging: dict[tuple[str, str], str] = {}
+        """(a, b) of a bridge asked for -> the ref of the outgoing leg it joins."""
+        self.trunk_state: dict[str, bool] = {}
+        self.transitions: dict[tuple[str, str, str], int] = {}
+        self.stopping = False
+        self._next_ref = 0
+        self._fx: list[m.Effect] = []
+        self.registering = frozenset(registering)
+        agents = [AgentSpec(a.name, a.skills, a.max_no_answer) for a in config.agents.values()]
+        self.router = Router(config.queues.values(), now=now, agents=agents)
+        for name, (state, reason) in sorted((agent_states or {}).items()):
+            if name not in self.router.agents:
+                continue
+            if state == "logged_out":
+                self.router.logout(name, now)
+            elif state == "paused":
+                self.router.pause(name, now, reason or "break")
+            log.info("agent %s restored as %s%s", name, state, f" ({reason})" if reason else "")
+        for name in sorted(self.registering & set(self.router.agents)):
+            self.router.set_reachable(name, False, now)  # offered calls once registered
+        self.router.drain_log()  # restoring is not news for the queue log
+
+    def wall(self, now: float) -> float:
+        return round(now + self.wall_offset, 6)
+
+    def _emit(self, effect: m.Effect) -> None:
+        self._fx.append(effect)
+
+    def _save(self, record: CallRecord) -> None:
+        self._emit(m.SaveRecord(dataclasses.replace(record)))
+
+    def _ref(self) -> str:
+        self._next_ref += 1
+        return f"D{self._next_ref}"
+
+    def _caller_of(self, leg: str) -> CallerCall | None:
+        key = self.by_sip.get(leg)
+        return self.calls.get(key) if key is not None else None
+
+    def _leg_of(self, sip_leg: str) -> Leg | None:
+        key = self.by_sip.get(sip_leg)
+        return self.legs.get(key) if key is not None else None
+
+    # -- the machines' transitions: the only places phases change ------------------------------
+    def _to(self, call: CallerCall, new: CallPhase, why: str) -> None:
+        old = call.phase
+        if old is new:
+            return
+        call.phase = new
+        log.debug("call %s: %s -> %s (%s)", call.call_id, old.value, new.value, why)
+        self._count("caller", old.value, new.value)
+
+    def _leg_to(self, leg: Leg, new: LegPhase, why: str) -> None:
+        old = leg.phase
+        if old is new:
+            return
+        leg.phase = new
+        log.debug("leg %s (%s of %s%s): %s -> %s (%s)", leg.ref, leg.role.value, leg.call_id,
+                  f", agent {leg.agent}" if leg.agent else "", old.value, new.value, why)
+        self._count(f"{leg.role.value}_leg", old.value, new.value)
+
+    def _cb_to(self, cb: Callback, new: CallbackPhase, why: str) -> None:
+        old = cb.phase
+        if old is new:
+            return
+        cb.phase = new
+        log.debug("callback %s: %s -> %s (%s)", cb.call_id, old.value, new.value, why)
+        self._count("callback", old.value, new.value)
+
+    def _count(self, machine: str, old: str, new: str) -> None:
+        key = (machine, old, new)
+        self.transitions[key] = self.transitions.get(key, 0) + 1
+        self._emit(m.CountTransition(machine, old, new))
+
+    def _cancel(self, ref: str, why: str) -> None:
+        """The switchboard no longer wants this leg: hang it up (now, or once it exists)."""
+        leg = self.legs.get(ref)
+        if leg is None or not leg.live:
+            return
+        self._leg_to(leg, LegPhase.CANCELLED, why)
+        if leg.sip is not None:
+            self._emit(m.HangupLeg(leg.sip))
+
+    # -- provided by the other machines' modules ----------------------------------------------
+    def _session(self, call: CallerCall, actions: list[Action], now: float) -> None:
+        raise NotImplementedError
+
+    def _caller_ended(self, call: CallerCall, event: sip.LegEnded, now: float) -> None:
+        raise NotImplementedError
+
+    def _routing(self, actions: list[RoutingAction], now: float) -> None:
+        raise NotImplementedError
+
+    def _enqueue(self, call: CallerCall, action: Enqueue, now: float) -> None:
+        raise NotImplementedError
+
+    def _notice(self, call: CallerCall, pieces: tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    def _agent_key(self, leg: Leg, digit: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _agent_command(self, cmd: m.AgentCommand, now: float) -> None:
+        raise NotImplementedError
+
+    def _transfer(self, call: CallerCall, destination: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _transfer_answered(self, leg: Leg, now: float) -> None:
+        raise NotImplementedError
+
+    def _transfer_bridged(self, leg: Leg, ok: bool, now: float) -> None:
+        raise NotImplementedError
+
+    def _transfer_leg_ended(self, leg: Leg, was: LegPhase, status: int, reason: str,
+                            now: float) -> None:
+        raise NotImplementedError
+
+    def _request_callback(self, call: CallerCall, now: float) -> None:
+        raise NotImplementedError
+
+    def _start_callback(self, call: CallerCall, now: float) -> None:
+        raise NotImplementedError
+
+    def _callback_routing(self, cb: Callback, action: RoutingAction, now: float) -> None:
+        raise NotImplementedError
+
+    def _callback_agent_answered(self, cb: Callback, leg: Leg, now: float) -> None:
+        raise NotImplementedError
+
+    def _customer_answered(self, leg: Leg, now: float) -> None:
+        raise NotImplementedError
+
+    def _customer_bridged(self, leg: Leg, ok: bool, now: float) -> None:
+        raise NotImplementedError
+
+    def _customer_leg_ended(self, leg: Leg, was: LegPhase, status: int, reason: str,
+                            now: float) -> None:
+        raise NotImplementedError
+
+    def _callback_done(self, cb: Callback, outcome: str, reason: str, now: float) -> None:
+        raise NotImplementedError

@@ -1,0 +1,153 @@
+"""The state of the driver's calls: one machine per call, as plain data.
+
+- a caller (:class:`CallerCall`): ``ivr -> queued -> connected``, ``ivr -> transferring ->
+  transferred``, any -> ``ended``;
+- an outgoing leg (:class:`Leg`): ``dialling -> ringing -> bridging -> connected``, or
+  ``cancelled`` when the switchboard no longer wants it, ``ended`` when SIP says so;
+- a callback (:class:`Callback`): ``waiting -> calling_back -> connected -> ended``.
+
+Phases change only in :class:`ivr.driver.base.CoreBase`'s ``_to``, ``_leg_to`` and ``_cb_to``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ivr.engine import CallSession
+from ivr.store import CallRecord
+
+AGENTS_TRUNK = "agents"
+"""Trunk name given to calls from agents' phones (feature codes only)."""
+MOH_TOKEN = 0
+"""Token of the music-on-hold player (looped, never reports an end)."""
+NOTICE_TOKEN = -1
+"""Token of a switchboard notice to a waiting caller (announcement, escalation message)."""
+FEATURE_TOKEN = 1
+RENDER_DEADLINE = 3.0
+"""Seconds a prompt with free text (a lookup's answer) may take to render before the call goes
+on without it."""
+TRANSFER_TIMEOUT = 30.0
+
+FilesFor = Callable[[tuple[Any, ...]], "tuple[str, ...] | None"]
+"""Prompt pieces -> the audio files that speak them, if they are ready (no rendering)."""
+
+
+class CallPhase(enum.Enum):
+    IVR = "ivr"
+    QUEUED = "queued"
+    CONNECTED = "connected"
+    TRANSFERRING = "transferring"
+    TRANSFERRED = "transferred"
+    CLOSING = "closing"
+    """The switchboard hung the caller up (their agent did): waiting for SIP to confirm."""
+    ENDED = "ended"
+
+
+class LegPhase(enum.Enum):
+    DIALLING = "dialling"
+    RINGING = "ringing"
+    BRIDGING = "bridging"
+    CONNECTED = "connected"
+    CANCELLED = "cancelled"
+    ENDED = "ended"
+
+
+class LegRole(enum.Enum):
+    AGENT = "agent"
+    TRANSFER = "transfer"
+    CUSTOMER = "customer"
+    """The call out to a caller who asked to be called back."""
+
+
+class CallbackPhase(enum.Enum):
+    WAITING = "waiting"
+    CALLING_BACK = "calling_back"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+@dataclass
+class Leg:
+    """An outgoing leg: an agent's phone, a transfer destination, a caller called back."""
+
+    ref: str
+    role: LegRole
+    call_id: str
+    agent: str = ""
+    phase: LegPhase = LegPhase.DIALLING
+    sip: str | None = None
+    """The SIP layer's leg, once the dial is placed."""
+
+    @property
+    def live(self) -> bool:
+        return self.phase not in (LegPhase.CANCELLED, LegPhase.ENDED)
+
+
+@dataclass
+class CallerCall:
+    """A caller's call, from the INVITE to the record."""
+
+    call_id: str
+    leg: str
+    trunk: str
+    session: CallSession
+    record: CallRecord
+    phase: CallPhase = CallPhase.IVR
+    confirmed: bool = False
+    """The caller's side acknowledged our answer (ACK)."""
+    ringing: dict[str, str] = field(default_factory=dict)
+    """Agent -> leg ref, for every agent phone ringing for this caller (ring-all: several)."""
+    agent_ref: str | None = None
+    """The agent leg being bridged or connected."""
+    agent_keys: str = ""
+    agent_hung_up: bool = False
+    callback_requested: bool = False
+    recording: int | None = None
+    recordings_made: int = 0
+    voicemail_left: bool = False
+    transfer_ref: str | None = None
+    transfer_to: str = ""
+    transfer_deadline: float | None = None
+    awaiting_render: int | None = None
+    """Play id of a prompt being rendered for this call."""
+    hangup_reason: str = ""
+
+
+@dataclass
+class Callback:
+    """A caller who asked to be called back: their place in the queue, then the call out."""
+
+    call_id: str
+    """The router's id: the original call's."""
+    number: str
+    trunk: str
+    record: CallRecord
+    phase: CallbackPhase = CallbackPhase.WAITING
+    ringing: dict[str, str] = field(default_factory=dict)
+    agent: str | None = None
+    agent_ref: str | None = None
+    customer_ref: str | None = None
+
+
+GAVE_UP_REASONS = frozenset({"menu_failures", "collect_failures"})
+"""Ends where the IVR gave up on the caller (too many invalid keys or timeouts)."""
+
+def uri_host(uri: str) -> str:
+    host = uri.split("@", 1)[-1]
+    return host.split(";", 1)[0].rsplit(":", 1)[0].strip("[]<>")
+
+
+def dial_failure(status: int, reason: str) -> str:
+    """A short reason for an outgoing leg that ended unanswered."""
+    if status in (486, 600):
+        return "busy"
+    if status in (408, 480, 487):
+        return "no answer"
+    if status in (403, 603):
+        return "declined"
+    if status in (404, 604):
+        return "not found"
+    return f"{status} {reason}".strip()
