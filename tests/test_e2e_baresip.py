@@ -10,7 +10,6 @@ Every wait is for something to happen (a SIP event, audio arriving, a metric, a 
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +133,7 @@ def test_baresip_caller_reaches_agent_and_audio_flows_both_ways(
     assert isinstance(record["talk_seconds"], float) and record["talk_seconds"] >= TALK_S - 0.5
     # answered at the first ring (ring_timeout is 15 s)
     assert isinstance(record["wait_seconds"], float) and record["wait_seconds"] < 15.0
-    stamps = [float(str(record[k])) for k in
-              ("started_at", "answered_at", "queued_at", "connected_at", "ended_at")]
-    assert all(a < b for a, b in itertools.pairwise(stamps)), record
+    started, answered, queued, connected_at, ended = (float(str(record[k])) for k in (
+        "started_at", "answered_at", "queued_at", "connected_at", "ended_at"))
+    # the answer may carry the arrival's own time (one step of the call machine)
+    assert started <= answered < queued < connected_at < ended, record
