@@ -8,14 +8,21 @@ agent whose registered phone refuses every call being skipped, then paused after
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.e2e import Peer, Switchboard, free_tcp_port, free_udp_port, peer, require_sip_stack
+from tests.e2e import (
+    Peer,
+    Switchboard,
+    free_tcp_port,
+    free_udp_port,
+    peer,
+    require_baresip,
+    require_sip_stack,
+)
 from tests.support.baresip import Baresip, free_port
 from tests.test_e2e_kamailio import PASSWORDS, TRUNK_IP, Edge, agent_phone, edge
 
@@ -47,6 +54,7 @@ def registered_pjsua(edge: Edge, tmp_path: Path, user: str, *extra: str) -> Peer
 
 def registered_baresip(stack: ExitStack, edge: Edge, tmp_path: Path, user: str,
                        answermode: str = "auto") -> Baresip:
+    require_baresip()
     if answermode == "auto":
         phone = agent_phone(edge, tmp_path, user, PASSWORDS[user])
     else:  # rings, and is never picked up
@@ -136,7 +144,7 @@ def test_escalation_by_the_agents_feature_code(edge: Edge, tmp_path: Path) -> No
             caller = gateway_caller(edge, tmp_path, "--hold", "30", "--duration", "40")
             established = marco.wait_event("CALL_ESTABLISHED", timeout=30)
             assert established["peeruri"].startswith("sip:ivr@"), established
-            time.sleep(1.0)
+            sb.wait_for_log("connected to agent marco", timeout=10)
             marco.hangup()
             marco.wait_event("CALL_CLOSED")
             assert caller.wait_exit(10) == 0
