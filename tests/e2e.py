@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
@@ -220,12 +220,13 @@ log_level: info
                 self.proc.wait()
         return int(self.proc.returncode)
 
-    def records(self) -> list[dict[str, object]]:
+    def records(self) -> list[dict[str, Any]]:
+        """Rows of the calls table, oldest first (values as SQLite returns them)."""
         with sqlite3.connect(self.db) as db:
             db.row_factory = sqlite3.Row
             return [dict(r) for r in db.execute("SELECT * FROM calls ORDER BY started_at")]
 
-    def queue_events(self, kind: str | None = None) -> list[dict[str, object]]:
+    def queue_events(self, kind: str | None = None) -> list[dict[str, Any]]:
         with sqlite3.connect(self.db) as db:
             db.row_factory = sqlite3.Row
             rows = [dict(r) for r in db.execute("SELECT * FROM queue_events ORDER BY id")]
@@ -304,7 +305,7 @@ class Peer:
     def output(self) -> str:
         return (self.workdir / f"{self.name}.jsonl").read_text()
 
-    def events(self, kind: str | None = None) -> list[dict[str, object]]:
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         out = []
         for line in self.output().splitlines():
             if line.startswith("{"):
@@ -332,7 +333,7 @@ class Peer:
                 self.proc.wait()
 
     def wait_event(self, kind: str, count: int = 1,
-                   timeout: float = 30.0) -> list[dict[str, object]]:
+                   timeout: float = 30.0) -> list[dict[str, Any]]:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             found = self.events(kind)

@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.e2e import ROOT, Switchboard, free_tcp_port, free_udp_port, peer, require_sip_stack
+from tests.e2e import (
+    ROOT,
+    Peer,
+    Switchboard,
+    free_tcp_port,
+    free_udp_port,
+    peer,
+    require_sip_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
 
-def board_with(tmp_path, queues: str, agents=("anna", "marco"), extra: str = "") -> Switchboard:
+def board_with(tmp_path: Path, queues: str, agents: tuple[str, ...] = ("anna", "marco"),
+               extra: str = "") -> Switchboard:
     require_sip_stack()
     sb = Switchboard(tmp_path, free_udp_port(), free_tcp_port(),
                      agents={name: free_udp_port() for name in agents}, queues=queues,
@@ -21,14 +31,15 @@ def board_with(tmp_path, queues: str, agents=("anna", "marco"), extra: str = "")
     return sb.start()
 
 
-def caller(tmp_path, sb, name="caller", digits="2,1", **kw):
+def caller(tmp_path: Path, sb: Switchboard, name: str = "caller", digits: str = "2,1",
+           **kw: object) -> Peer:
     extra = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
     return peer(tmp_path, name, "caller", free_udp_port(), "--target", sb.uri, "--digits", digits,
                 "--dtmf", "info", "--first-digit-after", "0.3", "--digit-gap", "0.4",
                 *extra).start()
 
 
-def test_escalation_by_waiting_rings_level_2_after_the_tier_wait(tmp_path):
+def test_escalation_by_waiting_rings_level_2_after_the_tier_wait(tmp_path: Path) -> None:
     sb = board_with(tmp_path, """\
   support: {tiers: {1: [anna], 2: [marco]}, tier_wait: 4, ring_timeout: 2.5, retry_delay: 0.5}
   sales: {agents: [anna]}""")
@@ -53,7 +64,7 @@ def test_escalation_by_waiting_rings_level_2_after_the_tier_wait(tmp_path):
         assert sb.stop() == 0, sb.log_tail()
 
 
-def test_escalation_by_the_agent_feature_code_and_context_travels(tmp_path):
+def test_escalation_by_the_agent_feature_code_and_context_travels(tmp_path: Path) -> None:
     sb = board_with(tmp_path, """\
   support: {agents: [anna], escalate_to: level2, wrap_up: 30}
   level2: {agents: [marco]}
@@ -82,7 +93,7 @@ def test_escalation_by_the_agent_feature_code_and_context_travels(tmp_path):
         assert sb.stop() == 0, sb.log_tail()
 
 
-def test_agent_who_does_not_answer_is_skipped_then_paused(tmp_path):
+def test_agent_who_does_not_answer_is_skipped_then_paused(tmp_path: Path) -> None:
     sb = board_with(tmp_path, """\
   support: {agents: [anna, marco], strategy: top_down, ring_timeout: 5, retry_delay: 0.5}
   sales: {agents: [anna]}""", extra="")
@@ -107,7 +118,7 @@ def test_agent_who_does_not_answer_is_skipped_then_paused(tmp_path):
         assert sb.stop() == 0, sb.log_tail()
 
 
-def test_agent_states_from_phone_feature_codes_and_cli_survive_a_restart(tmp_path):
+def test_agent_states_from_phone_feature_codes_and_cli_survive_a_restart(tmp_path: Path) -> None:
     sb = board_with(tmp_path, """\
   support: {agents: [anna, marco], ring_timeout: 5}
   sales: {agents: [marco]}""")
@@ -137,7 +148,8 @@ def test_agent_states_from_phone_feature_codes_and_cli_survive_a_restart(tmp_pat
         assert sb.stop() == 0, sb.log_tail()
 
 
-def test_callback_keeps_the_place_and_calls_the_caller_back_when_an_agent_is_free(tmp_path):
+def test_callback_keeps_the_place_and_calls_the_caller_back_when_an_agent_is_free(
+        tmp_path: Path) -> None:
     require_sip_stack()
     customer_port = free_udp_port()
     sb = Switchboard(tmp_path, free_udp_port(), free_tcp_port(), agents={"anna": free_udp_port()},
