@@ -382,7 +382,7 @@ def test_three_files_play_back_to_back_as_one_prompt(sip_factory, tmp_path):
     assert len(heard) == pytest.approx(90, abs=3)  # 1.8 s in 20 ms packets
 
 
-def test_files_of_different_rates_play_one_after_the_other(sip_factory, tmp_path):
+def test_files_of_different_rates_or_missing_play_one_after_the_other(sip_factory, tmp_path):
     from ivr.sip.events import PlaybackEnded
 
     files = [write_tone(tmp_path / "a.wav", 0.3, 3000),
@@ -396,6 +396,12 @@ def test_files_of_different_rates_play_one_after_the_other(sip_factory, tmp_path
     pump(stack, raw, events, lambda: bool(of(PlaybackEnded, events)))
     assert of(PlaybackEnded, events) == [PlaybackEnded(leg, 8)]
     assert time.monotonic() - started >= 0.9
-    stack.play(leg, [], 9)  # nothing to play: ended at once
+    # a file that cannot be read is skipped; the others play one after the other
+    started = time.monotonic()
+    stack.play(leg, [files[0], str(tmp_path / "missing.wav"), files[2]], 10)
     pump(stack, raw, events, lambda: len(of(PlaybackEnded, events)) == 2)
+    assert of(PlaybackEnded, events)[-1] == PlaybackEnded(leg, 10)
+    assert time.monotonic() - started >= 0.6
+    stack.play(leg, [], 9)  # nothing to play: ended at once
+    pump(stack, raw, events, lambda: len(of(PlaybackEnded, events)) == 3)
     assert of(PlaybackEnded, events)[-1] == PlaybackEnded(leg, 9)

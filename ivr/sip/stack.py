@@ -54,6 +54,8 @@ _LEVEL_EVERY = 0.02
 
 _USER = re.compile(r"sips?:([^@;>]*)@")
 _ADDRESS = re.compile(r"sips?:([^;>?]*)", re.IGNORECASE)
+_PLAYLIST_MAX = 64
+"""Files pjsua2 takes in one playlist (it drops the rest silently)."""
 
 SESSION_EXPIRES = 300
 """Seconds of the SIP session timer (RFC 4028) offered and accepted: see :meth:`SipStack.start`."""
@@ -199,7 +201,8 @@ class _Player:
     loop thread, and the player itself is a plain pjsua2 object.
     """
 
-    media: pj.AudioMediaPlayer
+    media: pj.AudioMediaPlayer | None
+    """None only for a moment, while a prompt played file by file starts."""
     leg: str
     token: int
     ends_at: float | None
@@ -498,21 +501,25 @@ class SipStack:
         if not paths:
             self._events.append(PlaybackEnded(leg_id, token))
             return
-        infos = [self._wav(p) for p in paths]
-        together = len(paths) > 1 and all(i is not None for i in infos) \
-            and len({i.layout for i in infos if i is not None}) == 1
-        one_by_one = len(paths) > 1 and not together
-        player = self._start_player(leg, paths[:1] if one_by_one else paths, token,
-                                    loop and not one_by_one)
+        player = None
+        if len(paths) == 1 or self._playlist_fits(paths):
+            player = self._start_player(leg, paths, token, loop)
+        if player is None and len(paths) > 1:
+            log.debug("prompt on %s played file by file: %s", leg_id, ", ".join(paths))
+            player = _Player(None, leg_id, token, None, list(paths), paths if loop else ())
+            self._players[leg_id] = player
+            self._next_file(player)
+            return
         if player is None:
             self._events.append(PlaybackEnded(leg_id, token))
             return
-        if one_by_one:
-            log.debug("prompt on %s played file by file (formats differ): %s", leg_id,
-                      ", ".join(paths))
-            player.then = list(paths[1:])
-            player.loop_paths = paths if loop else ()
         self._players[leg_id] = player
+
+    def _playlist_fits(self, paths: Sequence[str]) -> bool:
+        """Whether the files can form one pjsua2 playlist: readable, one layout, few enough."""
+        infos = [self._wav(p) for p in paths]
+        return len(paths) <= _PLAYLIST_MAX and all(i is not None for i in infos) \
+            and len({i.layout for i in infos if i is not None}) == 1
 
     def _start_player(self, leg: _Leg, paths: Sequence[str], token: int,
                       loop: bool) -> _Player | None:
@@ -673,19 +680,22 @@ class SipStack:
         return RecordingEnded(rec.leg, rec.token, rec.path, seconds, reason)
 
     def _next_file(self, player: _Player) -> None:
-        """Go on with a prompt played file by file: its next file, or from the start (a loop)."""
+        """Go on with a prompt played file by file: its next file that plays, or from the start
+        (a loop); PlaybackEnded when none is left (a file that cannot play is skipped)."""
         rest = player.then or list(player.loop_paths)
         self._release_player(player.leg)
         leg = self._legs.get(player.leg)
-        nxt = None
-        if leg is not None and not leg.ended and leg.audio is not None:
-            nxt = self._start_player(leg, rest[:1], player.token, loop=False)
-        if nxt is None:
-            if not player.loop_paths:
-                self._events.append(PlaybackEnded(player.leg, player.token))
+        if leg is None or leg.ended or leg.audio is None:
             return
-        nxt.then, nxt.loop_paths = rest[1:], player.loop_paths
-        self._players[player.leg] = nxt
+        while rest:
+            nxt = self._start_player(leg, rest[:1], player.token, loop=False)
+            rest = rest[1:]
+            if nxt is not None:
+                nxt.then, nxt.loop_paths = rest, player.loop_paths
+                self._players[player.leg] = nxt
+                return
+        if not player.loop_paths:
+            self._events.append(PlaybackEnded(player.leg, player.token))
 
     def _media_ready(self, leg_id: str) -> None:
         pending = self._pending_play.pop(leg_id, None)
@@ -698,7 +708,7 @@ class SipStack:
         if player is None:
             return
         leg = self._legs.get(leg_id)
-        if leg is not None and leg.audio is not None:
+        if player.media is not None and leg is not None and leg.audio is not None:
             try:
                 player.media.stopTransmit(leg.audio)
             except Exception as exc:
