@@ -55,8 +55,7 @@ class Callers(CoreBase):
 
     # -- incoming calls ------------------------------------------------------------------------
     def _incoming(self, event: sip.IncomingCall, now: float) -> None:
-        if event.trunk == AGENTS_TRUNK:
-            self._feature_call(event, now)
+        if self._feature_call(event, now):
             return
         call_id = self.new_id()
         flow = self.flow
@@ -75,18 +74,22 @@ class Callers(CoreBase):
         self._save(record)
         self._session(call, session.start(now), now)
 
-    def _feature_call(self, event: sip.IncomingCall, now: float) -> None:
-        """An agent dialling a feature code (*41 login ...) from their own phone."""
+    def _feature_call(self, event: sip.IncomingCall, now: float) -> bool:
+        """An agent dialling a feature code (*41 login ...) from their own phone (the URI's
+        user and host of a configured agent): True if handled. An agent's phone that is not
+        a trunk may dial nothing else."""
         command = self.config.feature_codes.action_for(event.called)
         agent = self.config.agent_for(event.source, event.caller)
         if command is None or agent is None:
+            if event.trunk != AGENTS_TRUNK:
+                return False
             log.warning("refused call from agent phone %s (%s) to %s: only feature codes are "
                         "taken from agents' phones", event.source, event.caller or "?",
                         event.called or "?")
             self._emit(m.HangupLeg(event.leg, 403))
             self._refused(sip.CallRefused(event.source, event.caller, event.called, 403,
                                           "Forbidden", event.trunk), now)
-            return
+            return True
         self._agent_command(m.AgentCommand(agent.name, command,
                                            "break" if command == "pause" else "",
                                            f"phone {event.source}"), now)
@@ -95,9 +98,10 @@ class Callers(CoreBase):
         if files is None:
             log.error("the confirmation of feature code %s is not rendered", command)
             self._emit(m.HangupLeg(event.leg))
-            return
+            return True
         self.feature_legs.add(event.leg)
         self._emit(m.Play(event.leg, files, FEATURE_TOKEN))
+        return True
 
     def _refused(self, event: sip.CallRefused, now: float) -> None:
         at = self.wall(now)
