@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -88,6 +88,22 @@ class _StateCollector(Collector):
         for trunk, up in sorted(snap.trunks.items()):
             trunks.add_metric([trunk], 1 if up else 0)
         yield trunks
+
+
+class _StoreCollector(Collector):
+    """The call store's writer, read at scrape time: records waiting to be written (a locked
+    database or a full disk keeps them in memory) and failed write attempts."""
+
+    def __init__(self, pending: Callable[[], int], errors: Callable[[], int]):
+        self._pending = pending
+        self._errors = errors
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily("ivr_store_pending", "Records, queue events and state changes "
+                                "waiting to be written to the call store.",
+                                value=self._pending())
+        yield CounterMetricFamily("ivr_store_write_errors", "Failed attempts to write to the "
+                                  "call store (each is retried).", value=self._errors())
 
 
 class _ServiceLevelCollector(Collector):
@@ -282,6 +298,15 @@ class Metrics:
         with self._lock:
             return self._snapshot
 
+    def watch_store(self, pending: Callable[[], int], errors: Callable[[], int]) -> None:
+        """Export the call store's backlog and write errors, read at each scrape."""
+        self.registry.register(_StoreCollector(pending, errors))
+
     def serve(self, host: str, port: int) -> None:
-        """Serve ``/metrics`` on a daemon thread."""
-        start_http_server(port, addr=host, registry=self.registry)
+        """Serve ``/metrics`` on a daemon thread; a port in use is a one-line StartupError."""
+        try:
+            start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            from ivr.preflight import listen_error
+
+            raise listen_error(exc, host, port, "metrics", "tcp") from None

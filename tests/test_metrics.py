@@ -101,3 +101,17 @@ def test_wrap_up_time_is_observed_from_the_queue_log():
         metrics.queue_event(e.kind, e.queue, e.at, e.detail)
     assert value(metrics, "ivr_agent_wrap_up_seconds_count") == 1
     assert value(metrics, "ivr_agent_wrap_up_seconds_sum") == 30
+
+
+def test_the_store_backlog_and_write_errors_are_read_at_scrape(tmp_path):
+    from ivr.store import CallStore
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process=False)
+    store = CallStore(tmp_path / "calls.db")
+    metrics.watch_store(store.pending_count, lambda: store.write_errors)
+    assert registry.get_sample_value("ivr_store_pending") == 0
+    assert registry.get_sample_value("ivr_store_write_errors_total") == 0
+    store.write_errors = 3  # what the writer counts on each failed attempt
+    assert registry.get_sample_value("ivr_store_write_errors_total") == 3
+    store.close()

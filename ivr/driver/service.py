@@ -306,6 +306,7 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
     store = None
     try:
         store = CallStore.open_for_service(config.store)
+        metrics.watch_store(store.pending_count, lambda: store.write_errors if store else 0)
         store.import_fallback()  # records a stop could not write, before closing leftovers
         store.recover(time.time())
         prompts = PromptLibrary(config.prompt_cache, config.voices, config.speech_rate)
