@@ -82,6 +82,7 @@ def exported_sample_names() -> set[str]:
     m.queue_event("abandon", "support", 980.0, {"wait": 10.0})
     m.queue_event("escalate", "support", 985.0, {"kind": "exhaustion", "to_level": "level2"})
     m.ivr_path("main", [("welcome", "1"), ("menu", "!~2")], "menu")
+    m.watch_store(lambda: 2, lambda: 1)
     m.publish(Snapshot(calls_in_progress=1, callers_waiting={"support": 1},
                        agents_by_state={"available": 1}, longest_wait={"support": 4.0},
                        queue_agents={("support", "available"): 1},
@@ -103,7 +104,7 @@ def test_alert_names():
     assert set(alert_exprs()) == {
         "CentralinoDown", "QueueServiceLevelLow", "QueueNoAgentLoggedIn",
         "QueueAbandonmentHigh", "FlowReloadFailed", "AgentPhoneUnregistered",
-        "GatewayUnreachable"}
+        "GatewayUnreachable", "CallRecordsNotWritten"}
 
 
 NO_AGENT_TEST = """
