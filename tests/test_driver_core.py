@@ -27,7 +27,8 @@ def to_queue(bench: Bench, caller: str = "3331234567") -> str:
 def test_a_caller_is_answered_recorded_and_hears_the_menu(bench: Bench) -> None:
     leg = bench.incoming()
     record = bench.record_of(leg)
-    assert record.outcome == "in_progress" and record.answered_at is not None
+    assert record.outcome == "in_progress"
+    assert record.answered_at is not None
     assert bench.legs[leg].answered
     assert bench.legs[leg].playing == ("say:One for support, two for reception, three for a "
                                        "message.",)
@@ -37,7 +38,8 @@ def test_queued_caller_rings_the_agent_and_is_connected(bench: Bench) -> None:
     leg = to_queue(bench)
     call = bench.core.calls[bench.record_of(leg).call_id]
     assert call.phase is CallPhase.QUEUED
-    assert bench.record_of(leg).queue == "support" and bench.record_of(leg).queued_at
+    assert bench.record_of(leg).queue == "support"
+    assert bench.record_of(leg).queued_at
     assert bench.legs[leg].playing == ("moh.wav",)
     ringing = bench.ringing()
     assert list(ringing) == ["anna"]
@@ -45,7 +47,8 @@ def test_queued_caller_rings_the_agent_and_is_connected(bench: Bench) -> None:
     assert call.phase is CallPhase.CONNECTED
     assert bench.legs[leg].bridged_to == ringing["anna"]
     record = bench.record_of(leg)
-    assert record.agent == "anna" and record.connected_at is not None
+    assert record.agent == "anna"
+    assert record.connected_at is not None
     assert bench.core.router.agents["anna"].state == "on_call"
     bench.end(leg)
     bench.settle()
@@ -63,7 +66,8 @@ def test_records_are_saved_at_answer_queue_and_connect(bench: Bench) -> None:
     saved = [r for r in bench.saves if r.call_id == call_id]
     assert any(r.answered_at and not r.queue for r in saved)
     assert any(r.queue == "support" and r.ivr_path and not r.agent for r in saved)
-    assert saved[-1].agent == "anna" and saved[-1].outcome == "in_progress"
+    assert saved[-1].agent == "anna"
+    assert saved[-1].outcome == "in_progress"
 
 
 def test_bridge_failure_keeps_the_caller_waiting_and_the_router_in_step(tmp_path: Path) -> None:
@@ -82,7 +86,8 @@ def test_bridge_failure_keeps_the_caller_waiting_and_the_router_in_step(tmp_path
     bench.settle()
     bench.bridge_ok = True
     bench.answer(ringing["marco"])  # the other phone still rang: it takes the call
-    assert call.phase is CallPhase.CONNECTED and call.record.agent == "marco"
+    assert call.phase is CallPhase.CONNECTED
+    assert call.record.agent == "marco"
     assert bench.core.problems() == []
 
 
@@ -121,7 +126,8 @@ def test_both_legs_ending_in_one_turn(bench: Bench) -> None:
     assert bench.outcomes() == {"c1": "completed"}
     assert bench.records["c1"].end_reason == "agent hung up"
     assert bench.core.router.agents["anna"].state == "available"
-    assert not bench.core.calls and not bench.core.legs
+    assert not bench.core.calls
+    assert not bench.core.legs
 
 
 def test_unanswered_agent_is_skipped_and_the_next_one_rings(bench: Bench) -> None:
@@ -159,7 +165,8 @@ def test_agent_escalation_code_while_connected_moves_the_caller_on(bench: Bench)
     call = bench.core.calls[bench.record_of(leg).call_id]
     assert bench.legs[agent_leg].hangup_asked
     assert call.phase is CallPhase.QUEUED
-    assert call.record.agent is None and call.record.connected_at is None
+    assert call.record.agent is None
+    assert call.record.connected_at is None
     assert bench.playing_token(leg) == NOTICE_TOKEN
     bench.settle()
     assert bench.core.problems() == []
@@ -229,7 +236,8 @@ def test_transfer_answered_is_bridged_and_recorded(bench: Bench) -> None:
     bench.end(transfer)
     bench.settle()
     record = bench.records["c1"]
-    assert record.outcome == "completed" and record.transferred_to == "201"
+    assert record.outcome == "completed"
+    assert record.transferred_to == "201"
 
 
 def test_transfer_not_answered_times_out(bench: Bench) -> None:
@@ -285,7 +293,8 @@ def test_free_text_prompt_is_rendered_off_the_loop_and_played_when_ready(tmp_pat
     """
     bench = make_bench(tmp_path, flow=flow)
     leg = bench.incoming()
-    assert len(bench.renders) == 1 and bench.playing_token(leg) is None
+    assert len(bench.renders) == 1
+    assert bench.playing_token(leg) is None
     render = bench.renders[0]
     bench.send(m.PromptReady(render.call_id, render.play_id, ("hello-ada.wav",)))
     assert bench.legs[leg].playing == ("hello-ada.wav",)
@@ -344,7 +353,8 @@ def test_stop_hangs_up_everything_and_closes_records_as_interrupted(bench: Bench
     bench.answer(bench.ringing()["anna"])
     other = bench.incoming()
     bench._apply(bench.core.stop(bench.now))
-    assert bench.legs[leg].hangup_asked and bench.legs[other].hangup_asked
+    assert bench.legs[leg].hangup_asked
+    assert bench.legs[other].hangup_asked
     bench.settle()
     assert set(bench.outcomes().values()) == {"interrupted"}
     assert bench.core.router.agents["anna"].state == "available"
@@ -356,7 +366,9 @@ def test_agent_commands_and_feature_codes(tmp_path: Path) -> None:
     bench.send(m.AgentCommand("anna", "pause", "lunch", "test"))
     assert bench.core.router.agents["anna"].state == "paused"
     saves = [fx for fx in bench.effects if isinstance(fx, m.SaveAgentState)]
-    assert saves and saves[-1].state == "paused" and saves[-1].reason == "lunch"
+    assert saves
+    assert saves[-1].state == "paused"
+    assert saves[-1].reason == "lunch"
     to_queue(bench)
     assert list(bench.ringing()) == ["marco"]
     bench.send(m.AgentCommand("nobody", "login"))  # unknown: ignored, no effect

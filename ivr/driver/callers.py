@@ -42,7 +42,7 @@ from ivr.engine import (
     TransferCall,
 )
 from ivr.engine.session import resolve
-from ivr.lookup import LookupResult
+from ivr.lookup import LookupResult, redact_url
 from ivr.notices import NOTICES
 from ivr.sip import events as sip
 from ivr.store import CallRecord
@@ -136,6 +136,8 @@ class Callers(CoreBase):
             call.hangup_reason = action.reason
             self._emit(m.HangupLeg(call.leg))
         elif isinstance(action, HttpLookup):
+            log.info("call %s: lookup %d: GET %s (timeout %g s)", call.call_id,
+                     action.request_id, redact_url(action.url), action.timeout)
             self._emit(m.StartLookup(call.call_id, action.request_id, action.url,
                                      action.timeout))
         elif isinstance(action, StartRecording):
@@ -291,11 +293,14 @@ class Callers(CoreBase):
         return outcome, reason
 
     def _judge(self, call: CallerCall) -> tuple[str, str]:
-        phase = call.phase
         if self.stopping:
             return "interrupted", "switchboard stopped"
         if self.expect_ack and not call.confirmed and call.record.answered_at is not None:
             return "failed", "the caller's side never acknowledged the answer (no ACK)"
+        return self._judge_answered(call)
+
+    def _judge_answered(self, call: CallerCall) -> tuple[str, str]:
+        phase = call.phase
         if phase is CallPhase.TRANSFERRED:
             return "completed", f"transferred to {call.transfer_to}"
         if phase is CallPhase.TRANSFERRING:

@@ -27,7 +27,6 @@ The router (:mod:`routing`) owns queues and agents; every action it returns is c
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ivr.driver import messages as m
 from ivr.driver.callbacks import Callbacks
@@ -49,9 +48,6 @@ from ivr.metrics import Snapshot
 from ivr.sip import events as sip
 
 log = logging.getLogger("ivr.driver")
-
-_CallConfirmed: Any = getattr(sip, "CallConfirmed", None)
-
 
 class Core(Callers, Queues, Transfers, Callbacks):
     """The switchboard's state and decisions. See the module doc."""
@@ -151,7 +147,7 @@ class Core(Callers, Queues, Transfers, Callbacks):
             self._leg_answered(msg.leg, now)
         elif isinstance(msg, sip.LegEnded):
             self._leg_ended(msg, now)
-        elif _CallConfirmed is not None and isinstance(msg, _CallConfirmed):
+        elif isinstance(msg, sip.CallConfirmed):
             call = self._caller_of(msg.leg)
             if call is not None:
                 call.confirmed = True
@@ -194,6 +190,9 @@ class Core(Callers, Queues, Transfers, Callbacks):
     # -- checks, for tests ---------------------------------------------------------------------
     def problems(self) -> list[str]:
         """Disagreements between the call machines and the router (empty: all agree)."""
+        return self._router_problems() + self._call_problems()
+
+    def _router_problems(self) -> list[str]:
         out: list[str] = []
         for call_id, caller in self.router.waiting.items():
             call = self.calls.get(call_id)
@@ -209,11 +208,14 @@ class Core(Callers, Queues, Transfers, Callbacks):
                            f"driver {sorted(live)}")
         for call_id in self.router.connected:
             call = self.calls.get(call_id)
-            cb = self.callbacks.get(call_id)
             if call is not None and call.phase is not CallPhase.CONNECTED:
                 out.append(f"router has {call_id} connected, the call is {call.phase.value}")
-            if call is None and cb is None:
+            if call is None and call_id not in self.callbacks:
                 out.append(f"router has connected caller {call_id} that no call holds")
+        return out
+
+    def _call_problems(self) -> list[str]:
+        out: list[str] = []
         for call in self.calls.values():
             if call.phase is CallPhase.QUEUED and call.call_id not in self.router.waiting:
                 out.append(f"call {call.call_id} is queued, the router does not have it")
@@ -224,5 +226,4 @@ class Core(Callers, Queues, Transfers, Callbacks):
             if leg.role is LegRole.AGENT and leg.phase in (LegPhase.BRIDGING,
                                                            LegPhase.CONNECTED):
                 busy[leg.agent] = busy.get(leg.agent, 0) + 1
-        out += [f"agent {a} has {n} calls" for a, n in busy.items() if n > 1]
-        return out
+        return out + [f"agent {a} has {n} calls" for a, n in busy.items() if n > 1]

@@ -108,7 +108,7 @@ class Loop:
             msg = pending.popleft()
             try:
                 effects = self.core.handle(msg, self.clock())
-            except Exception:  # noqa: BLE001 - one bad message must not stop every call
+            except Exception:
                 log.exception("error handling %s; the switchboard goes on", type(msg).__name__)
                 self.metrics.loop_errors.inc()
                 continue
@@ -272,7 +272,7 @@ def sd_notify(message: str) -> None:
         log.debug("sd_notify failed: %s", exc)
 
 
-def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int:  # noqa: C901
+def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int:
     """Run the switchboard until SIGINT or SIGTERM; returns the exit status.
 
     Raises :class:`~ivr.errors.StartupError` (or the store's ``StoreError``) with a one-line
