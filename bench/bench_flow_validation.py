@@ -21,7 +21,6 @@ from ivr.flow import load_flow  # noqa: E402
 
 def generate(nodes: int) -> str:
     lines = ["flow: generated", "languages: [it, en]", "start: n0", "nodes:"]
-    count = 0
     for i in range(nodes):
         children = [c for c in (3 * i + 1, 3 * i + 2, 3 * i + 3) if c < nodes]
         if children:
@@ -39,7 +38,6 @@ def generate(nodes: int) -> str:
                       "    variable: code", "    pattern: \"[0-9]{4}\"", "    next: end"]
         else:
             lines += [f"  n{i}:", "    type: play", f'    prompt: "Leaf {i}"', "    next: end"]
-        count += 1
     lines += ["  end:", "    type: hangup", "    prompt: {say: {it: Arrivederci, en: Goodbye}}"]
     return "\n".join(lines) + "\n"
 

@@ -91,7 +91,16 @@ def _parse_status(datagram: bytes) -> tuple[int, str, str, int] | None:
         return None  # truncated: a SIP message always ends its headers with a blank line
     text = data[:end].decode("utf-8", errors="replace")
     lines = text.split("\r\n")
-    parts = lines[0].split(" ", 2)
+    status = _parse_status_line(lines[0])
+    headers = _parse_dialog_headers(lines[1:])
+    if status is None or headers is None:
+        return None
+    return (*status, *headers)
+
+
+def _parse_status_line(line: str) -> tuple[int, str] | None:
+    """``SIP/2.0 200 OK`` as (code, reason), or None if it is not a status line."""
+    parts = line.split(" ", 2)
     if len(parts) < 2 or parts[0] != "SIP/2.0":
         return None
     code_s = parts[1]
@@ -101,9 +110,14 @@ def _parse_status(datagram: bytes) -> tuple[int, str, str, int] | None:
     if not 100 <= code <= 699:
         return None
     reason = parts[2].strip() if len(parts) == 3 else ""
+    return code, reason
+
+
+def _parse_dialog_headers(lines: list[str]) -> tuple[str, int] | None:
+    """Call-ID and CSeq number from the header lines, or None if either is missing or bad."""
     call_id: str | None = None
     cseq: int | None = None
-    for line in lines[1:]:
+    for line in lines:
         if not line or line[0] in " \t":
             continue  # folded continuation lines carry nothing we need
         name, sep, value = line.partition(":")
@@ -122,7 +136,7 @@ def _parse_status(datagram: bytes) -> tuple[int, str, str, int] | None:
                 return None
     if not call_id or cseq is None:
         return None
-    return code, reason, call_id, cseq
+    return call_id, cseq
 
 
 def _printable(text: str, limit: int = 64) -> str:

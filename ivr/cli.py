@@ -56,7 +56,7 @@ def _operator_errors() -> tuple[type[Exception], ...]:
 
     error = getattr(store, "StoreError", None)
     found: tuple[type[Exception], ...] = (StartupError, RecordsError)
-    return found + (error,) if isinstance(error, type) and issubclass(error, Exception) \
+    return (*found, error) if isinstance(error, type) and issubclass(error, Exception) \
         else found
 
 

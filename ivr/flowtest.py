@@ -164,7 +164,9 @@ def _case(cursor: Cursor, flow: Flow | None, defaults: Mapping[str, Any]) -> Flo
     return FlowCase(name=name, line=cursor.line, expect=expect, **settings)
 
 
-def _settings(f: Mapping[str, Cursor], flow: Flow | None) -> dict[str, Any]:
+def _settings(  # noqa: C901 - one arm per optional key of a case
+    f: Mapping[str, Cursor], flow: Flow | None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("caller", "called"):
         if key in f:

@@ -121,6 +121,18 @@ def fetch_json(url: str, timeout: float, max_bytes: int = MAX_BYTES, *,
         raise LookupFailed("only http:// and https:// addresses are looked up")
     if deadline is None:
         deadline = time.monotonic() + timeout
+    status, body = _follow(url, timeout, deadline, max_bytes, context)
+    if not 200 <= status < 300:
+        raise LookupFailed(f"HTTP {status}")
+    if time.monotonic() > deadline:
+        raise LookupFailed(f"timeout after {timeout:g} s")
+    return _decode_json(body)
+
+
+def _follow(url: str, timeout: float, deadline: float, max_bytes: int,
+            context: ssl.SSLContext | None) -> tuple[int, bytes]:
+    """GET *url*, following redirects: (status, body), or :class:`LookupFailed` on an error
+    of the connection or of the answer's form."""
     try:
         for _ in range(MAX_REDIRECTS + 1):
             status, location, body = _get(url, deadline, max_bytes, context)
@@ -139,10 +151,10 @@ def fetch_json(url: str, timeout: float, max_bytes: int = MAX_BYTES, *,
     except (http.client.HTTPException, ValueError) as exc:  # a broken answer or address
         # the type only: some of these messages quote the URL, caller's number and all
         raise LookupFailed(f"failed: {type(exc).__name__}") from None
-    if not 200 <= status < 300:
-        raise LookupFailed(f"HTTP {status}")
-    if time.monotonic() > deadline:
-        raise LookupFailed(f"timeout after {timeout:g} s")
+    return status, body
+
+
+def _decode_json(body: bytes) -> Any:
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
@@ -291,7 +303,7 @@ def _size(n: int) -> str:
 class _Job:
     """One submitted lookup; *state* changes under :attr:`Lookups._lock` only."""
 
-    __slots__ = ("key", "request_id", "url", "timeout", "submitted", "state")
+    __slots__ = ("key", "request_id", "state", "submitted", "timeout", "url")
 
     def __init__(self, key: str, request_id: int, url: str, timeout: float, submitted: float):
         self.key = key

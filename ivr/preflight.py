@@ -201,6 +201,13 @@ def record_file_problem(path: Path, *, new_ok: bool = False) -> str | None:
         return f"{not_ours} (the file is empty)"
     if head != _SQLITE_MAGIC:
         return f"{not_ours} (not an SQLite file)"
+    return _database_problem(path, new_ok=new_ok)
+
+
+def _database_problem(path: Path, *, new_ok: bool) -> str | None:
+    """The tables and columns of the SQLite file *path*, as :func:`record_file_problem`."""
+    name = str(path)
+    not_ours = f"{name} is not a Centralino call record database"
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error as exc:

@@ -135,6 +135,28 @@ def _logged_in_seconds(events: Sequence[Row], start: float, end: float) -> dict[
     return out
 
 
+def _add_queues_left(groups: dict[str, list[Row]], offered: list[Row],
+                     events: list[Row]) -> set[tuple[str, str]]:
+    """Add each caller escalated to another queue to the group of the queue they left, and
+    return those (queue, call id) pairs.
+
+    Such a caller was offered to the queue they left too (as the queue log and the metrics
+    count them), though answered or abandoned elsewhere.
+    """
+    passed: set[tuple[str, str]] = set()
+    for e in events:
+        detail = e["detail"] if isinstance(e["detail"], dict) else {}
+        source, target = detail.get("from_queue"), detail.get("to_queue")
+        if e["kind"] != "escalate" or not source or not target or source == target:
+            continue
+        for c in offered:
+            if c["call_id"] == e["call_id"] and c["queue"] != source \
+                    and (source, c["call_id"]) not in passed:
+                passed.add((source, c["call_id"]))
+                groups.setdefault(source, []).append(c)
+    return passed
+
+
 def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: float,
             by: str = "queue", threshold: float = 20.0, fcr_days: float = 7.0,
             total: bool = True) -> list[ReportRow]:
@@ -160,20 +182,7 @@ def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: f
     groups: dict[str, list[Row]] = {}
     for c in offered:
         groups.setdefault(_group_key(c, by), []).append(c)
-    # a caller escalated to another queue was offered to the queue they left too (as the
-    # queue log and the metrics count them), though answered or abandoned elsewhere
-    passed: set[tuple[str, str]] = set()
-    if by == "queue":
-        for e in all_events:
-            detail = e["detail"] if isinstance(e["detail"], dict) else {}
-            source, target = detail.get("from_queue"), detail.get("to_queue")
-            if e["kind"] != "escalate" or not source or not target or source == target:
-                continue
-            for c in offered:
-                if c["call_id"] == e["call_id"] and c["queue"] != source \
-                        and (source, c["call_id"]) not in passed:
-                    passed.add((source, c["call_id"]))
-                    groups.setdefault(source, []).append(c)
+    passed = _add_queues_left(groups, offered, all_events) if by == "queue" else set()
     logged = _logged_in_seconds(all_events, start, end) if by == "agent" else {}
 
     def row_for(name: str, group: list[Row], occupancy_known: bool) -> ReportRow:

@@ -7,6 +7,7 @@ or prints a caller's number.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from dataclasses import dataclass, field
@@ -94,10 +95,8 @@ def _purge(db: sqlite3.Connection, where: str, params: tuple[object, ...],
     except BaseException:
         db.execute("ROLLBACK")
         raise
-    try:  # move the overwritten pages out of the write-ahead log too
+    with contextlib.suppress(sqlite3.Error):  # move the overwritten pages out of the WAL too
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite3.Error:
-        pass
     return result, files
 
 

@@ -28,6 +28,7 @@ Times are Unix timestamps (seconds, UTC).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -587,10 +588,9 @@ class CallStore:
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
-                try:
+                # SQLite may have rolled back by itself (disk full)
+                with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # SQLite may have rolled back by itself (disk full)
             raise
 
     def _run_writer(self) -> None:
@@ -614,7 +614,7 @@ class CallStore:
                     if self._before_write is not None:
                         self._before_write(db)
                     self._write(db, batch)
-                except Exception as exc:  # noqa: BLE001 - anything but success keeps the batch
+                except Exception as exc:  # anything but success keeps the batch
                     self.write_errors += 1
                     cause = str(exc) if isinstance(exc, sqlite3.Error) else repr(exc)
                     now = time.monotonic()
@@ -887,7 +887,7 @@ class CallStore:
                     if commands:
                         try:
                             on_commands(commands)
-                        except Exception:  # noqa: BLE001 - the poller must outlive a bad callback
+                        except Exception:  # the poller must outlive a bad callback
                             log.exception("the agent command callback failed on %s", commands)
                 self._poller_stop.wait(interval)
         finally:

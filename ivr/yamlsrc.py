@@ -87,7 +87,7 @@ def _depth_ok(node: yaml.Node) -> bool:
     return True
 
 
-class _NoAliasLoader(_Loader):  # type: ignore[misc, valid-type]
+class _NoAliasLoader(_Loader):
     """Composer that refuses anchors and aliases: flows gain nothing from them, and they are the
     way to build 'billion laughs' documents."""
 

@@ -576,7 +576,7 @@ class Router:
         del self.waiting[caller.call_id]
         self._log(now, "leave", caller.queue, caller.call_id, reason=reason,
                   wait=round(now - caller.joined, 3))
-        return actions + [LeaveQueue(caller.call_id, reason)]
+        return [*actions, LeaveQueue(caller.call_id, reason)]
 
     def _move(self, caller: Caller, target: str, now: float, kind: str,
               logged: bool = False) -> list[RoutingAction]:
@@ -598,7 +598,7 @@ class Router:
         spec = self.queues[target]
         caller.next_announce = now + spec.announce_every if spec.announce_every else None
         log.info("call %s moved from queue %s to %s (%s)", caller.call_id, source, target, kind)
-        return actions + [MovedQueue(caller.call_id, source, target, kind)]
+        return [*actions, MovedQueue(caller.call_id, source, target, kind)]
 
     def _allowed_levels(self, spec: QueueSpec, caller: Caller, now: float) -> set[int]:
         """Levels of members this caller may be offered now (skipping levels nobody staffs)."""

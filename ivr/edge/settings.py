@@ -153,6 +153,42 @@ class EdgePlan:
     notes: tuple[str, ...] = ()
 
 
+def _switchboard_address(root: Cursor, sip: Cursor | None) -> Address | None:
+    """``sip.listen``: where Kamailio forwards calls to the switchboard."""
+    if sip is None:
+        root.error("missing required key 'sip'")
+        return None
+    sip_keys = sip.mapping() or {}
+    if "listen" not in sip_keys:
+        sip.error("missing required key 'listen'")
+        return None
+    return _address(sip_keys["listen"])
+
+
+def _agent_passwords(agents: Cursor | None, listen: Address | None) -> dict[str, str]:
+    """Password per agent that registers with the edge; each agent's problems are reported."""
+    passwords: dict[str, str] = {}
+    for name, agent in agents.items() if agents is not None else ():
+        fields = agent.mapping() or {}
+        if "password" not in fields:
+            continue
+        password = fields["password"].text()
+        if not AGENT_NAME.fullmatch(name):
+            agent.error(f"agent '{name}' cannot register: its name is the SIP user name, use "
+                        "letters, digits, '.', '_' or '-'")
+            continue
+        if password is not None and not password:
+            fields["password"].error("the password is empty")
+            continue
+        if password is not None:
+            passwords[name] = password
+        uri = fields["uri"].text() if "uri" in fields else None
+        if listen is not None and uri is not None and not _uri_reaches(uri, name, listen):
+            fields["uri"].error(f"agent '{name}' registers with the edge, so the switchboard "
+                                f"must dial it there: uri: sip:{name}@{listen}")
+    return passwords
+
+
 def settings_from_yaml(path: Path) -> EdgePlan:
     """Read the edge's settings from *path* (``ivr.yaml``).
 
@@ -165,17 +201,7 @@ def settings_from_yaml(path: Path) -> EdgePlan:
     top = root.mapping() or {}
     notes: list[str] = []
 
-    ivr = None
-    sip = top.get("sip")
-    if sip is None:
-        root.error("missing required key 'sip'")
-    else:
-        sip_keys = sip.mapping() or {}
-        if "listen" not in sip_keys:
-            sip.error("missing required key 'listen'")
-        else:
-            ivr = _address(sip_keys["listen"])
-
+    ivr = _switchboard_address(root, top.get("sip"))
     edge = (top["edge"].mapping(allowed=EDGE_KEYS) or {}) if "edge" in top else {}
     listen = _address(edge["listen"]) if "listen" in edge else Address.parse(DEFAULT_LISTEN)
     if listen is not None and ipaddress.ip_address(listen.host).is_unspecified:
@@ -211,26 +237,7 @@ def settings_from_yaml(path: Path) -> EdgePlan:
             f"the switchboard takes calls only from trunk sources, and Kamailio forwards them "
             f"from {listen.host}: add {listen.host} to a trunk's sources")
 
-    passwords: dict[str, str] = {}
-    agents = top.get("agents")
-    for name, agent in agents.items() if agents is not None else ():
-        fields = agent.mapping() or {}
-        if "password" not in fields:
-            continue
-        password = fields["password"].text()
-        if not AGENT_NAME.fullmatch(name):
-            agent.error(f"agent '{name}' cannot register: its name is the SIP user name, use "
-                        "letters, digits, '.', '_' or '-'")
-            continue
-        if password is not None and not password:
-            fields["password"].error("the password is empty")
-            continue
-        if password is not None:
-            passwords[name] = password
-        uri = fields["uri"].text() if "uri" in fields else None
-        if listen is not None and uri is not None and not _uri_reaches(uri, name, listen):
-            fields["uri"].error(f"agent '{name}' registers with the edge, so the switchboard "
-                                f"must dial it there: uri: sip:{name}@{listen}")
+    passwords = _agent_passwords(top.get("agents"), listen)
     if not passwords and not root.problems.items:
         notes.append("no agent has a password: no phone can register")
 
@@ -238,7 +245,10 @@ def settings_from_yaml(path: Path) -> EdgePlan:
         (edge.get("listen") or root).error(f"the edge and the switchboard (sip.listen) cannot "
                                            f"both listen on {listen}")
     root.problems.raise_if_any()
-    assert ivr is not None and listen is not None and rpc_port is not None and realm
+    assert ivr is not None
+    assert listen is not None
+    assert rpc_port is not None
+    assert realm
     try:
         settings = EdgeSettings(listen=listen, ivr=ivr,
                                 trunk_sources=tuple(str(net) for _, net in trunk_sources),

@@ -255,5 +255,5 @@ def format_for(output: str | None) -> str:
     return suffix if suffix in FORMATS else "dot"
 
 
-__all__ = ["FORMATS", "GraphError", "SHAPES", "format_for", "node_label", "prompt_text",
+__all__ = ["FORMATS", "SHAPES", "GraphError", "format_for", "node_label", "prompt_text",
            "quote", "render", "to_dot"]

@@ -84,7 +84,7 @@ class _Builder:
         self.base_dir = path.parent
         self.known_queues = set(known_queues) if known_queues is not None else None
         self.transfer_allowed = transfer_allowed
-        self.stack = stack + (path.resolve(),)
+        self.stack = (*stack, path.resolve())
         self.languages: tuple[str, ...] = ("en",)
         self.references: list[tuple[Cursor, str]] = []
         self.variables_used: list[tuple[Cursor, str]] = []
@@ -103,40 +103,13 @@ class _Builder:
         name = top["flow"].text() if "flow" in top else None
         if "languages" in top:
             self.languages = self._languages(top["languages"]) or self.languages
-        variables: dict[str, str] = {}
-        if "variables" in top:
-            for var, cursor in top["variables"].items():
-                value = cursor.text()
-                if value is not None:
-                    variables[var] = value
-                    self.variables_set.add(var)
-        nodes: dict[str, Node] = {}
-        if "nodes" in top:
-            entries = top["nodes"].mapping()
-            if entries is not None and not entries:
-                top["nodes"].error("a flow needs at least one node")
-            self.node_cursors = dict(entries or {})
-            for node_name, cursor in self.node_cursors.items():
-                if not _NAME.match(node_name):
-                    cursor.error(f"node name '{node_name}' must start with a letter and hold "
-                                 "only letters, digits, '_' and '-'")
-                node = self._node(node_name, cursor)
-                if node is not None:
-                    nodes[node_name] = node
+        variables = self._variables(top["variables"]) if "variables" in top else {}
+        nodes = self._nodes(top["nodes"]) if "nodes" in top else {}
         start = top["start"].text() if "start" in top else None
         if start is not None and self.node_cursors and start not in self.node_cursors:
             top["start"].error(f"start node '{start}' is not defined."
                                f"{did_you_mean(start, self.node_cursors)}".rstrip("."))
-        # pass 2: references
-        for cursor, target in self.references:
-            if target not in self.node_cursors:
-                cursor.error(f"unknown node '{target}'."
-                             f"{did_you_mean(target, self.node_cursors)}".rstrip("."))
-        for cursor, var in self.variables_used:
-            if var not in self.variables_set:
-                cursor.error(f"variable '{var}' is never set (set it with a collect or lookup "
-                             f"node, or under 'variables:').{did_you_mean(var, self.variables_set)}"
-                             .rstrip("."))
+        self._check_references()
         if self.problems.items or name is None or start is None:
             return None
         # pass 3: the graph as a whole
@@ -148,6 +121,43 @@ class _Builder:
             digest.update(extra.encode())
         return Flow(name=name, version=digest.hexdigest()[:12], source=str(self.path),
                     start=start, languages=self.languages, nodes=nodes, variables=variables)
+
+    def _variables(self, cursor: Cursor) -> dict[str, str]:
+        variables: dict[str, str] = {}
+        for var, value_cursor in cursor.items():
+            value = value_cursor.text()
+            if value is not None:
+                variables[var] = value
+                self.variables_set.add(var)
+        return variables
+
+    def _nodes(self, cursor: Cursor) -> dict[str, Node]:
+        nodes: dict[str, Node] = {}
+        entries = cursor.mapping()
+        if entries is not None and not entries:
+            cursor.error("a flow needs at least one node")
+        self.node_cursors = dict(entries or {})
+        for node_name, node_cursor in self.node_cursors.items():
+            if not _NAME.match(node_name):
+                node_cursor.error(f"node name '{node_name}' must start with a letter and hold "
+                                  "only letters, digits, '_' and '-'")
+            node = self._node(node_name, node_cursor)
+            if node is not None:
+                nodes[node_name] = node
+        return nodes
+
+    # -- pass 2 ------------------------------------------------------------------------------
+    def _check_references(self) -> None:
+        """Every node named and every variable read exists (known once pass 1 read them all)."""
+        for cursor, target in self.references:
+            if target not in self.node_cursors:
+                cursor.error(f"unknown node '{target}'."
+                             f"{did_you_mean(target, self.node_cursors)}".rstrip("."))
+        for cursor, var in self.variables_used:
+            if var not in self.variables_set:
+                cursor.error(f"variable '{var}' is never set (set it with a collect or lookup "
+                             f"node, or under 'variables:').{did_you_mean(var, self.variables_set)}"
+                             .rstrip("."))
 
     def _languages(self, cursor: Cursor) -> tuple[str, ...] | None:
         items = cursor.sequence()
@@ -431,6 +441,21 @@ class _Builder:
                          called=called, language=language)
 
     def _node_hours(self, name: str, line: int, f: dict[str, Cursor]) -> Node | None:
+        tz = self._timezone(f)
+        schedule = self._schedule(f["schedule"])
+        country = subdivision = None
+        dates: tuple[str, ...] = ()
+        if "holidays" in f:
+            country, subdivision, dates = self._holidays(f["holidays"])
+        opened, closed = self._ref(f, "open"), self._ref(f, "closed")
+        holiday = self._ref(f, "holiday") if "holiday" in f else closed
+        if tz is None or opened is None or closed is None or holiday is None:
+            return None
+        return Hours(name, line, tz, {d: tuple(sorted(v)) for d, v in schedule.items()},
+                     opened, closed, holiday, country, subdivision, dates,
+                     self._text(f, "override"))
+
+    def _timezone(self, f: dict[str, Cursor]) -> str | None:
         tz = self._text(f, "timezone")
         if tz is not None:
             try:
@@ -441,8 +466,12 @@ class _Builder:
                 f["timezone"].error(f"unknown time zone '{tz}' (use a name such as "
                                     "'Europe/Rome')")
                 tz = None
+        return tz
+
+    def _schedule(self, cursor: Cursor) -> dict[int, list[tuple[int, int]]]:
+        """Opening intervals (minutes from midnight) per weekday, Monday = 0."""
         schedule: dict[int, list[tuple[int, int]]] = {d: [] for d in range(7)}
-        for key, value in f["schedule"].items():
+        for key, value in cursor.items():
             days = _days(key)
             if days is None:
                 value.error(f"'{key}' is not a day or range of days such as 'mon', 'mon-fri'"
@@ -451,9 +480,7 @@ class _Builder:
             ranges = value.sequence() if value.is_sequence() else [value]
             for item in ranges or ():
                 text = item.text()
-                if text is None:
-                    continue
-                if text.strip().lower() == "closed":
+                if text is None or text.strip().lower() == "closed":
                     continue
                 for part in text.split(","):
                     interval = _interval(part)
@@ -463,28 +490,25 @@ class _Builder:
                         continue
                     for day in days:
                         schedule[day].append(interval)
-        country = subdivision = None
+        return schedule
+
+    def _holidays(self, cursor: Cursor) -> tuple[str | None, str | None, tuple[str, ...]]:
+        """(country, subdivision, extra closed dates) of a ``holidays:`` mapping."""
+        hf = cursor.mapping(allowed=("country", "subdivision", "dates"))
+        if hf is None:
+            return None, None, ()
+        country = self._text(hf, "country")
+        subdivision = self._text(hf, "subdivision")
+        if country is not None:
+            self._check_country(hf, country, subdivision)
         dates: list[str] = []
-        if "holidays" in f:
-            hf = f["holidays"].mapping(allowed=("country", "subdivision", "dates"))
-            if hf is not None:
-                country = self._text(hf, "country")
-                subdivision = self._text(hf, "subdivision")
-                if country is not None:
-                    self._check_country(hf, country, subdivision)
-                for item in (hf["dates"].sequence() if "dates" in hf else None) or ():
-                    text = item.text()
-                    if text is not None and not _DATE.match(text):
-                        item.error(f"'{text}' is not a date such as '2026-08-14'")
-                    elif text is not None:
-                        dates.append(text)
-        opened, closed = self._ref(f, "open"), self._ref(f, "closed")
-        holiday = self._ref(f, "holiday") if "holiday" in f else closed
-        if tz is None or opened is None or closed is None or holiday is None:
-            return None
-        return Hours(name, line, tz, {d: tuple(sorted(v)) for d, v in schedule.items()},
-                     opened, closed, holiday, country, subdivision, tuple(dates),
-                     self._text(f, "override"))
+        for item in (hf["dates"].sequence() if "dates" in hf else None) or ():
+            text = item.text()
+            if text is not None and not _DATE.match(text):
+                item.error(f"'{text}' is not a date such as '2026-08-14'")
+            elif text is not None:
+                dates.append(text)
+        return country, subdivision, tuple(dates)
 
     def _check_country(self, f: dict[str, Cursor], country: str, sub: str | None) -> None:
         import holidays
@@ -643,16 +667,22 @@ class _Builder:
             cursor.error("give exactly one of 'say' (text to speak) or 'file' (a WAV recording)")
             return None
         if "file" in fields:
-            rel = fields["file"].text()
-            if rel is None:
-                return None
-            full = (self.base_dir / rel).resolve()
-            if not full.is_file():
-                fields["file"].error(f"prompt file '{rel}' does not exist "
-                                     "(paths are relative to the flow file)")
-                return None
-            return File(str(full))
-        say = fields["say"]
+            return self._prompt_file(fields["file"])
+        return self._say(fields["say"])
+
+    def _prompt_file(self, cursor: Cursor) -> File | None:
+        rel = cursor.text()
+        if rel is None:
+            return None
+        full = (self.base_dir / rel).resolve()
+        if not full.is_file():
+            cursor.error(f"prompt file '{rel}' does not exist "
+                         "(paths are relative to the flow file)")
+            return None
+        return File(str(full))
+
+    def _say(self, say: Cursor) -> Say | None:
+        """``say:`` as one text for every language, or a mapping of language to text."""
         if say.is_scalar():
             text = say.text()
             if text:

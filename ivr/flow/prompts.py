@@ -24,7 +24,7 @@ _NUMBER = re.compile(r"0|[1-9][0-9]{0,5}")
 _KEYS = re.compile(r"[0-9*#+]+")
 """A value spelt key by key: digits, star, hash, and the plus of an international number."""
 _NO_SPACE_BEFORE = ".,;:!?)]}»"
-_NO_SPACE_AFTER = "([{«'’"
+_NO_SPACE_AFTER = "([{«'\u2019"  # \u2019: the typographic apostrophe
 
 ANNOUNCE_PROMPT: Prompts = (Say({
     "it": "Lei è il chiamante numero {position}. L'attesa prevista è di circa {expected_wait} "
@@ -170,12 +170,19 @@ def speakable(text: str) -> bool:
 
 
 # -- numbers and keys as words ------------------------------------------------------------------
-_EN_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-            "fourteen fifteen sixteen seventeen eighteen nineteen").split()
-_EN_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
-_IT_ONES = ("zero uno due tre quattro cinque sei sette otto nove dieci undici dodici tredici "
-            "quattordici quindici sedici diciassette diciotto diciannove").split()
-_IT_TENS = "venti trenta quaranta cinquanta sessanta settanta ottanta novanta".split()
+_EN_ONES = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+)
+_EN_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_IT_ONES = (
+    "zero", "uno", "due", "tre", "quattro", "cinque", "sei", "sette", "otto", "nove", "dieci",
+    "undici", "dodici", "tredici", "quattordici", "quindici", "sedici", "diciassette", "diciotto",
+    "diciannove",
+)
+_IT_TENS = ("venti", "trenta", "quaranta", "cinquanta", "sessanta", "settanta", "ottanta",
+            "novanta")
 
 _KEY_WORDS: dict[str, dict[str, str]] = {
     "en": {**{str(d): _EN_ONES[d] for d in range(10)}, "*": "star", "#": "hash", "+": "plus"},
@@ -244,12 +251,12 @@ def number_words(n: int, language: str) -> list[str]:
         return [_KEY_WORDS[lang]["0"]]
     thousands, rest = divmod(n, 1000)
     if lang == "en":
-        words = _en_below_1000(thousands) + ["thousand"] if thousands else []
+        words = [*_en_below_1000(thousands), "thousand"] if thousands else []
         return words + _en_below_1000(rest)
     if thousands == 1:
         words = ["mille"]
     elif thousands:
-        words = _it_below_1000(thousands) + ["mila"]
+        words = [*_it_below_1000(thousands), "mila"]
     else:
         words = []
     return words + _it_below_1000(rest)
