@@ -11,6 +11,7 @@ pjsua2 object.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -298,7 +299,14 @@ class SipStack:
         tcfg = pj.TransportConfig()
         tcfg.port = s.port
         tcfg.boundAddress = s.host
-        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        try:
+            ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        except pj.Error as exc:  # the port was taken after the start's check
+            ep.libDestroy()
+            from ivr.preflight import listen_error
+
+            raise listen_error(OSError(errno.EADDRINUSE, _describe(exc)), s.host, s.port,
+                               "SIP", "udp") from None
         ep.libStart()
         ep.audDevManager().setNullDev()
         for codec in ep.codecEnum2():
