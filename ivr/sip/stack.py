@@ -112,7 +112,7 @@ class _Account(pj.Account):  # type: ignore[misc]
         super().__init__()
         self.stack = stack
 
-    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:  # noqa: N802 (pjsua2 name)
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         self.stack._on_incoming(self, prm)
 
 
@@ -132,7 +132,7 @@ class _Leg(pj.Call):  # type: ignore[misc]
         self.redirected: tuple[int, str] | None = None
         """The 3xx answer we did not follow (pjsip then ends the leg as 487)."""
 
-    def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.answered:
             self.answered = True
@@ -148,20 +148,20 @@ class _Leg(pj.Call):  # type: ignore[misc]
             self.stack._ended.append(self.leg)
 
     # -- SIP policy: requests inside a call that the far end may not make ------------------
-    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:  # noqa: N802
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
         # pjsua's default accepts every REFER (202) and dials the Refer-To target itself,
         # at our expense: a caller could have us call any number. Transfers are ours to make.
         prm.statusCode = 403
         self.stack._refused_request(self, "refer", prm.dstUri, "403")
 
-    def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:  # noqa: N802
+    def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:
         # an INVITE with Replaces would take this call over from someone else's dialog
         prm.statusCode = 403
         prm.reason = "Forbidden"
         source = str(prm.rdata.srcAddress)
         self.stack._refused_request(self, "replaces", f"sip:{source}", "403")
 
-    def onCallRedirected(self, prm: pj.OnCallRedirectedParam) -> int:  # noqa: N802
+    def onCallRedirected(self, prm: pj.OnCallRedirectedParam) -> int:
         # a 3xx from a phone we dial must never make us call where it points (it could be
         # a premium number); the leg ends with the 3xx, like a phone that does not answer
         status, reason = 300, "Redirection"
@@ -169,7 +169,7 @@ class _Leg(pj.Call):  # type: ignore[misc]
             if prm.e.type == pj.PJSIP_EVENT_TSX_STATE:
                 tsx = prm.e.body.tsxState.tsx
                 status, reason = int(tsx.statusCode), str(tsx.statusText)
-        except Exception as exc:  # an event without its transaction: keep the generic 3xx
+        except Exception as exc:  # noqa: BLE001 - an event without its transaction: keep the generic 3xx
             log.debug("redirect of %s: %s", self.leg, _describe(exc))
         if 300 <= status < 400:
             self.redirected = (status, reason)
@@ -177,7 +177,7 @@ class _Leg(pj.Call):  # type: ignore[misc]
                                     f"{status} {reason}, not followed")
         return int(pj.PJSIP_REDIRECT_STOP)
 
-    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         info = self.getInfo()
         for media in info.media:
             if media.type == pj.PJMEDIA_TYPE_AUDIO and \
@@ -186,7 +186,7 @@ class _Leg(pj.Call):  # type: ignore[misc]
                 self.stack._media_ready(self.leg)
                 return
 
-    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         method = "info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc2833"
         self.stack._events.append(DigitReceived(self.leg, str(prm.digit), method))
 
@@ -470,7 +470,7 @@ class SipStack:
         leg = _Leg(self, self._account, leg_id)
         try:
             leg.makeCall(uri, pj.CallOpParam(True))
-        except Exception as exc:  # pjsua2 raises its own Error type
+        except Exception as exc:  # noqa: BLE001 - pjsua2 raises its own Error type
             log.error("cannot call %s: %s", uri, _describe(exc))
             return None
         self._legs[leg_id] = leg
@@ -486,7 +486,7 @@ class SipStack:
             op.statusCode = status
         try:
             leg.hangup(op)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a pjsua2 call on a leg that may be gone
             log.debug("hangup of %s: %s", leg_id, _describe(exc))
 
     def play(self, leg_id: str, path: str | Sequence[str], token: int,
@@ -541,7 +541,7 @@ class SipStack:
             else:
                 media.createPlaylist(pj.StringVector(list(paths)), f"prompt-{leg.leg}", options)
             media.startTransmit(leg.audio)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a pjsua2 call on a leg that may be gone
             log.error("cannot play %s on %s: %s", ", ".join(paths), leg.leg, _describe(exc))
             return None
         ends_at = None
@@ -632,7 +632,7 @@ class SipStack:
             os.makedirs(os.path.dirname(rec.path) or ".", mode=0o750, exist_ok=True)
             recorder.createRecorder(rec.path)
             leg.audio.startTransmit(recorder)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a pjsua2 call on a leg that may be gone
             log.error("cannot record %s into %s: %s", rec.leg, rec.path, _describe(exc))
             self._recordings.pop(rec.leg, None)
             self._events.append(RecordingEnded(rec.leg, rec.token, "", 0.0, "error"))
@@ -656,7 +656,7 @@ class SipStack:
                 rec.next_level = now + _LEVEL_EVERY
                 try:
                     level = int(leg.audio.getTxLevel())  # what the caller sends: see SOUND_LEVEL
-                except Exception:  # the media went away between two checks
+                except Exception:  # noqa: BLE001 - the media went away between two checks
                     level = 0
                 rec.peak = max(rec.peak, level)
                 if level >= SOUND_LEVEL:
@@ -678,7 +678,7 @@ class SipStack:
         if leg is not None and leg.audio is not None:
             try:
                 leg.audio.stopTransmit(recorder)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a pjsua2 call on a leg that may be gone
                 log.debug("stopTransmit to the recorder of %s: %s", rec.leg, _describe(exc))
         elapsed = self.clock() - rec.started
         del recorder  # the last reference: pjsua2 closes the file and writes its header here
@@ -719,7 +719,7 @@ class SipStack:
         if player.media is not None and leg is not None and leg.audio is not None:
             try:
                 player.media.stopTransmit(leg.audio)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a pjsua2 call on a leg that may be gone
                 log.debug("stopTransmit on %s: %s", leg_id, _describe(exc))
         # the player is freed here, on the owning thread, when this last reference goes
 
@@ -765,6 +765,6 @@ def _describe(exc: BaseException) -> str:
     if callable(info):
         try:
             return str(info())
-        except Exception:  # pragma: no cover - best effort for pjsua2's Error
+        except Exception:  # noqa: BLE001 - best effort for pjsua2's Error  # pragma: no cover
             pass
     return str(exc)
