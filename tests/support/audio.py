@@ -1,10 +1,18 @@
-"""Audio helpers for tests: make speech files, read recordings, compare loudness envelopes.
+"""Audio helpers for tests: make tone and speech files, read recordings (finished or still
+being written), find tones and dropouts, compare loudness envelopes.
 
-Stdlib only (wave, array, math). The comparison is deliberately coarse: it asks "is this the
-same utterance?" through the shape of the loudness over time, which survives G.711, jitter
-buffers and an unknown start offset, and needs no numpy.
+Stdlib only (wave, array, math). To tell who hears whom in a call, give each end its own
+tone and ask ToneTrack which tones each 100 ms of a recording holds: a yes/no per window that
+G.711, jitter buffers and a busy machine leave alone. longest_gap measures dropouts of a tone.
+The envelope comparison is coarser and scores rather than decides: it asks "is this the
+same utterance?" through the shape of the loudness over time; keep it for speech that must
+be speech (recorded messages).
 
 Example::
+
+    make_tone_wav(tmp / "caller.wav", CALLER_TONE_HZ, 60)
+    track = ToneTrack.of_wav(tmp / "heard.wav", (CALLER_TONE_HZ, AGENT_TONE_HZ))
+    assert track.fraction(AGENT_TONE_HZ) > 0.9, track.timeline()
 
     make_speech_wav("Press one for sales.", tmp / "x.wav")
     make_long_source(tmp / "x_long.wav", 60, text="Press one for sales.")
