@@ -71,7 +71,8 @@ dial_out: [{pattern: "0[1-9][0-9]{5,9}", uri: "sip:{number}@192.0.2.1"},
 
 def test_no_transfer_destinations_by_default_and_recordings_beside_the_config(tmp_path):
     c = config(tmp_path, "")
-    assert c.extensions == {} and c.dial_out == ()
+    assert c.extensions == {}
+    assert c.dial_out == ()
     assert c.transfer_target("201") is None
     assert c.recordings == tmp_path / "var" / "recordings"
     assert config(tmp_path, "recordings: /srv/voicemail\n").recordings == Path("/srv/voicemail")
@@ -80,7 +81,8 @@ def test_no_transfer_destinations_by_default_and_recordings_beside_the_config(tm
 
 def test_shipped_config_dials_nothing_out():
     c = load_config(ROOT / "ivr.yaml")
-    assert c.dial_out == () and c.extensions == {}
+    assert c.dial_out == ()
+    assert c.extensions == {}
     assert c.recordings == ROOT / "var" / "recordings"
 
 
@@ -238,28 +240,38 @@ def test_every_key_at_once_is_loaded(tmp_path):
     assert (str(c.sip_listen), c.sip_user, c.rtp_port, c.rtp_port_range, c.max_calls,
             c.sip_log_level) == ("127.0.0.1:5080", "centralino", 30000, 200, 64, 3)
     [trunk] = c.trunks
-    assert trunk.lines == 8 and str(trunk.ping) == "192.0.2.1:5060" and trunk.ping_interval == 15
-    assert trunk.allows("192.0.2.14") and not trunk.allows("192.0.2.16")
-    assert c.agents["anna"].skills == {"german": 7} and c.agents["anna"].max_no_answer == 2
+    assert trunk.lines == 8
+    assert str(trunk.ping) == "192.0.2.1:5060"
+    assert trunk.ping_interval == 15
+    assert trunk.allows("192.0.2.14")
+    assert not trunk.allows("192.0.2.16")
+    assert c.agents["anna"].skills == {"german": 7}
+    assert c.agents["anna"].max_no_answer == 2
     support = c.queues["support"]
-    assert support.agents == ("anna",) and [(m.agent, m.level) for m in support.members] == [
+    assert support.agents == ("anna",)
+    assert [(m.agent, m.level) for m in support.members] == [
         ("marco", 2)]
     assert (support.strategy, support.ring_timeout, support.retry_delay, support.max_callers,
             support.join_empty, support.overflow, support.escalate_to, support.skill_level) == (
         "ring_all", 20.0, 1.5, 12, False, "sales", "sales", 5)
     assert [(m.agent, m.level) for m in c.queues["sales"].all_members()] == [
         ("marco", 1), ("anna", 1)]
-    assert c.store == tmp_path / "var" / "calls.db" and c.recordings == tmp_path / "var" / "vm"
-    assert c.prompt_cache == tmp_path / "var" / "cache" and c.speech_rate == 140
+    assert c.store == tmp_path / "var" / "calls.db"
+    assert c.recordings == tmp_path / "var" / "vm"
+    assert c.prompt_cache == tmp_path / "var" / "cache"
+    assert c.speech_rate == 140
     assert c.voices == {"it": "it", "en": "en-us", "de": "de"}  # added to the defaults
     assert c.music_on_hold == tmp_path / "hold.wav"
     assert (str(c.metrics), c.sl_threshold, c.sl_window) == ("127.0.0.1:9480", 30, 900)
-    assert c.log_level == "debug" and c.retention_days == 90
+    assert c.log_level == "debug"
+    assert c.retention_days == 90
     assert c.transfer_target("201") == "sip:reception@127.0.0.1:5090"
     assert c.transfer_target("0612345678") == "sip:0612345678@192.0.2.1"
-    assert c.feature_codes.action_for("*53") == "pause" and c.feature_codes.escalate == "*8"
+    assert c.feature_codes.action_for("*53") == "pause"
+    assert c.feature_codes.escalate == "*8"
     assert c.callback_target("3331234567") == "sip:3331234567@192.0.2.1"
-    assert c.edge is not None and c.edge.rpc_port == 5071
+    assert c.edge is not None
+    assert c.edge.rpc_port == 5071
     assert c.agent_for("127.0.0.1", "anna") is c.agents["anna"]
 
 
@@ -267,14 +279,20 @@ def test_a_minimal_config_takes_the_defaults_of_the_spec(tmp_path):
     c = config(tmp_path, "")
     assert (c.sip_user, c.rtp_port, c.rtp_port_range, c.max_calls, c.sip_log_level) == (
         "ivr", 20000, 1000, 128, 1)
-    assert c.agents == {} and c.queues == {} and c.metrics is None and c.edge is None
+    assert c.agents == {}
+    assert c.queues == {}
+    assert c.metrics is None
+    assert c.edge is None
     assert c.store == tmp_path / "var" / "centralino.db"
     assert c.prompt_cache == tmp_path / "var" / "prompts"
-    assert c.voices == {"it": "it", "en": "en-us"} and c.speech_rate == 150
+    assert c.voices == {"it": "it", "en": "en-us"}
+    assert c.speech_rate == 150
     assert (c.sl_threshold, c.sl_window, c.log_level, c.retention_days) == (
         20.0, 3600.0, "info", 0)
-    assert c.feature_codes == FeatureCodes() and c.callback is None
-    assert c.trunks[0].lines == 30 and c.trunks[0].ping is None
+    assert c.feature_codes == FeatureCodes()
+    assert c.callback is None
+    assert c.trunks[0].lines == 30
+    assert c.trunks[0].ping is None
 
 
 def test_the_spec_defaults_are_those_of_the_typed_config():

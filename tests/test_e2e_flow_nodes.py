@@ -16,6 +16,7 @@ import wave
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -77,9 +78,9 @@ def log_lines(board: Switchboard, call_id: object) -> list[str]:
 class _Crm(BaseHTTPRequestHandler):
     """Answers by the caller's number: a customer, an error, a slow answer, broken JSON."""
 
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         _Crm.requests.append(self.path)
         number = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)["number"][0]
         if number == "3330000001":
@@ -162,11 +163,13 @@ def test_lookup_answer_picks_the_queue_and_failures_take_on_failure(boards, crm,
         assert "/customers?number=***&key=***" in lines(number)
     # the loop went on while the slow lookup was pending: the other answers came at once
     answered = [float(m) for m in re.findall(r"lookup 1 answered in ([0-9.]+) s", log)]
-    assert len(answered) == 2 and max(answered) < 0.5
+    assert len(answered) == 2
+    assert max(answered) < 0.5
     slow, fast = records["3330000004"], records["3330000001"]
     fast_s = float(fast["queued_at"]) - float(fast["answered_at"])
     slow_s = float(slow["queued_at"]) - float(slow["answered_at"])
-    assert fast_s < 1.0 and 1.4 < slow_s < 2.5
+    assert fast_s < 1.0
+    assert 1.4 < slow_s < 2.5
     note_figure(f"lookup: answer -> queue {fast_s:.3f} s with a CRM answer, {slow_s:.2f} s when "
                 "the CRM does not answer (timeout 1.5 s); lookup times "
                 f"{', '.join(f'{a * 1000:.0f} ms' for a in answered)}")
@@ -216,9 +219,11 @@ def test_voicemail_records_the_message_and_stops_after_silence(boards, tmp_path)
                   "--play", str(sent), "--play-once", "--duration", "40").start()
     assert caller.wait_exit(45) == 0  # the switchboard hangs up after "Thank you."
     old = [r for r in board.records() if r["call_id"] == "from-version-1"]
-    assert len(old) == 1 and old[0]["voicemail_path"] is None  # the file was migrated
+    assert len(old) == 1
+    assert old[0]["voicemail_path"] is None  # the file was migrated
     record = by_caller(board)["1001"]
-    assert record["outcome"] == "completed" and record["ivr_path"] == \
+    assert record["outcome"] == "completed"
+    assert record["ivr_path"] == \
         "route[default] > message > thanks"
     path = Path(str(record["voicemail_path"]))
     assert path == board.workdir / "var" / "recordings" / f"{record['call_id']}.wav"
@@ -278,7 +283,8 @@ def test_voicemail_ends_on_hangup_key_and_max_length(boards, tmp_path):
         # about 6 s after answering, less the prompt and the beep
         assert 2.5 < durations[name] < 6.0, (name, durations[name])
         start, end = loud_span(path)
-        assert start < 1.0 and end > durations[name] - 1.0  # speech all along
+        assert start < 1.0  # speech all along
+        assert end > durations[name] - 1.0
     note_figure(f"voicemail: max_seconds 5 -> {short_s:.2f} s file; hang-up at 6 s -> "
                 f"{durations['1002']:.2f} s; key at 6 s -> {durations['1003']:.2f} s")
 
@@ -324,7 +330,8 @@ def test_transfer_to_an_extension_and_an_allowed_number_puts_the_call_through(bo
 
     record = records["3331112222"]
     assert record["ivr_path"] == "menu[201] > extension"
-    assert record["outcome"] == "completed" and record["end_reason"] == "transferred to 201"
+    assert record["outcome"] == "completed"
+    assert record["end_reason"] == "transferred to 201"
     assert record["transferred_to"] == "201"
     assert 4.0 < float(record["talk_seconds"]) < 6.5, record  # the reception talked 5 s
     (incoming,) = reception.events("incoming")
@@ -342,7 +349,8 @@ def test_transfer_to_an_extension_and_an_allowed_number_puts_the_call_through(bo
     to_reception, _ = tracked_envelope_correlation(caller_voice, heard / "reception-0.wav",
                                                    received_start_s=1.5, duration_s=3,
                                                    sent_start_s=offset + 1.5, max_lag_s=1.0)
-    assert to_caller > 0.6 and to_reception > 0.6, (to_caller, to_reception)
+    assert to_caller > 0.6, (to_caller, to_reception)
+    assert to_reception > 0.6, (to_caller, to_reception)
 
     out = records["3334445555"]
     assert out["ivr_path"] == "menu[9] > number[0612345678] > outside"
@@ -372,13 +380,15 @@ def test_transfer_nobody_allows_is_never_dialled_and_takes_on_failure(boards, tm
     finally:
         reception.stop()
         gateway.stop()
-    assert reception.events("incoming") == [] and gateway.events("incoming") == []
+    assert reception.events("incoming") == []
+    assert gateway.events("incoming") == []
     records = by_caller(board)
     assert records["3330000299"]["ivr_path"] == "menu[299] > extension[failed] > sorry"
     assert records["3330000899"]["ivr_path"] == \
         "menu[9] > number[8991234] > outside[failed] > sorry"
     for record in records.values():
-        assert record["outcome"] == "completed" and record["end_reason"] == "flow_end"
+        assert record["outcome"] == "completed"
+        assert record["end_reason"] == "flow_end"
         assert record["transferred_to"] is None
     log = board.log_path.read_text()
     assert re.search(r"WARNING .*transfer to '299' refused", log)
@@ -400,7 +410,8 @@ def test_transfer_to_a_busy_extension_takes_on_failure(boards, tmp_path):
     assert len(reception.events("incoming")) == 1
     (record,) = board.records()
     assert record["ivr_path"] == "menu[201] > extension[failed] > sorry"
-    assert record["outcome"] == "completed" and record["transferred_to"] is None
+    assert record["outcome"] == "completed"
+    assert record["transferred_to"] is None
     assert any("transfer to 201 failed: busy" in line
                for line in log_lines(board, record["call_id"]))
 

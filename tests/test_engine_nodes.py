@@ -66,8 +66,10 @@ def test_open_hours_known_caller_is_looked_up_and_vip_goes_first(office):
                                       {"customer": {"name": "Rossi", "tier": "gold"}}), 0.3)
     assert said(actions) == "Bentornato Rossi. La mettiamo subito in contatto con un operatore."
     (enqueue,) = finish(s, actions, 3.0)
-    assert isinstance(enqueue, Enqueue) and enqueue.priority == 10
-    assert enqueue.context["customer"] == "Rossi" and enqueue.context["tier"] == "gold"
+    assert isinstance(enqueue, Enqueue)
+    assert enqueue.priority == 10
+    assert enqueue.context["customer"] == "Rossi"
+    assert enqueue.context["tier"] == "gold"
     assert s.path_text() == "hours[open] > withheld[default] > crm > vip[case 1] > vip_queue"
 
 
@@ -170,7 +172,8 @@ def test_inter_digit_timeout_ends_the_collect(office):
 def test_direct_dial_extension_transfers_and_failure_returns_to_menu(office):
     s, _ = call(office, caller="")
     s.handle(DigitPressed("2"), 1.0)   # option 2 or extension 2xx: wait for more keys
-    assert s.node == "welcome" and s.next_deadline() == pytest.approx(3.0)
+    assert s.node == "welcome"
+    assert s.next_deadline() == pytest.approx(3.0)
     s.handle(DigitPressed("0"), 1.5)
     assert s.next_deadline() == pytest.approx(3.5)
     actions = s.handle(DigitPressed("4"), 2.0)  # three keys: a whole extension, no waiting
@@ -195,7 +198,8 @@ def test_transfer_success_leaves_the_ivr(office):
         actions = s.handle(DigitPressed(key), 1.0)
     finish(s, actions, 3.0)
     assert s.handle(TransferFinished(True), 5.0) == []
-    assert s.state == "transferred" and s.exit == {"transfer": "215"}
+    assert s.state == "transferred"
+    assert s.exit == {"transfer": "215"}
 
 
 def test_language_option_switches_prompts(office):
@@ -273,7 +277,8 @@ def test_waiting_caller_hears_position_and_can_leave_with_an_exit_key(office):
     assert s.handle(DigitPressed("5"), 30.0) == []        # not an exit key
     actions = s.handle(DigitPressed("1"), 31.0)
     assert isinstance(actions[0], LeaveQueueRequest)
-    assert s.state == "ivr" and s.node == "message"
+    assert s.state == "ivr"
+    assert s.node == "message"
     assert s.path_text().endswith("account[1234] > support[1] > closed > closed/message")
 
     s2, _ = call(office, caller="")
@@ -282,7 +287,8 @@ def test_waiting_caller_hears_position_and_can_leave_with_an_exit_key(office):
         actions = s2.handle(DigitPressed(key), 2.0)
     finish(s2, s2.handle(DigitPressed("1"), 3.0), 5.0)
     s2.handle(QueueLeft("timeout"), 600.0)                # max wait passed: routing lets go
-    assert s2.node == "message" and "support[timeout]" in s2.path_text()
+    assert s2.node == "message"
+    assert "support[timeout]" in s2.path_text()
 
 
 def test_callback_key_keeps_the_place_promises_a_call_and_hangs_up(tmp_path):
@@ -292,7 +298,8 @@ def test_callback_key_keeps_the_place_promises_a_call_and_hangs_up(tmp_path):
     s = CallSession(flow, "c1", caller="3331234567")
     actions = s.start(0.0)
     actions = s.handle(DigitPressed("2"), 1.0)      # during the queue's prompt
-    assert isinstance(actions[0], StopPlayback) and isinstance(actions[1], Enqueue)
+    assert isinstance(actions[0], StopPlayback)
+    assert isinstance(actions[1], Enqueue)
     assert isinstance(actions[2], RequestCallback)
     assert said(actions) == "We will call you back on 3 3 3 1 2 3 4 5 6 7 as soon as an agent " \
                             "is free. Goodbye."

@@ -41,7 +41,8 @@ def test_start_answers_and_plays_bilingual_welcome(flow):
     assert isinstance(actions[0], Answer)
     play = last_play(actions)
     assert play.barge_in
-    assert "premere 1" in texts(play) and "press 2" in texts(play)
+    assert "premere 1" in texts(play)
+    assert "press 2" in texts(play)
     assert s.next_deadline() is None  # no timeout while the prompt plays
 
 
@@ -63,7 +64,8 @@ def test_english_then_support_reaches_support_queue(flow):
     assert (enqueue.queue, enqueue.priority) == ("support", 0)
     assert enqueue.context["language"] == "en"
     assert enqueue.context["ivr_path"] == "welcome[2] > main[1] > support"
-    assert s.state == "queued" and s.queue == "support"
+    assert s.state == "queued"
+    assert s.queue == "support"
     assert s.path_text() == "welcome[2] > main[1] > support"
 
 
@@ -81,7 +83,8 @@ def test_repeat_replays_menu_and_keeps_path(flow):
     s.start(0.0)
     first = last_play(s.handle(DigitPressed("2"), 1.0))
     again = last_play(s.handle(DigitPressed("9"), 2.0))
-    assert again.play_id != first.play_id and texts(again) == texts(first)
+    assert again.play_id != first.play_id
+    assert texts(again) == texts(first)
     assert s.node == "main"
     assert s.path_text() == "welcome[2] > main[9]"
 

@@ -59,7 +59,8 @@ def test_every_node_type_has_a_shape():
 def test_demo_dot_holds_every_node_and_every_edge_with_its_label():
     flow = load_flow(DEMO)
     text = to_dot(flow)
-    assert text.startswith("// flow demo") and f'digraph "{flow.name}" {{' in text
+    assert text.startswith("// flow demo")
+    assert f'digraph "{flow.name}" {{' in text
     assert text.rstrip().endswith("}")
     nodes, edges = parse_dot(text)
     assert set(nodes) == set(flow.nodes) | {START_ID}
@@ -135,7 +136,8 @@ def test_labels_are_escaped_for_dot_and_cut(tmp_path):
     spoken = nodes["hi"]["label"].split("\n", 2)[2]
     assert spoken == '\u201cHe said "hi" in C:\\new\\N\nfolder\u201d'
     spoken = " ".join(nodes["long"]["label"].split("\n")[2:]).strip("\u201c\u201d")
-    assert spoken.endswith("\u2026") and len(spoken) <= PROMPT_CHARS
+    assert spoken.endswith("\u2026")
+    assert len(spoken) <= PROMPT_CHARS
     assert quote('a\\b"c\nd') == '"a\\\\b\\"c\\nd"'
 
 
@@ -160,7 +162,8 @@ def test_cli_without_graphviz_names_the_package(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo.svg"
     assert main(["graph", str(DEMO), "--output", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "Graphviz 'dot' is not installed" in err and "apt-get install graphviz" in err
+    assert "Graphviz 'dot' is not installed" in err
+    assert "apt-get install graphviz" in err
     assert not out.exists()
     assert main(["graph", str(DEMO), "--format", "dot", "--output", str(out)]) == 0
     assert out.read_text(encoding="utf-8").startswith("// flow demo")
@@ -178,7 +181,8 @@ def test_svg_render_holds_every_node_name(tmp_path):
     out = tmp_path / "office.svg"
     assert main(["graph", str(OFFICE), "--format", "svg", "--output", str(out)]) == 0
     svg = out.read_text(encoding="utf-8")
-    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    assert svg.lstrip().startswith("<?xml")
+    assert "</svg>" in svg
     flow = load_flow(OFFICE)
     closed = flow.nodes["closed"]
     assert isinstance(closed, Subflow)

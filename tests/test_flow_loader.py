@@ -21,11 +21,14 @@ def test_demo_flow_loads_with_its_queues():
     assert isinstance(main, Menu)
     assert set(main.options) == {"1", "2", "9"}
     assert main.options["9"].repeat
-    assert isinstance(flow.nodes["support"], Queue) and flow.nodes["support"].queue == "support"
+    assert isinstance(flow.nodes["support"], Queue)
+    assert flow.nodes["support"].queue == "support"
     welcome = flow.nodes["welcome"]
-    assert isinstance(welcome, Menu) and welcome.options["2"].language == "en"
+    assert isinstance(welcome, Menu)
+    assert welcome.options["2"].language == "en"
     say = main.prompt[0]
-    assert isinstance(say, Say) and "sales" in say.text_for("en")
+    assert isinstance(say, Say)
+    assert "sales" in say.text_for("en")
     assert flow.queues() == {"support", "sales"}
 
 

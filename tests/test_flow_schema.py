@@ -85,8 +85,10 @@ def test_schema_follows_the_spec():
             assert node["properties"][key.name]["description"] == key.doc
         for name, message in removed.items():
             prop = node["properties"][name]
-            assert prop["not"] == {} and prop["deprecated"] is True
-            assert message in prop["description"] and prop["deprecationMessage"] == message
+            assert prop["not"] == {}
+            assert prop["deprecated"] is True
+            assert message in prop["description"]
+            assert prop["deprecationMessage"] == message
 
 
 def test_every_node_type_is_chosen_by_its_type():
@@ -108,7 +110,7 @@ def test_shipped_flow_passes_the_schema(path):
     assert _errors(_as_json(path)) == []
 
 
-@pytest.mark.parametrize("name, where", [
+@pytest.mark.parametrize(("name", "where"), [
     ("typo_key", "nodes/a: Additional properties are not allowed ('timout' was unexpected)"),
     ("bad_type", "nodes/a/type: 'qeue' is not one of"),
     ("wrong_types", "nodes/a/timeout: 'soon' is not of type 'number'"),

@@ -112,9 +112,9 @@ def test_build_options_is_well_formed() -> None:
 def test_build_options_adds_magic_cookie_and_rejects_injection() -> None:
     msg = build_options("h", 5060, "l", 1, "c", 1, "abc").decode()
     assert ";branch=z9hG4bKabc\r\n" in msg
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="contain no whitespace"):
         build_options("h", 5060, "l", 1, "c\r\nX-Evil: 1", 1, "b")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^CSeq must be in 1\.\."):
         build_options("h", 5060, "l", 1, "c", 0, "b")
 
 
@@ -269,10 +269,10 @@ def test_start_stop_thread(responders: Callable[..., Responder]) -> None:
 
 
 def test_constructor_validation() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^duplicate gateway name 'a'$"):
         GatewayMonitor([("a", "h", 1), ("a", "h", 2)])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^gateway 'a': port 0 out of range$"):
         GatewayMonitor([("a", "h", 0)])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^interval and timeout must be positive$"):
         GatewayMonitor([], timeout=0)
     assert GatewayMonitor([]).check_all() == {}

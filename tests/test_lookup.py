@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -35,9 +36,9 @@ class _Crm(BaseHTTPRequestHandler):
     gate = threading.Event()
     at_gate = threading.Event()
 
-    requests: list[str] = []
+    requests: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         _Crm.requests.append(self.path)
         path = self.path.partition("?")[0]
         if path == "/customers":
@@ -121,7 +122,7 @@ class Trickler:
     the part of the answer the path names: /status, /headers, /body (Content-Length), /chunked;
     /tls sends a TLS record header and then trickles its content."""
 
-    PREFIX = {
+    PREFIX: ClassVar[dict[str, bytes]] = {
         "status": b"HTTP/1.1 ",
         "headers": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: ",
         "body": b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n[",
@@ -231,7 +232,8 @@ def test_trickling_crm_holding_every_worker_does_not_wedge_the_pool(trickler, cr
     for n in range(4):
         result, elapsed = arrived[f"slow-{n}"]
         assert (result.request_id, result.data, result.error) == (1, None, "timeout after 1 s")
-        assert elapsed < 1.0 + 2.0 and result.seconds < 1.0 + 2.0
+        assert elapsed < 1.0 + 2.0
+        assert result.seconds < 1.0 + 2.0
     healthy, _ = arrived["healthy"]
     assert (healthy.data, healthy.error) == (CUSTOMER, "")
     # and after: every worker is free again
@@ -271,11 +273,11 @@ def test_failures_say_why(crm, path, message):
 
 
 def test_addresses_that_cannot_be_looked_up():
-    with pytest.raises(LookupFailed, match="^cannot connect: Connection refused$"):
+    with pytest.raises(LookupFailed, match=r"^cannot connect: Connection refused$"):
         fetch_json(f"http://127.0.0.1:{closed_port()}/customers", 2.0)
-    with pytest.raises(LookupFailed, match="^only http:// and https:// addresses are looked up$"):
+    with pytest.raises(LookupFailed, match=r"^only http:// and https:// addresses are looked up$"):
         fetch_json("ftp://127.0.0.1/customers", 2.0)
-    with pytest.raises(LookupFailed, match="^failed: ValueError$"):
+    with pytest.raises(LookupFailed, match=r"^failed: ValueError$"):
         fetch_json("http://127.0.0.1:99999/customers", 2.0)
 
 
@@ -313,7 +315,7 @@ def test_https_lookup_checks_the_certificate(tls_crm):
     (found,) = results_of(results, 1)
     assert (found.data, found.error) == (CUSTOMER, "")
     # the system's CAs do not know the test's certificate
-    with pytest.raises(LookupFailed, match="^cannot connect: .*CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(LookupFailed, match=r"^cannot connect: .*CERTIFICATE_VERIFY_FAILED"):
         fetch_json(f"{address}/customers?number=3331234567", 5.0)
     trusting.shutdown()
 

@@ -162,7 +162,8 @@ def test_exported_names_include_the_documented_ones():
                  "ivr_queue_service_level_ratio", "ivr_agent_registered",
                  "process_cpu_seconds_total", "process_resident_memory_bytes"):
         assert name in exported
-    assert "ivr_calls" not in exported and "ivr_queue_wait_seconds" not in exported
+    assert "ivr_calls" not in exported
+    assert "ivr_queue_wait_seconds" not in exported
 
 
 def test_dashboard_panels():
@@ -184,6 +185,8 @@ def test_dashboard_panels():
 
 def test_dashboard_expressions_use_the_right_metrics():
     exprs = "\n".join(dashboard_exprs())
-    assert "histogram_quantile" in exprs and "ivr_queue_wait_seconds_bucket" in exprs
-    assert "ivr_node_entries_total" in exprs and "ivr_node_hangups_total" in exprs
+    assert "histogram_quantile" in exprs
+    assert "ivr_queue_wait_seconds_bucket" in exprs
+    assert "ivr_node_entries_total" in exprs
+    assert "ivr_node_hangups_total" in exprs
     assert "rate(ivr_calls_total" in exprs

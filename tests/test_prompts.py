@@ -120,8 +120,10 @@ def test_spoken_text_spells_keys_as_they_are_said() -> None:
 
 
 def test_the_engine_names_still_import() -> None:
-    assert EnginePromptPiece is PromptPiece and engine_resolve is resolve
-    assert session_fill is fill and SESSION_ANNOUNCE is ANNOUNCE_PROMPT
+    assert EnginePromptPiece is PromptPiece
+    assert engine_resolve is resolve
+    assert session_fill is fill
+    assert SESSION_ANNOUNCE is ANNOUNCE_PROMPT
 
 
 # -- words --------------------------------------------------------------------------------------
@@ -257,7 +259,8 @@ def test_numbers_play_from_words_without_the_synthesiser(
         files = library.files_now(pieces)
 
     assert files == expected  # no pause between the words of one number
-    assert isinstance(library._run, NoTools) and library._run.calls == []
+    assert isinstance(library._run, NoTools)
+    assert library._run.calls == []
     for f in files:
         assert _frames(f)[:2] == (RATE, 1)
 
@@ -284,9 +287,11 @@ def test_recordings_are_converted_ahead(library: PromptLibrary,
                                         prepared: tuple[PromptLibrary, Flow, int]) -> None:
     flow = prepared[1]
     files = library.files_now(resolve(next(flow.nodes["welcome"].prompt_sequences()), "it"))
-    assert files is not None and len(files) == 3
+    assert files is not None
+    assert len(files) == 3
     rate, channels, frames = _frames(files[0])
-    assert (rate, channels) == (RATE, 1) and frames == pytest.approx(0.3 * RATE, abs=2)
+    assert (rate, channels) == (RATE, 1)
+    assert frames == pytest.approx(0.3 * RATE, abs=2)
     assert files[1] == str(library.silence())
 
 
@@ -317,10 +322,12 @@ def test_free_text_is_not_ready_and_is_rendered_by_a_worker(
     finally:
         renderer.close()
     assert (result.key, result.play_id, result.error) == ("call-1", 7, "")
-    assert result.files is not None and len(result.files) == 2
+    assert result.files is not None
+    assert len(result.files) == 2
     assert result.files[0] == lib.files_now(pieces[:1])[0]  # type: ignore[index]
     rate, channels, frames = _frames(result.files[1])
-    assert (rate, channels) == (RATE, 1) and frames > RATE // 10  # "Rossi" is spoken
+    assert (rate, channels) == (RATE, 1)
+    assert frames > RATE // 10  # "Rossi" is spoken
     assert lib.render(pieces) == result.files  # now in the cache
     assert lib.files_now(pieces) is None  # but free text never plays without a worker
 
@@ -336,12 +343,15 @@ def test_a_request_past_its_deadline_is_answered_deadline(library: PromptLibrary
         # a failing tool is answered with its message, and the worker lives on
         renderer.submit("call-3", 4, pieces, time.monotonic() + 60)
         failed = done.get(timeout=30)
-        assert failed.key == "call-3" and failed.files is None
+        assert failed.key == "call-3"
+        assert failed.files is None
         assert failed.error.startswith("a tool was run: espeak-ng")
         renderer.submit("call-4", 5, resolve((POSITION,), "en", {"position": "8"}),
                         time.monotonic() + 60)
         ok = done.get(timeout=30)
-        assert ok.key == "call-4" and ok.error == "" and ok.files
+        assert ok.key == "call-4"
+        assert ok.error == ""
+        assert ok.files
     finally:
         renderer.close()
     with pytest.raises(PromptDeadline, match="deadline passed"):
@@ -359,14 +369,15 @@ def test_two_threads_render_the_same_text_at_once(tmp_path: Path) -> None:
         start.wait(timeout=30)
         try:
             results.append(lib.render(pieces))
-        except BaseException as exc:  # the assertion below shows it
+        except BaseException as exc:  # noqa: BLE001 - the assertion below shows any failure
             results.append(exc)
     threads = [threading.Thread(target=render) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert len(results) == 3 and results[0] == results[1] == results[2]
+    assert len(results) == 3
+    assert results[0] == results[1] == results[2]
     assert isinstance(results[0], tuple)
     for f in results[0]:
         assert _frames(f)[:2] == (RATE, 1)

@@ -25,7 +25,7 @@ def scenario(path, recordings=None):
     """
     store = CallStore(path)
     events = []
-    waits = list(range(5, 17)) + [30, 40, 50]  # 15 answered
+    waits = [*range(5, 17), 30, 40, 50]  # 15 answered
     for i, wait in enumerate(waits):
         start = T0 + i * 600
         caller = "" if i == 14 else f"33300000{i:02d}"
@@ -123,7 +123,8 @@ def test_report_table_is_aligned_and_shows_percentages(tmp_path, capsys):
     cells = lines[1].split()
     assert cells == ["support", "20", "15", "4", "80.0%", "73.7%", "16.4", "100.7", "20.0%",
                      "5.3%", "85.7%"]
-    assert len(lines[1].rstrip()) <= len(lines[0]) and lines[2].startswith("total")
+    assert len(lines[1].rstrip()) <= len(lines[0])
+    assert lines[2].startswith("total")
 
 
 def test_report_by_agent_gives_calls_and_occupancy_where_known(tmp_path, capsys):
@@ -132,7 +133,8 @@ def test_report_by_agent_gives_calls_and_occupancy_where_known(tmp_path, capsys)
     out = run(capsys, "--store", str(db), "--from", "2026-11-02", "--to", "2026-11-02",
               "--by", "agent", "--csv")
     rows = {r["agent"]: r for r in csv.DictReader(io.StringIO(out))}
-    assert rows["anna"]["answered"] == "8" and rows["marco"]["answered"] == "7"
+    assert rows["anna"]["answered"] == "8"
+    assert rows["marco"]["answered"] == "7"
     assert float(rows["anna"]["occupancy"]) == pytest.approx(800 / (4 * 3600), abs=0.0001)
     assert rows["marco"]["occupancy"] == ""
 
@@ -161,8 +163,10 @@ def test_shorter_fcr_window_and_threshold_change_the_figures():
     ]
     week = compute(calls, [], start=0, end=DAY, fcr_days=7, threshold=20)[0]
     day = compute(calls, [], start=0, end=DAY, fcr_days=1, threshold=30)[0]
-    assert week.fcr == 0 and week.sl == 0
-    assert day.fcr == 1 and day.sl == 1
+    assert week.fcr == 0
+    assert week.sl == 0
+    assert day.fcr == 1
+    assert day.sl == 1
 
 
 def test_logged_in_seconds_from_partial_login_logout_events():

@@ -66,8 +66,9 @@ def test_purge_older_than_removes_old_rows_only(tmp_path):
                         (T0 - 30 * DAY,)).fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM queue_events").fetchone()[0] == 2
     conn.close()
-    assert not (rec / "old.wav").exists() and (rec / "new.wav").exists()
-    with pytest.raises(ValueError):
+    assert not (rec / "old.wav").exists()
+    assert (rec / "new.wav").exists()
+    with pytest.raises(ValueError, match="positive number of days"):
         purge_older_than(db, 0, T0, rec)
 
 
@@ -102,4 +103,6 @@ def test_retention_days_default_keeps_forever_and_bad_values_are_located(tmp_pat
         with pytest.raises(DocumentError) as err:
             load_config(tmp_path / "ivr.yaml")
         [problem] = [str(p) for p in err.value.problems]
-        assert ":5:" in problem and "retention_days" in problem and message in problem
+        assert ":5:" in problem
+        assert "retention_days" in problem
+        assert message in problem

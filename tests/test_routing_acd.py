@@ -31,7 +31,8 @@ def test_ring_timeout_moves_to_next_agent():
     assert r.on_timer(14.9) == []
     actions = r.on_timer(15.0)
     assert actions == [StopRinging("c1", "anna", "no_answer"), RingAgent("c1", "marco", "support")]
-    assert r.agents["anna"].state == "available" and r.agents["anna"].missed == 1
+    assert r.agents["anna"].state == "available"
+    assert r.agents["anna"].missed == 1
 
 
 def test_busy_agent_moves_to_next_and_rounds_restart_after_delay():
@@ -48,7 +49,8 @@ def test_answer_connects_and_agent_is_not_offered_another_call():
     r = router()
     r.join("c1", "support", now=0.0)
     r.answered("c1", "anna", 3.0)
-    assert "c1" in r.connected and "c1" not in r.waiting
+    assert "c1" in r.connected
+    assert "c1" not in r.waiting
     assert r.agents["anna"].state == "on_call"
     assert r.join("c2", "support", now=4.0) == [RingAgent("c2", "marco", "support")]
     assert r.join("c3", "support", now=5.0) == [RingAgent("c3", "luca", "support")]

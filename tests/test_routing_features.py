@@ -30,7 +30,8 @@ def test_ring_all_rings_everyone_and_first_answer_stops_the_others():
     actions = r.answered("c1", "b", 3)
     assert actions == [StopRinging("c1", "a", "answered_elsewhere"),
                        StopRinging("c1", "c", "answered_elsewhere")]
-    assert r.agents["a"].state == "available" and r.agents["b"].state == "on_call"
+    assert r.agents["a"].state == "available"
+    assert r.agents["b"].state == "on_call"
 
 
 def test_round_robin_remembers_where_it_stopped():
@@ -58,7 +59,8 @@ def test_random_is_repeatable_with_a_seed():
     for _ in range(2):
         r = Router([QueueSpec("q", tuple("abcdef"), strategy="random")], now=0, seed=7)
         picks.append(rings(r.join("c1", "q", 1)))
-    assert picks[0] == picks[1] and len(picks[0]) == 1
+    assert picks[0] == picks[1]
+    assert len(picks[0]) == 1
 
 
 # -- agent states -------------------------------------------------------------------------------
@@ -70,7 +72,8 @@ def test_agent_paused_after_n_unanswered_offers_and_unpause():
     assert r.agents["a"].state == "available"
     assert rings(r.on_timer(11)) == ["a"]  # new round after retry_delay
     r.on_timer(21)                       # miss 2: paused
-    assert r.agents["a"].state == "paused" and r.agents["a"].pause_reason == "no answer"
+    assert r.agents["a"].state == "paused"
+    assert r.agents["a"].pause_reason == "no answer"
     assert r.on_timer(100) == []         # never offered while paused
     assert r.unpause("a", 120) == []      # a was tried this round: a new round after the delay
     assert rings(r.on_timer(121)) == ["a"]
@@ -195,9 +198,11 @@ def test_escalation_by_exhaustion_moves_to_overflow_with_original_place():
     r.join("direct", "l2", 30)
     actions = r.on_timer(60)
     assert MovedQueue("early", "l1", "l2", "exhaustion") in actions
-    assert r.position("early") == 1 and r.position("direct") == 2
+    assert r.position("early") == 1
+    assert r.position("direct") == 2
     (ev,) = events(r, "escalate")
-    assert ev.detail["kind"] == "exhaustion" and ev.detail["to_queue"] == "l2"
+    assert ev.detail["kind"] == "exhaustion"
+    assert ev.detail["to_queue"] == "l2"
     assert rings(r.unpause("b", 61)) == ["b"]
     assert r.agents["b"].call_id == "early"
 
@@ -225,7 +230,8 @@ def test_escalation_by_the_agent_to_another_queue_with_priority_and_context():
     caller = r.waiting["c1"]
     assert caller.previous_agents == ["a"]
     (ev,) = events(r, "escalate")
-    assert ev.detail["kind"] == "agent" and ev.agent == "a"
+    assert ev.detail["kind"] == "agent"
+    assert ev.agent == "a"
     assert rings(r.unpause("b", 61)) == ["b"]
 
 

@@ -74,7 +74,8 @@ def test_interactive_call_reads_keys_from_stdin(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "Enter alone waits for the timeout; q hangs up" in out
     assert "say (it): Benvenuti." in out
-    assert "] timeout" in out and "We did not receive your choice." in out
+    assert "] timeout" in out
+    assert "We did not receive your choice." in out
     assert out.endswith("path: welcome[2] > main[~1] > support\nexit: queue support\n")
 
 
@@ -105,7 +106,7 @@ def test_flow_errors_print_like_validate(capsys):
     assert "1 problem found." in err
 
 
-@pytest.mark.parametrize("argv, message", [
+@pytest.mark.parametrize(("argv", "message"), [
     (["--digits", "1,x"], "'x' is neither phone keys (0-9, * and #) nor 'wait'"),
     (["--at", "tomorrow"], "'tomorrow' is not a date and time such as '2026-12-25 10:00'"),
     (["--at", "2026-12-25 10:00", "--timezone", "Mars/Base"], "unknown time zone 'Mars/Base'"),
@@ -116,7 +117,8 @@ def test_flow_errors_print_like_validate(capsys):
 def test_bad_options_are_reported_without_traceback(argv, message, capsys):
     assert main(["simulate", str(DEMO), *argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("ivr simulate: ") and message in err
+    assert err.startswith("ivr simulate: ")
+    assert message in err
 
 
 def test_lookup_json_answers_the_crm(tmp_path, capsys):
@@ -144,7 +146,8 @@ def test_timeouts_move_the_virtual_clock(demo):
     greeting = round(67 * 0.07, 3)  # the welcome prompt, then 5 s
     assert timeouts == pytest.approx([greeting + 5, 2 * (greeting + 5), 3 * (greeting + 5)])
     assert result.path == "welcome[~~~] > goodbye"
-    assert result.exit == {"hangup": "flow_end"} and result.state == "ended"
+    assert result.exit == {"hangup": "flow_end"}
+    assert result.state == "ended"
 
 
 def test_after_the_script_the_caller_stays_silent_to_the_end(demo):
@@ -184,7 +187,7 @@ def test_keys_after_the_call_left_are_reported_unused(demo):
     assert result.unused == ["9", "wait"]
 
 
-@pytest.mark.parametrize("answer, path", [
+@pytest.mark.parametrize(("answer", "path"), [
     ({"customer": {"name": "Bianchi", "tier": "silver"}},
      "hours[open] > withheld[default] > crm > vip[default] > welcome[2] > sales"),
     (None, "hours[open] > withheld[default] > crm[error] > welcome[2] > sales"),
@@ -210,7 +213,8 @@ def test_a_lookup_with_no_answer_given_fails(office):
 def test_transfers_answer_unless_told_otherwise(office):
     when = parse_when("2026-12-02 10:00", "Europe/Rome")
     ok = Simulation(office, started_at=when).run(["205"])
-    assert ok.exit == {"transfer": "205"} and ok.state == "transferred"
+    assert ok.exit == {"transfer": "205"}
+    assert ok.state == "transferred"
     failed = Simulation(office, started_at=when, failing_transfers=["*"]).run(["205", "2"])
     assert "transfer to 205 failed: no answer" in " ".join(lines(failed))
     assert failed.exit == {"queue": "sales"}
@@ -220,7 +224,8 @@ def test_voicemail_recording_is_simulated(hours):
     sim = Simulation(hours, started_at=parse_when("2026-12-02 10:00", "Europe/Rome"))
     result = sim.run(["2"])
     assert "record a message (at most 30 s, after a beep)" in " ".join(lines(result))
-    assert result.exit == {"voicemail": "voicemail-1.wav"} and result.state == "ended"
+    assert result.exit == {"voicemail": "voicemail-1.wav"}
+    assert result.state == "ended"
 
 
 def test_set_override_updates_the_switches(hours):
@@ -243,7 +248,8 @@ nodes:
 """)
     result = Simulation(load_flow(loop)).run([])
     assert result.transcript[-1].text.startswith("still in the IVR after ")
-    assert result.exit == {"hangup": "caller"} and result.state == "ended"
+    assert result.exit == {"hangup": "caller"}
+    assert result.state == "ended"
     assert result.seconds <= 3600
 
 

@@ -24,7 +24,7 @@ def erlang_c_service_level(c: int, per_hour: float, aht: float, threshold: float
     return 1 - p_wait * math.exp(-(c - a) * threshold / aht)
 
 
-@pytest.mark.parametrize("agents,per_hour,aht", [
+@pytest.mark.parametrize(("agents", "per_hour", "aht"), [
     (3, 20, 360), (4, 40, 300), (5, 45, 300), (6, 60, 240), (8, 100, 240), (10, 120, 240)])
 def test_simulated_service_level_matches_erlang_c(agents, per_hour, aht):
     result = simulate(LoadSpec(agents=agents, calls_per_hour=per_hour, handle_time=aht,
@@ -34,7 +34,8 @@ def test_simulated_service_level_matches_erlang_c(agents, per_hour, aht):
     expected = erlang_c_service_level(agents, result.calls_per_hour, result.handle_time, 20)
     assert abs(result.service_level - expected) < 0.01, (result.service_level, expected)
     assert abs(result.calls_per_hour - per_hour) / per_hour < 0.02
-    assert result.abandoned == 0 and result.answered == result.calls
+    assert result.abandoned == 0
+    assert result.answered == result.calls
 
 
 def test_erlang_module_agrees_with_the_formula_written_here():
@@ -53,7 +54,8 @@ def test_patience_makes_callers_abandon_and_same_seed_same_result():
     spec = LoadSpec(agents=3, calls_per_hour=60, handle_time=240, patience=60, hours=20, seed=5)
     first, second = simulate(spec), simulate(spec)
     assert first == second
-    assert first.abandoned > 0 and first.answered + first.abandoned == first.calls
+    assert first.abandoned > 0
+    assert first.answered + first.abandoned == first.calls
     assert 0 < first.abandonment_rate < 1
     assert first.service_level_all < first.service_level
 

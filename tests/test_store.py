@@ -24,8 +24,10 @@ def test_record_round_trip_and_wal(tmp_path):
     store.save(rec)
     assert store.wait_idle(10)
     row = store.get("c1")
-    assert row["outcome"] == "completed" and row["agent"] == "anna"
-    assert row["wait_seconds"] == 15.0 and row["talk_seconds"] == 60.5
+    assert row["outcome"] == "completed"
+    assert row["agent"] == "anna"
+    assert row["wait_seconds"] == 15.0
+    assert row["talk_seconds"] == 60.5
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.close() == 0
 
@@ -43,7 +45,8 @@ def test_save_keeps_a_copy_not_the_callers_object(tmp_path):
 def test_abandoned_in_queue_wait_runs_to_the_end(tmp_path):
     rec = CallRecord("c2", started_at=0.0, queued_at=10.0)
     rec.finish(ended_at=42.0, outcome="abandoned_queue")
-    assert rec.wait_seconds == 32.0 and rec.talk_seconds is None
+    assert rec.wait_seconds == 32.0
+    assert rec.talk_seconds is None
 
 
 CRASHING_SWITCHBOARD = """
@@ -66,7 +69,8 @@ def test_crash_leaves_in_progress_and_next_start_closes_it_keeping_what_was_know
     second = CallStore.open_for_service(path)
     assert second.recover(now=99.0) == 1
     row = second.get("c1")
-    assert row["outcome"] == "interrupted" and row["ended_at"] == 99.0
+    assert row["outcome"] == "interrupted"
+    assert row["ended_at"] == 99.0
     assert row["end_reason"] == "process stopped during the call"
     assert (row["answered_at"], row["queued_at"], row["connected_at"]) == (11.0, 20.0, 30.0)
     assert (row["ivr_path"], row["queue"], row["agent"]) == ("menu>1", "sales", "anna")
@@ -97,7 +101,8 @@ def test_queue_events_get_an_id_and_keep_their_detail(tmp_path):
     assert store.close() == 0
     with sqlite3.connect(tmp_path / "calls.db") as db:
         rows = db.execute("SELECT event_id, kind, detail FROM queue_events ORDER BY at").fetchall()
-    assert len(rows[0][0]) == 32 and rows[1][0] == "e-2"
+    assert len(rows[0][0]) == 32
+    assert rows[1][0] == "e-2"
     assert [(r[1], r[2]) for r in rows] == [("enter", '{"position": 2}'), ("connect", "{}")]
 
 
@@ -130,7 +135,8 @@ def test_a_file_from_version_2_gets_the_event_id_column_and_keeps_its_rows(tmp_p
         assert db.execute("SELECT call_id FROM calls").fetchall() == [("old",)]
         ids = db.execute("SELECT event_id FROM queue_events ORDER BY at").fetchall()
     db.close()
-    assert ids[0] == ids[1] == (None,) and ids[2][0]
+    assert ids[0] == ids[1] == (None,)
+    assert ids[2][0]
 
 
 def test_a_store_path_that_is_a_folder_says_so(tmp_path):

@@ -75,7 +75,8 @@ def test_save_returns_at_once_while_another_connection_holds_the_file(tmp_path, 
     loop.start()
     assert returned.wait(20)  # the lock is still held: the loop side did not wait on it
     assert wait_for(lambda: store.write_errors >= 2)  # the writer tried, and tries again
-    assert store.pending_count() == 2 and not store.wait_idle(0)
+    assert store.pending_count() == 2
+    assert not store.wait_idle(0)
     assert count(path, "SELECT count(*) FROM calls") == 0
     assert len(store_errors(caplog)) == 1
     assert "database is locked" in store_errors(caplog)[0]
@@ -113,7 +114,7 @@ def test_a_lasting_failure_is_logged_again_at_most_once_per_interval(tmp_path, c
     store = CallStore(path, before_write=Disk(), log_every=0.2)
     store.save(big("c1"))
     assert wait_for(lambda: any(m.startswith("still cannot write") for m in store_errors(caplog)))
-    still = [m for m in store_errors(caplog) if m.startswith("still")][0]
+    still = next(m for m in store_errors(caplog) if m.startswith("still"))
     assert still.startswith(f"still cannot write 1 record(s) to {path} for ")
     assert still.endswith("s: database or disk is full")
     assert store.close(timeout=0.1) == 1
@@ -172,7 +173,8 @@ def test_fallback_goes_to_the_runtime_folder_when_it_cannot_be_beside_the_databa
     store.fallback_path().rmdir()
     again = CallStore.open_for_service(path)
     assert again.import_fallback() == 1
-    assert again.get("c1") is not None and not elsewhere.exists()
+    assert again.get("c1") is not None
+    assert not elsewhere.exists()
     again.close()
 
 

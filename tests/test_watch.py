@@ -56,7 +56,8 @@ def test_a_change_is_reported_once_after_it_settles(watched):
     assert watcher.check(10.5)
     assert len(seen) == 1
     ((name, signature),) = seen[0]
-    assert name == str(path) and signature == file_signature(str(path))
+    assert name == str(path)
+    assert signature == file_signature(str(path))
     assert not any(watcher.check(t) for t in (11.5, 12.5))
     assert len(seen) == 1
 
@@ -101,7 +102,8 @@ def test_a_change_undone_before_it_settles_is_not_reported(watched):
     write(path, "flow: a\n", 1_000_000_000)  # back as it was
     assert not watcher.check(1.2)
     assert not watcher.check(2.0)
-    assert seen == [] and watcher.delay(2.0) == 1.0
+    assert seen == []
+    assert watcher.delay(2.0) == 1.0
 
 
 def test_watching_other_files_takes_their_state_as_the_baseline(watched, tmp_path):
@@ -129,7 +131,8 @@ def test_the_thread_reports_a_change_and_stops(tmp_path):
         assert reported.wait(timeout=5.0)
     finally:
         watcher.stop()
-    assert watcher._thread is not None and not watcher._thread.is_alive()
+    assert watcher._thread is not None
+    assert not watcher._thread.is_alive()
 
 
 # -- the reload step -----------------------------------------------------------------------------
@@ -205,7 +208,8 @@ def test_reload_renders_then_swaps_and_counts(flow_file):
     board = board_on(old, prompts)
     flow_file.write_text(flow_file.read_text() + "# edited\n")
     assert reload_flow(board, load(flow_file), "SIGHUP") == "reloaded"
-    assert board.flow.version != old.version and prompts.prepared == [board.flow.version]
+    assert board.flow.version != old.version
+    assert prompts.prepared == [board.flow.version]
     assert sample(board, "ivr_flow_reloads_total", {"result": "ok"}) == 1.0
     assert sample(board, "ivr_flow_reloads_total", {"result": "failed"}) == 0.0
     assert flow_info(board) == [{"flow": old.name, "version": board.flow.version}]
@@ -218,7 +222,8 @@ def test_reload_of_an_unchanged_file_is_a_no_op(flow_file, caplog):
     board = board_on(old, prompts)
     with caplog.at_level(logging.DEBUG, logger="ivr.driver"):
         assert reload_flow(board, load(flow_file), "file change") == "unchanged"
-    assert board.flow is old and prompts.prepared == []
+    assert board.flow is old
+    assert prompts.prepared == []
     assert [r.levelno for r in caplog.records] == [logging.DEBUG]
     assert flow_info(board) == [{"flow": old.name, "version": old.version}]
 
@@ -231,7 +236,8 @@ def test_a_broken_file_keeps_the_old_flow_and_logs_every_problem(flow_file, capl
     flow_file.write_text(text + "  extra:\n    type: hangup\n    next: somewhere\n")
     with caplog.at_level(logging.INFO, logger="ivr.driver"):
         assert reload_flow(board, load(flow_file), "file change") == "failed"
-    assert board.flow is old and prompts.prepared == []
+    assert board.flow is old
+    assert prompts.prepared == []
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) >= 3  # at least two problems, then the verdict
     assert all(e.startswith(f"{flow_file}:") for e in errors[:-1])
@@ -252,7 +258,8 @@ def test_a_failing_render_keeps_the_old_flow_without_a_traceback(flow_file, capl
         assert reload_flow(board, load(flow_file), "SIGHUP") == "failed"
     assert board.flow is old
     assert all(r.exc_info is None for r in caplog.records)
-    assert str(error) in caplog.text and "stays in service" in caplog.text
+    assert str(error) in caplog.text
+    assert "stays in service" in caplog.text
     assert sample(board, "ivr_flow_reloads_total", {"result": "failed"}) == 1.0
 
 
@@ -262,4 +269,5 @@ def test_a_missing_file_is_a_failed_reload(flow_file, caplog):
     flow_file.unlink()
     with caplog.at_level(logging.INFO, logger="ivr.driver"):
         assert reload_flow(board, load(flow_file), "file change") == "failed"
-    assert board.flow is old and "cannot read the file" in caplog.text
+    assert board.flow is old
+    assert "cannot read the file" in caplog.text
