@@ -84,7 +84,8 @@ def test_tone_present_in_every_window_and_the_other_absent() -> None:
     assert track.fraction(CALLER_TONE_HZ) == 1.0
     assert track.fraction(AGENT_TONE_HZ) == 0.0
     assert track.longest_run_s(CALLER_TONE_HZ) == pytest.approx(3.0)
-    assert track.first_s(CALLER_TONE_HZ) == 0.0 and track.first_s(AGENT_TONE_HZ) is None
+    assert track.first_s(CALLER_TONE_HZ) == 0.0
+    assert track.first_s(AGENT_TONE_HZ) is None
 
 
 @pytest.mark.parametrize("signal", ["silence", "noise", "tone 60 Hz away", "quiet tone"])
@@ -107,7 +108,8 @@ def test_two_tones_at_once_are_both_found() -> None:
     both = mix(make_tone_samples(CALLER_TONE_HZ, 2.0, dbfs=-12.0),
                make_tone_samples(AGENT_TONE_HZ, 2.0, dbfs=-15.0))
     track = ToneTrack.of(both, RATE, TONES)
-    assert track.fraction(CALLER_TONE_HZ) == 1.0 and track.fraction(AGENT_TONE_HZ) == 1.0
+    assert track.fraction(CALLER_TONE_HZ) == 1.0
+    assert track.fraction(AGENT_TONE_HZ) == 1.0
     assert set(track.timeline().split()[-1]) == {"+"}
     # 3 dB quieter, the second carries a third of the power: still above the threshold
     shares = [share for _, share in tone_levels(both, RATE, AGENT_TONE_HZ)]
@@ -122,7 +124,8 @@ def test_tone_in_noise_at_0_db_snr() -> None:
     assert track.fraction(AGENT_TONE_HZ) == 1.0, track.timeline()
     assert track.fraction(CALLER_TONE_HZ) == 0.0, track.timeline()
     shares = [share for _, share in tone_levels(noisy, RATE, AGENT_TONE_HZ)]
-    assert min(shares) > 0.4 and max(shares) < 0.6, (min(shares), max(shares))
+    assert min(shares) > 0.4, shares
+    assert max(shares) < 0.6, shares
 
 
 def test_a_tone_survives_g711_and_makes_no_ghost_tone() -> None:
@@ -130,11 +133,13 @@ def test_a_tone_survives_g711_and_makes_no_ghost_tone() -> None:
     heard = mulaw_round_trip(sent)
     assert max(abs(a - b) for a, b in zip(sent, heard, strict=True)) < 0.01
     track = ToneTrack.of(heard, RATE, TONES)
-    assert track.fraction(CALLER_TONE_HZ) == 1.0 and track.fraction(AGENT_TONE_HZ) == 0.0
+    assert track.fraction(CALLER_TONE_HZ) == 1.0
+    assert track.fraction(AGENT_TONE_HZ) == 0.0
     # so quiet that the codec's coarse steps dominate: still found, in its own bin
     faint = ToneTrack.of(mulaw_round_trip(make_tone_samples(AGENT_TONE_HZ, 1.0, dbfs=-45.0)),
                          RATE, TONES)
-    assert faint.fraction(AGENT_TONE_HZ) == 1.0 and faint.fraction(CALLER_TONE_HZ) == 0.0
+    assert faint.fraction(AGENT_TONE_HZ) == 1.0
+    assert faint.fraction(CALLER_TONE_HZ) == 0.0
 
 
 def test_mulaw_matches_g711() -> None:
@@ -168,7 +173,8 @@ def test_between_and_first_s_follow_the_recording_clock() -> None:
     assert track.first_s(AGENT_TONE_HZ) == pytest.approx(1.0)
     assert track.between(0.0, 1.0).fraction(AGENT_TONE_HZ) == 0.0
     middle = track.between(1.0, 3.0)
-    assert middle.start_s == pytest.approx(1.0) and len(middle.windows) == 20
+    assert middle.start_s == pytest.approx(1.0)
+    assert len(middle.windows) == 20
     assert middle.fraction(AGENT_TONE_HZ) == 1.0
     assert track.between(3.05, 9.0).start_s == pytest.approx(3.1)
     assert track.seconds(AGENT_TONE_HZ) == pytest.approx(2.0)
@@ -231,12 +237,14 @@ def test_growing_wav_reads_what_a_recorder_has_written_so_far(tmp_path: Path) ->
     path.write_bytes(bytes(head) + pcm[:3001])  # and half a sample at the end
     live = GrowingWav(path)
     first = live.read_new()
-    assert live.rate == RATE and len(first) == 1500
+    assert live.rate == RATE
+    assert len(first) == 1500
     assert live.read_new() == array("d")
     with path.open("ab") as f:
         f.write(pcm[3001:])
     rest = live.read_new()
-    assert len(rest) == 6500 and live.seconds_read == pytest.approx(1.0)
+    assert len(rest) == 6500
+    assert live.seconds_read == pytest.approx(1.0)
     assert ToneTrack.of(first + rest, RATE, TONES).fraction(AGENT_TONE_HZ) == 1.0
 
     follower = ToneFollower(path, TONES)

@@ -11,7 +11,6 @@ Every wait is for something to happen (a SIP event, audio arriving, a metric, a 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,12 +38,12 @@ STRAY_S = 0.3
 
 
 @pytest.fixture(scope="module")
-def tones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+def tones(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     require_baresip()
     folder = tmp_path_factory.mktemp("tones")
     # aufile ends the call at the end of its file: far longer than any call here
-    yield (make_tone_wav(folder / "caller.wav", CALLER_TONE_HZ, 120),
-           make_tone_wav(folder / "agent.wav", AGENT_TONE_HZ, 120))
+    return (make_tone_wav(folder / "caller.wav", CALLER_TONE_HZ, 120),
+            make_tone_wav(folder / "agent.wav", AGENT_TONE_HZ, 120))
 
 
 def test_baresip_caller_reaches_agent_and_audio_flows_both_ways(
@@ -111,7 +110,8 @@ def test_baresip_caller_reaches_agent_and_audio_flows_both_ways(
     assert before.duration_s >= 1.0, by_caller.timeline()  # welcome, menu and hold prompt
     assert before.longest_run_s(AGENT_TONE_HZ) < STRAY_S, before.timeline()
     bridged = by_caller.first_s(AGENT_TONE_HZ, min_run_s=STRAY_S)
-    assert bridged is not None and bridged >= answered_at - MARGIN_S, by_caller.timeline()
+    assert bridged is not None, by_caller.timeline()
+    assert bridged >= answered_at - MARGIN_S, by_caller.timeline()
     connected = by_caller.between(bridged, by_caller.duration_s - 0.5)
     assert connected.duration_s >= TALK_S - 0.5, by_caller.timeline()
     assert connected.fraction(AGENT_TONE_HZ) >= 0.9, connected.timeline()
@@ -127,12 +127,16 @@ def test_baresip_caller_reaches_agent_and_audio_flows_both_ways(
 
     (record,) = board.records()
     assert record["ivr_path"] == "welcome[2] > main[1] > support"
-    assert record["queue"] == "support" and record["agent"] == "anna"
-    assert record["outcome"] == "completed" and record["end_reason"] == "caller hung up"
+    assert record["queue"] == "support"
+    assert record["agent"] == "anna"
+    assert record["outcome"] == "completed"
+    assert record["end_reason"] == "caller hung up"
     assert record["caller"] == "caller"
-    assert isinstance(record["talk_seconds"], float) and record["talk_seconds"] >= TALK_S - 0.5
+    assert isinstance(record["talk_seconds"], float)
+    assert record["talk_seconds"] >= TALK_S - 0.5
     # answered at the first ring (ring_timeout is 15 s)
-    assert isinstance(record["wait_seconds"], float) and record["wait_seconds"] < 15.0
+    assert isinstance(record["wait_seconds"], float)
+    assert record["wait_seconds"] < 15.0
     started, answered, queued, connected_at, ended = (float(str(record[k])) for k in (
         "started_at", "answered_at", "queued_at", "connected_at", "ended_at"))
     # the answer may carry the arrival's own time (one step of the call machine)

@@ -105,24 +105,31 @@ def test_escalation_by_waiting_from_level_1_to_level_2(edge: Edge, tmp_path: Pat
             wait_until_phones_seen(sb, "anna", "marco")
             caller = gateway_caller(edge, tmp_path, "--hold", "25", "--duration", "35")
             assert caller.wait_exit(35) == 0
-            assert caller.events("confirmed") and len(marco.events("answered")) == 1
+            assert caller.events("confirmed")
+            assert len(marco.events("answered")) == 1
         finally:
             assert sb.stop() == 0, sb.log_tail()
         assert anna.events_seen("CALL_INCOMING"), anna.log_tail()  # her phone did ring
         assert not anna.events_seen("CALL_ESTABLISHED")
     (record,) = sb.records()
-    assert record["outcome"] == "completed" and record["agent"] == "marco", record
-    assert record["queue"] == "support" and record["wait_seconds"] >= 4.0, record
+    assert record["outcome"] == "completed", record
+    assert record["agent"] == "marco", record
+    assert record["queue"] == "support", record
+    assert record["wait_seconds"] >= 4.0, record
     (esc,) = sb.queue_events("escalate")
     assert esc["detail"] == {"kind": "waiting", "from_level": 1, "to_level": 2,
                              "from_queue": "support", "to_queue": "support"}, esc
     rings = [e["agent"] for e in sb.queue_events("ring")]
-    assert rings[0] == "anna" and rings[-1] == "marco" and rings.count("marco") == 1, rings
+    assert rings[0] == "anna", rings
+    assert rings[-1] == "marco", rings
+    assert rings.count("marco") == 1, rings
     regs = [(e["kind"], e["agent"]) for e in sb.queue_events()
             if e["kind"] in ("register", "unregister")]
     assert regs[-2:] == [("register", "anna"), ("register", "marco")], regs
     kinds = [e["kind"] for e in sb.queue_events() if e["kind"] not in ("register", "unregister")]
-    assert kinds[0] == "enter" and "connect" in kinds and kinds[-1] == "complete", kinds
+    assert kinds[0] == "enter", kinds
+    assert "connect" in kinds, kinds
+    assert kinds[-1] == "complete", kinds
 
 
 def test_escalation_by_the_agents_feature_code(edge: Edge, tmp_path: Path) -> None:
@@ -154,11 +161,14 @@ def test_escalation_by_the_agents_feature_code(edge: Edge, tmp_path: Path) -> No
         assert [e["digit"] for e in anna.events("digit_sent")] == ["*", "9"]
     (record,) = sb.records()
     assert record["outcome"] == "completed", record
-    assert record["agent"] == "marco" and record["queue"] == "level2", record
+    assert record["agent"] == "marco", record
+    assert record["queue"] == "level2", record
     assert record["ivr_path"] == "welcome[2] > main[1] > support", record
     (esc,) = sb.queue_events("escalate")
-    assert esc["agent"] == "anna" and esc["detail"]["kind"] == "agent", esc
-    assert esc["detail"]["from_queue"] == "support" and esc["detail"]["to_queue"] == "level2"
+    assert esc["agent"] == "anna", esc
+    assert esc["detail"]["kind"] == "agent", esc
+    assert esc["detail"]["from_queue"] == "support"
+    assert esc["detail"]["to_queue"] == "level2"
     assert [e["agent"] for e in sb.queue_events("connect")] == ["anna", "marco"]
     sb.wait_for_log("agent anna escalates the call", timeout=1)
 
@@ -193,7 +203,8 @@ def test_agent_whose_phone_refuses_is_skipped_then_paused(edge: Edge, tmp_path: 
     misses = [e for e in events if e["kind"] == "ring_no_answer"]
     assert [m["agent"] for m in misses] == ["anna"] * 3  # default max_no_answer: 3
     (pause,) = [e for e in events if e["kind"] == "pause"]
-    assert pause["agent"] == "anna" and pause["detail"]["reason"] == "no answer", pause
+    assert pause["agent"] == "anna", pause
+    assert pause["detail"]["reason"] == "no answer", pause
     assert pause["id"] > misses[-1]["id"]
     assert not [e for e in events if e["kind"] == "ring" and e["agent"] == "anna"
                 and e["id"] > pause["id"]]

@@ -51,15 +51,19 @@ def test_escalation_by_waiting_rings_level_2_after_the_tier_wait(tmp_path: Path)
         assert c.wait_exit(45) == 0
         marco.stop()
         (record,) = sb.records()
-        assert record["outcome"] == "completed" and record["agent"] == "marco"
+        assert record["outcome"] == "completed"
+        assert record["agent"] == "marco"
         assert record["wait_seconds"] >= 4.0
         (esc,) = sb.queue_events("escalate")
         assert esc["detail"] == {"kind": "waiting", "from_level": 1, "to_level": 2,
                                  "from_queue": "support", "to_queue": "support"}
         rings = [e["agent"] for e in sb.queue_events("ring")]
-        assert rings[0] == "anna" and rings[-1] == "marco"
+        assert rings[0] == "anna"
+        assert rings[-1] == "marco"
         kinds = [e["kind"] for e in sb.queue_events()]
-        assert kinds[0] == "enter" and "connect" in kinds and kinds[-1] == "complete"
+        assert kinds[0] == "enter"
+        assert "connect" in kinds
+        assert kinds[-1] == "complete"
     finally:
         assert sb.stop() == 0, sb.log_tail()
 
@@ -80,12 +84,15 @@ def test_escalation_by_the_agent_feature_code_and_context_travels(tmp_path: Path
         marco.stop()
         (record,) = sb.records()
         assert record["outcome"] == "completed"
-        assert record["agent"] == "marco" and record["queue"] == "level2"
+        assert record["agent"] == "marco"
+        assert record["queue"] == "level2"
         assert record["ivr_path"] == "welcome[2] > main[1] > support"
         (esc,) = sb.queue_events("escalate")
-        assert esc["agent"] == "anna" and esc["detail"]["kind"] == "agent"
+        assert esc["agent"] == "anna"
+        assert esc["detail"]["kind"] == "agent"
         assert esc["detail"]["to_queue"] == "level2"
-        assert len(anna.events("answered")) == 1 and len(marco.events("answered")) == 1
+        assert len(anna.events("answered")) == 1
+        assert len(marco.events("answered")) == 1
         sb.wait_for_log("agent anna escalates the call")
         agents = {e["agent"] for e in sb.queue_events("connect")}
         assert agents == {"anna", "marco"}
@@ -112,7 +119,8 @@ def test_agent_who_does_not_answer_is_skipped_then_paused(tmp_path: Path) -> Non
         misses = sb.queue_events("ring_no_answer")
         assert [m["agent"] for m in misses] == ["anna"] * 3   # default max_no_answer: 3
         (pause,) = sb.queue_events("pause")
-        assert pause["agent"] == "anna" and pause["detail"]["reason"] == "no answer"
+        assert pause["agent"] == "anna"
+        assert pause["detail"]["reason"] == "no answer"
         assert len(anna.events("incoming")) == 3               # never offered after the pause
     finally:
         assert sb.stop() == 0, sb.log_tail()
@@ -143,7 +151,8 @@ def test_agent_states_from_phone_feature_codes_and_cli_survive_a_restart(tmp_pat
         sb.wait_for_log("agent anna restored as logged_out")
         sb.wait_for_metric("ivr_agents", {"state": "logged_out"}, value=1.0)
         kinds = [(e["kind"], e["agent"]) for e in sb.queue_events()]
-        assert ("logout", "anna") in kinds and ("pause", "marco") in kinds
+        assert ("logout", "anna") in kinds
+        assert ("pause", "marco") in kinds
     finally:
         assert sb.stop() == 0, sb.log_tail()
 
@@ -179,13 +188,17 @@ def test_callback_keeps_the_place_and_calls_the_caller_back_when_an_agent_is_fre
         phone.stop()
         anna.stop()
         first, back = sb.records()
-        assert first["outcome"] == "callback_requested" and first["end_reason"] == \
+        assert first["outcome"] == "callback_requested"
+        assert first["end_reason"] == \
             "call back 3331234567"
         assert back["call_id"] == first["call_id"] + "-cb"
-        assert back["outcome"] == "completed" and back["agent"] == "anna"
-        assert back["caller"] == "3331234567" and back["queue"] == "support"
+        assert back["outcome"] == "completed"
+        assert back["agent"] == "anna"
+        assert back["caller"] == "3331234567"
+        assert back["queue"] == "support"
         assert back["talk_seconds"] > 0.5
-        assert len(phone.events("answered")) == 1 and len(anna.events("answered")) == 1
+        assert len(phone.events("answered")) == 1
+        assert len(anna.events("answered")) == 1
         kinds = [e["kind"] for e in sb.queue_events()]
         assert kinds[:4] == ["pause", "enter", "callback", "unpause"]
         assert kinds[-3:] == ["ring", "connect", "complete"]

@@ -69,7 +69,8 @@ def test_two_uas_hear_each_other(tmp_path: Path, tones: dict[str, Path]) -> None
         agent.wait_event("CALL_CLOSED")
         heard_by_agent = agent.wait_recordings(1)
         heard_by_caller = caller.wait_recordings(1)
-    assert agent.returncode is not None and caller.returncode is not None
+    assert agent.returncode is not None
+    assert caller.returncode is not None
 
     assert len(heard_by_agent) == len(heard_by_caller) == 1
     a, b = heard_by_agent[0], heard_by_caller[0]
@@ -182,4 +183,6 @@ def test_source_wav_must_suit_aufile(tmp_path: Path) -> None:
 
 def test_rtp_ranges_are_free_blocks() -> None:
     low, high = free_rtp_range(20)
-    assert high - low == 19 and 20000 <= low and high < 30000
+    assert high - low == 19
+    assert low >= 20000
+    assert high < 30000

@@ -536,7 +536,8 @@ def audible_seconds(
     """How long `samples` hold sound louder than `min_dbfs` (RMS per window): anything at
     all, speech or tones, as opposed to silence."""
     floor = 10.0 ** (min_dbfs / 20.0)
-    return sum(v >= floor for v in envelope(samples, rate, window_s)) * window_s
+    loud = sum(1 for v in envelope(samples, rate, window_s) if v >= floor)
+    return loud * window_s
 
 
 # -- G.711 mu-law, to test what the telephone codec does to a signal ---------------------------

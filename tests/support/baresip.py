@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -392,14 +393,10 @@ class Baresip:
         """Quit baresip (``quit``, then SIGTERM, then SIGKILL); safe to call twice."""
         proc = self._proc
         if proc is not None and proc.poll() is None and self._sock is not None and self._verified:
-            try:
+            with contextlib.suppress(OSError):
                 self._send("quit", "", "quit")
-            except OSError:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
@@ -408,10 +405,8 @@ class Baresip:
                 proc.kill()
                 proc.wait()
         if self._sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._sock.close()
         if self._reader is not None:
             self._reader.join(timeout=2.0)
