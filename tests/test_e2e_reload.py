@@ -53,7 +53,8 @@ def flow_info(board: Switchboard) -> list[dict[str, str]]:
 
 def reload(board: Switchboard, trigger: str, text: str) -> None:
     """Write the flow file; for SIGHUP, also signal at once (the watcher sees the change too)."""
-    assert board.flow is not None and board.proc is not None
+    assert board.flow is not None
+    assert board.proc is not None
     board.flow.write_text(text)
     if trigger == "SIGHUP":
         board.proc.send_signal(signal.SIGHUP)
@@ -103,13 +104,15 @@ def test_reload_while_calls_are_in_progress_then_a_broken_file(board, tmp_path, 
     assert len(records) == 5
     for record in records:
         assert record["flow_version"] == version_a
-        assert record["started_at"] < changed_at and record["ended_at"] > reloaded_at, record
+        assert record["started_at"] < changed_at, record
+        assert record["ended_at"] > reloaded_at, record
     version_b = late["flow_version"]
     assert version_b != version_a
     for record in (late, after):
         assert record["flow_version"] == version_b
         assert record["outcome"] == "completed", record
-        assert record["queue"] == "support" and record["agent"] == "anna", record
+        assert record["queue"] == "support", record
+        assert record["agent"] == "anna", record
     # one reload each way, although for SIGHUP the watcher saw the same changes
     assert board.metric("ivr_flow_reloads_total", {"result": "ok"}) == 1.0
     assert board.metric("ivr_flow_reloads_total", {"result": "failed"}) == 1.0

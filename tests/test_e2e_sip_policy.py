@@ -132,8 +132,10 @@ def test_a_callers_refer_is_refused_and_its_target_is_never_called(tmp_path, res
         board.wait_for_log(f"refused REFER to {PREMIUM}@127.0.0.1:{premium.port} (403)")
         assert board.log_path.read_text().count("refused REFER") == 1  # once per call
         (record,) = board.records()
-        assert record["caller"] == "caller" and record["trunk"] == "test"
-        assert record["answered_at"] is not None and record["ended_at"] is not None
+        assert record["caller"] == "caller"
+        assert record["trunk"] == "test"
+        assert record["answered_at"] is not None
+        assert record["ended_at"] is not None
     finally:
         stop_cleanly(board)
 
@@ -151,7 +153,8 @@ def test_refer_to_a_target_answering_404_then_bye_and_the_next_call_completes(
         assert first.wait_exit(35) == 0
         assert [e["code"] for e in first.events("transfer_status")] == [403]
         assert [e["code"] for e in first.events("disconnected")] == [200]  # our own BYE
-        assert board.proc is not None and board.proc.poll() is None
+        assert board.proc is not None
+        assert board.proc.poll() is None
 
         anna = peer(tmp_path, "anna", "agent", board.agents["anna"], "--talk", "1",
                     "--duration", "40").start()
@@ -192,10 +195,12 @@ def test_an_agent_phone_answering_302_is_not_followed_and_counts_as_no_answer(
         watch_quietly(premium)
         assert premium.requests == []
         misses = board.queue_events("ring_no_answer")
-        assert misses and {m["agent"] for m in misses} == {"anna"}
+        assert misses
+        assert {m["agent"] for m in misses} == {"anna"}
         assert {m["detail"]["reason"] for m in misses} == {"302 Moved Temporarily"}
         (record,) = board.records()
-        assert record["agent"] is None and record["connected_at"] is None
+        assert record["agent"] is None
+        assert record["connected_at"] is None
     finally:
         stop_cleanly(board)
 
@@ -208,5 +213,6 @@ def test_a_refer_target_is_logged_escaped_and_cut():
         == f"{PREMIUM}@gw.example:5060"
     assert printable_target("sip:a\r\nFAKE: line\x00\\@h") == "a\\r\\nFAKE: line\\x00\\\\@h"
     cut = printable_target("sip:" + "9" * 200 + "@h")
-    assert len(cut) == 80 and cut.endswith("...")
+    assert len(cut) == 80
+    assert cut.endswith("...")
     assert printable_target("not a uri \x1b[31m") == "not a uri \\x1b[31m"

@@ -116,7 +116,7 @@ class RawSip:
             name, _, value = line.partition(":")
             headers.setdefault(name.strip().lower(), value.strip())
         if head[0].startswith("SIP/2.0 "):
-            _, code, reason = (head[0].split(" ", 2) + [""])[:3]
+            _, code, reason = [*head[0].split(" ", 2), ""][:3]
             method = headers.get("cseq", "").split()[-1]
             response = Response(int(code), reason, headers["call-id"], method, headers)
             self.responses.append(response)
@@ -216,11 +216,13 @@ def test_a_burst_of_invites_gets_exactly_the_trunks_lines(sip_factory):
     admitted = of(IncomingCall, events)
     refused = of(CallRefused, events)
     assert admission.asked == 60
-    assert len(admitted) == 30 and {e.trunk for e in admitted} == {TRUNK}
+    assert len(admitted) == 30
+    assert {e.trunk for e in admitted} == {TRUNK}
     assert len(refused) == 30
     assert {(e.status, e.reason, e.trunk) for e in refused} == {(486, "Busy Here", TRUNK)}
     busy = raw.finals(486)
-    assert len(busy) == 30 and set(busy) <= set(calls)
+    assert len(busy) == 30
+    assert set(busy) <= set(calls)
     assert raw.finals() == busy  # the 30 admitted ones have no final answer
     assert stack.lines_in_use(TRUNK) == 30
 
@@ -230,8 +232,8 @@ def test_a_burst_of_invites_gets_exactly_the_trunks_lines(sip_factory):
     pump(stack, raw, events, lambda: len(of(LegEnded, events)) >= 5)
     assert stack.lines_in_use(TRUNK) == 25
     more = [raw.invite(n) for n in range(100, 106)]
-    pump(stack, raw, events, lambda: len(of(IncomingCall, events)) + len(of(CallRefused, events))
-         >= 66 and more[-1] in raw.finals() or len(of(IncomingCall, events)) > 35)
+    pump(stack, raw, events, lambda: (len(of(IncomingCall, events)) + len(of(CallRefused, events))
+         >= 66 and more[-1] in raw.finals()) or len(of(IncomingCall, events)) > 35)
     assert len(of(IncomingCall, events)) == 35
     assert len(of(CallRefused, events)) == 31
     assert stack.lines_in_use(TRUNK) == 30
@@ -245,7 +247,8 @@ def test_without_a_line_count_the_stack_admits_what_the_driver_admits(sip_factor
         raw.invite(n)
     events: list[object] = []
     pump(stack, raw, events, lambda: len(of(IncomingCall, events)) >= 40)
-    assert not of(CallRefused, events) and not raw.finals()
+    assert not of(CallRefused, events)
+    assert not raw.finals()
     assert stack.lines_in_use(TRUNK) == 40
 
 
@@ -310,7 +313,8 @@ def test_session_timers_are_used_when_the_far_end_supports_them(sip_factory):
     assert stack.dial(f"sip:agent@127.0.0.1:{raw.port}") is not None
     pump(stack, raw, events, lambda: bool(raw.invites))
     head = raw.invites[0].split("\r\n\r\n", 1)[0].lower()
-    assert "\r\nsession-expires: 300" in head and "timer" in head.split("supported:", 1)[1]
+    assert "\r\nsession-expires: 300" in head
+    assert "timer" in head.split("supported:", 1)[1]
 
 
 # -- prompts made of several files ---------------------------------------------------------

@@ -101,7 +101,7 @@ class Account(pj.Account):
         super().__init__()
         self.peer = peer
 
-    def onRegState(self, prm):  # noqa: N802
+    def onRegState(self, prm):
         if prm.code // 100 == 2 and prm.expiration > 0:
             emit("registered", code=prm.code, expires=prm.expiration)
         elif prm.code // 100 == 2:
@@ -109,7 +109,7 @@ class Account(pj.Account):
         else:
             emit("register_failed", code=prm.code, reason=prm.reason)
 
-    def onIncomingCall(self, prm):  # noqa: N802
+    def onIncomingCall(self, prm):
         call = Call(self.peer, self, prm.callId)
         call.index = len(self.peer.calls)
         self.peer.calls[prm.callId] = call
@@ -139,7 +139,7 @@ class Call(pj.Call):
         self.ended = False
         self.audio = None
 
-    def onCallState(self, prm):  # noqa: N802
+    def onCallState(self, prm):
         info = self.getInfo()
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and self.confirmed_at is None:
             self.confirmed_at = time.time()
@@ -162,7 +162,7 @@ class Call(pj.Call):
                  reason=info.lastReason)
             self.peer.done.append(self)
 
-    def onCallMediaState(self, prm):  # noqa: N802
+    def onCallMediaState(self, prm):
         info = self.getInfo()
         for media in info.media:
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE \
@@ -183,10 +183,10 @@ class Call(pj.Call):
                     emit("recording", call=self.index,
                          path=f"{args.record_dir}/{args.user}-{self.index}.wav")
 
-    def onDtmfDigit(self, prm):  # noqa: N802
+    def onDtmfDigit(self, prm):
         emit("dtmf", call=self.index, digit=prm.digit)
 
-    def onCallTransferStatus(self, prm):  # noqa: N802
+    def onCallTransferStatus(self, prm):
         # the answer to our REFER (e.g. 403), then the NOTIFYs of an accepted one
         emit("transfer_status", call=self.index, code=prm.statusCode, reason=prm.reason,
              final=bool(prm.finalNotify))
