@@ -30,10 +30,23 @@ def _version_text() -> str:
     return f"ivr (Centralino) {__version__}\nSIP stack: {stack}"
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")
+    """Logging for `ivr run`: one line per record on standard error (the journal under
+    systemd), with text from the network escaped and bounded (ivr.logs.SafeFormatter), and a
+    faulthandler trace of every thread on a fatal signal (SIGSEGV, SIGABRT...) so a crash in the
+    SIP stack leaves where it happened."""
+    import faulthandler
+
+    from ivr.logs import SafeFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(LOG_FORMAT, datefmt=LOG_DATE_FORMAT))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
+    faulthandler.enable(file=sys.stderr, all_threads=True)
 
 
 def _print_problems(exc: DocumentError) -> None:
