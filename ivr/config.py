@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ivr.config_spec import IVR_YAML, Context, declared_names, validate
+from ivr.config_spec import DEFAULT_ROUTE, IVR_YAML, Context, declared_names, validate
+from ivr.numbers import normalise
 from ivr.yamlsrc import DocumentError, load_document
 from routing.acd import Member, QueueSpec
 
@@ -109,6 +110,24 @@ class DialRule:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Where calls to one called number go::
+
+        routes:
+          "800 123 456": {flow: flows/demo.yaml, language: it}
+          default: {flow: flows/office.yaml}
+    """
+
+    number: str
+    """The called number in the spelling of :func:`ivr.numbers.normalise` (``800123456``), or
+    ``default`` for calls no other route takes (also the top-level ``flow`` of a
+    configuration without routes)."""
+    flow: Path
+    language: str | None = None
+    """Language callers hear first; None: the flow's first language."""
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     sip_listen: HostPort
@@ -120,6 +139,9 @@ class Config:
     agents: dict[str, Agent]
     queues: dict[str, QueueSpec]
     flow: Path
+    """The flow of every call when there are no ``routes``; with routes, the default route's
+    flow (else the first route's), for tools that look at one flow. Calls are routed by
+    :meth:`route_for`; :meth:`flow_paths` lists every flow to load."""
     store: Path
     prompt_cache: Path
     voices: dict[str, str]
@@ -143,6 +165,32 @@ class Config:
     """The SIP edge (Kamailio) in front, when agents' phones register; see ivr/edge.py."""
     retention_days: int = 0
     """Days call records, queue events and voicemails are kept by ``ivr purge``; 0: forever."""
+    routes: dict[str, Route] = field(default_factory=dict)
+    """Called number (normalised) or ``default`` -> its route; empty: every call goes to
+    ``flow``."""
+
+    def route_for(self, called: str) -> Route | None:
+        """The route of a call to *called* (a number, or the user part or URI it came in),
+        or None: refuse the call (404).
+
+        The number is normalised first; a number that cannot be one (letters, control bytes)
+        has no route. The switchboard's own user (``sip:ivr@...``) and an empty user name no
+        number, so they take the default. Then: the route of that number, else ``default``,
+        else, with no ``routes`` at all, the top-level ``flow``.
+        """
+        number = "" if called == self.sip_user else normalise(called)
+        if number is None:
+            return None
+        if not self.routes:
+            return Route(DEFAULT_ROUTE, self.flow)
+        route = self.routes.get(number) if number else None
+        return route if route is not None else self.routes.get(DEFAULT_ROUTE)
+
+    def flow_paths(self) -> tuple[Path, ...]:
+        """Every distinct flow file the switchboard must load, routes in file order."""
+        if not self.routes:
+            return (self.flow,)
+        return tuple(dict.fromkeys(route.flow for route in self.routes.values()))
 
     def agent_for(self, address: str, user: str) -> Agent | None:
         """The agent whose phone this is: the URI's user and host must both match."""
@@ -229,11 +277,16 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         sl_window = metrics["service_level_window"]
         metrics = metrics["listen"]
     prompts, codes = top["prompts"], top["feature_codes"]
+    routes = {number: Route(number, r["flow"], r.get("language"))
+              for number, r in (top.get("routes") or {}).items()}
+    main_route = routes.get(DEFAULT_ROUTE) or next(iter(routes.values()), None)
+    flow = top.get("flow", main_route.flow if main_route else None)
+    assert isinstance(flow, Path), "validate() asks for 'flow' or 'routes'"
     return Config(
         source=path, sip_listen=HostPort(*sip["listen"]), sip_user=sip["user"],
         rtp_port=sip["rtp_port"], rtp_port_range=sip["rtp_port_range"],
         max_calls=sip["max_calls"], trunks=trunks, agents=agents, queues=queues,
-        flow=top["flow"], store=top["store"], prompt_cache=prompts["cache"],
+        flow=flow, store=top["store"], prompt_cache=prompts["cache"],
         voices=dict(prompts["voices"]), speech_rate=prompts["rate"],
         music_on_hold=top.get("music_on_hold"), metrics=_host_port(metrics),
         sl_threshold=float(sl_threshold), sl_window=float(sl_window),
@@ -242,7 +295,7 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
                     for name, e in (top.get("extensions") or {}).items()},
         dial_out=tuple(DialRule(r["pattern"], r["uri"]) for r in top.get("dial_out") or ()),
         recordings=top["recordings"], feature_codes=FeatureCodes(**codes), edge=edge,
-        callback=top.get("callback"), retention_days=top["retention_days"])
+        callback=top.get("callback"), retention_days=top["retention_days"], routes=routes)
 
 
 def _queue(name: str, q: dict[str, Any]) -> QueueSpec:

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ivr.numbers import normalise
 from ivr.yamlsrc import Cursor, did_you_mean
 from routing.acd import STRATEGIES
 
@@ -36,11 +37,15 @@ DRAFT = "http://json-schema.org/draft-07/schema#"
 Schema = dict[str, Any]
 
 SIP_URI = r"^sips?:[^@\s]+@[^\s]+$"
+LANGUAGE_CODE = r"^[a-z]{2,3}(-[a-z0-9]+)?$"
+"""A language code as flows name them (it, en, en-us)."""
 DIALLED = r"^[0-9*#+]{1,32}$"
 """What a caller can key: the names of extensions, the numbers a dial_out rule may dial."""
 _SAMPLE_NUMBER = "0212345678"
 _ADDRESS = r"^(\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+):[0-9]{1,5}$"
 _NETWORK = r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$"
+DEFAULT_ROUTE = "default"
+"""The ``routes`` entry for called numbers no other route names."""
 OFF = "off"
 """What an address key that can be switched off (``metrics: off``) validates to."""
 
@@ -125,6 +130,11 @@ class MapOf:
     empty_message: str = ""
     default: Mapping[str, Any] | None = None
     """Entries a missing key takes; entries given are added to these (or replace them)."""
+    key_normalise: Callable[[str], str | None] | None = None
+    """Keys are stored as this gives them (phone numbers in one spelling); None refuses the key
+    with *key_message*."""
+    duplicate_message: str = ""
+    """The problem for a key that normalises like an earlier one; {key}, {other}, {normal}."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,31 @@ def _feature_codes_differ(values: dict[str, Any], cursor: Cursor) -> None:
     codes = [values.get(k) for k in ("login", "logout", "pause", "unpause")]
     if None not in codes and len(set(codes)) != len(codes):
         cursor.error("feature codes must differ from each other")
+
+
+def _route_key(key: str) -> str | None:
+    """A route's number in the spelling calls are matched in; None for a key that is no
+    number (a withheld number, ``anonymous``, is not one either)."""
+    if key == DEFAULT_ROUTE:
+        return key
+    return normalise(key) or None
+
+
+def _flow_or_routes(values: dict[str, Any], cursor: Cursor) -> None:
+    if "flow" in values and "routes" in values:
+        (_child(cursor, "flow") or cursor).error(
+            "'flow' is not used when 'routes' is given (a number no route names is refused "
+            "with 404): move it into routes as 'default: {flow: ...}', or remove it")
+
+
+def _child(cursor: Cursor, key: str) -> Cursor | None:
+    """The value of *key* in the mapping at *cursor*, without reporting anything."""
+    if not isinstance(cursor.node, yaml.MappingNode):
+        return None
+    for key_node, value_node in cursor.node.value:
+        if getattr(key_node, "value", None) == key:
+            return Cursor(value_node, cursor.child_path(key), cursor.problems)
+    return None
 
 
 # -- ivr.yaml --------------------------------------------------------------------------------------
@@ -317,6 +352,19 @@ _EDGE = Section("The SIP edge (Kamailio) in front, when agents' phones register.
                                 _NETWORK_VALUE)),
 ), delegated="ivr.edge")
 
+_ROUTE = Section("Where calls to one called number go.", (
+    Key("flow", Value("path", "The flow file (IVR tree) calls to this number start in.",
+                      example="flows/demo.yaml",
+                      must_exist="flow file '{name}' does not exist"), required=True),
+    Key("language", Value("text", "Language callers of this number hear first (default: the "
+                                  "flow's first language).", pattern=LANGUAGE_CODE,
+                          message="'{value}' is not a language code such as it or en",
+                          example="it")),
+    Key("description", Value("text", "A note for technicians.")),
+))
+
+_ROUTE_KEY = r"^(default|[0-9*#+() .-]{1,64})$"
+
 IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are relative to the "
                    "file's folder.", (
     Key("sip", _SIP, required=True),
@@ -326,8 +374,19 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
                                       "place calls"), required=True),
     Key("agents", MapOf("Agents by name.", _AGENT)),
     Key("queues", MapOf("Queues by name; flows send callers to them.", _QUEUE)),
-    Key("flow", Value("path", "The flow file (IVR tree) calls start in.",
-                      example="flows/demo.yaml"), required=True),
+    Key("flow", Value("path", "The flow file (IVR tree) every call starts in, whatever number "
+                              "it called (use 'routes' for a flow per number).",
+                      example="flows/demo.yaml")),
+    Key("routes", MapOf("Called numbers (DIDs) -> the flow calls to them start in; 'default' "
+                        "takes any other number (without it, other numbers get 404).",
+                        _ROUTE, key_pattern=_ROUTE_KEY,
+                        key_message="route '{key}' is not a called number (digits, * # +, "
+                                    "spaces, '-', '.', brackets) or 'default'",
+                        min_entries=1, empty_message="list at least one called number, or "
+                                                     "use 'flow' for every call",
+                        key_normalise=_route_key,
+                        duplicate_message="'{key}' is the same number as '{other}' ({normal})"
+                        )),
     Key("store", Value("path", "The call record database (SQLite).",
                        default="var/centralino.db")),
     Key("recordings", Value("path", "Folder of voicemail messages, one WAV file per message.",
@@ -353,7 +412,9 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
     Key("retention_days", Value("integer", "Days call records, queue events and voicemails are "
                                            "kept (0: forever).", default=0, minimum=0,
                                 maximum=36500)),
-))
+), require_any=("flow", "routes"),
+    require_any_message="missing required key 'flow' (the flow of every call) or 'routes' (a "
+                        "flow per called number)", rule=_flow_or_routes)
 """The spec of ivr.yaml."""
 
 
@@ -392,18 +453,7 @@ def validate(cursor: Cursor, spec: Spec, context: Context, owner: str | None = N
     if isinstance(spec, Section):
         return _section(cursor, spec, context, owner)
     if isinstance(spec, MapOf):
-        entries = cursor.mapping()
-        if entries is None:
-            return None
-        if len(entries) < spec.min_entries:
-            cursor.error(spec.empty_message)
-        out: dict[str, Any] = {}
-        for key, value in entries.items():
-            if spec.key_pattern is not None and not re.fullmatch(spec.key_pattern, key):
-                value.error(spec.key_message.replace("{key}", key))
-                continue
-            out[key] = validate(value, spec.value, context, key)
-        return {**spec.default, **out} if spec.default is not None else out
+        return _map_of(cursor, spec, context)
     if isinstance(spec, ListOf):
         items = cursor.sequence()
         if items is None:
@@ -414,6 +464,31 @@ def validate(cursor: Cursor, spec: Spec, context: Context, owner: str | None = N
             return _section(cursor, spec.section, context, owner)
         return _value(cursor, spec.scalar, context, owner)
     return _value(cursor, spec, context, owner)
+
+
+def _map_of(cursor: Cursor, spec: MapOf, context: Context) -> Any:
+    entries = cursor.mapping()
+    if entries is None:
+        return None
+    if len(entries) < spec.min_entries:
+        cursor.error(spec.empty_message)
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in entries.items():
+        if spec.key_pattern is not None and not re.fullmatch(spec.key_pattern, key):
+            value.error(spec.key_message.replace("{key}", key))
+            continue
+        name = key if spec.key_normalise is None else spec.key_normalise(key)
+        if name is None:
+            value.error(spec.key_message.replace("{key}", key))
+            continue
+        if name in spelled:
+            value.error(spec.duplicate_message.replace("{key}", key).replace(
+                "{other}", spelled[name]).replace("{normal}", name))
+            continue
+        spelled[name] = key
+        out[name] = validate(value, spec.value, context, key)
+    return {**spec.default, **out} if spec.default is not None else out
 
 
 def default_of(spec: Spec, context: Context) -> Any:
@@ -657,5 +732,6 @@ def schema_text() -> str:
     return json.dumps(config_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-__all__ = ["DRAFT", "IVR_YAML", "OFF", "Context", "Either", "Key", "ListOf", "MapOf", "Section",
-           "Value", "config_schema", "declared_names", "default_of", "schema_text", "validate"]
+__all__ = ["DEFAULT_ROUTE", "DRAFT", "IVR_YAML", "LANGUAGE_CODE", "OFF", "Context", "Either",
+           "Key", "ListOf", "MapOf", "Section", "Value", "config_schema", "declared_names",
+           "default_of", "schema_text", "validate"]

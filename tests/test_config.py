@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ivr.cli import main
-from ivr.config import Config, FeatureCodes, Trunk, load_config
+from ivr.config import Config, FeatureCodes, Route, Trunk, load_config
 from ivr.config_spec import IVR_YAML, config_schema, schema_text
 from ivr.yamlsrc import DocumentError
 from routing.acd import QueueSpec
@@ -138,6 +138,128 @@ def test_metrics_section_takes_service_level_window_and_threshold(tmp_path):
     config = load_config(cfg)
     assert str(config.metrics) == "127.0.0.1:9480"
     assert (config.sl_threshold, config.sl_window) == (30, 900)
+
+
+# -- routes: called numbers (DIDs) to flows --------------------------------------------------------
+
+NO_FLOW = BASE.replace("flow: flows/demo.yaml\n", "")
+
+
+def routed(tmp_path, routes: str, *flows: str) -> Config:
+    for name in flows or ("demo.yaml", "office.yaml"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("# a flow\n")
+    path = tmp_path / "ivr.yaml"
+    path.write_text(NO_FLOW + routes)
+    return load_config(path)
+
+
+def route_problems(tmp_path, routes: str) -> list[str]:
+    with pytest.raises(DocumentError) as err:
+        routed(tmp_path, routes)
+    return [str(p).replace(str(tmp_path) + "/", "") for p in err.value.problems]
+
+
+def test_routes_send_each_called_number_to_its_flow_in_any_spelling(tmp_path):
+    c = routed(tmp_path, """\
+routes:
+  "800 123 456": {flow: demo.yaml, language: it}
+  "+39 (06) 1234-5678": {flow: office.yaml, description: the office number}
+  0298765: {flow: demo.yaml}
+""")
+    assert set(c.routes) == {"800123456", "+390612345678", "0298765"}
+    toll_free = c.route_for("800123456")
+    assert toll_free == Route("800123456", tmp_path / "demo.yaml", "it")
+    for spelling in ("+390612345678", "tel:+39-06-1234-5678", "sip:+390612345678@192.0.2.1",
+                     '"Office" <sip:%2B390612345678@gw;user=phone>'):
+        assert c.route_for(spelling) == Route("+390612345678", tmp_path / "office.yaml"), spelling
+    assert c.route_for("0298765") == Route("0298765", tmp_path / "demo.yaml")
+    # no default: any other number, no number and a number that is none are refused (404)
+    for called in ("800123457", "0390612345678", "", "anonymous", "ivr", "ivr%00evil",
+                   "800123456\n", "sip:800123456"):
+        assert c.route_for(called) is None, called
+    assert c.flow_paths() == (tmp_path / "demo.yaml", tmp_path / "office.yaml")
+    assert c.flow == tmp_path / "demo.yaml"  # the first route's, for tools that check one flow
+
+
+def test_the_default_route_takes_every_other_number_and_the_switchboards_own_user(tmp_path):
+    c = routed(tmp_path, """\
+routes:
+  "800123456": {flow: office.yaml}
+  default: {flow: demo.yaml, language: en}
+""")
+    default = Route("default", tmp_path / "demo.yaml", "en")
+    assert c.route_for("800123456") == Route("800123456", tmp_path / "office.yaml")
+    for called in ("0612", "", "ivr", "anonymous", "*41"):
+        assert c.route_for(called) == default, called
+    for called in ("support", "ivr%00evil", "0612%3Bx", "1" * 33):
+        assert c.route_for(called) is None, called
+    assert c.flow == tmp_path / "demo.yaml"  # the default's
+    assert c.flow_paths() == (tmp_path / "office.yaml", tmp_path / "demo.yaml")
+
+
+def test_without_routes_every_number_goes_to_the_flow_as_before(tmp_path):
+    c = config(tmp_path, "")
+    assert c.routes == {}
+    main_flow = Route("default", tmp_path / "flows" / "demo.yaml")
+    for called in ("800123456", "+390612345678", "", "ivr", "anonymous", "tel:0612"):
+        assert c.route_for(called) == main_flow, called
+    # a called number that cannot be a number is refused even so
+    for called in ("support", "ivr%00evil", "x\x00"):
+        assert c.route_for(called) is None, called
+    assert c.flow_paths() == (tmp_path / "flows" / "demo.yaml",)
+
+
+def test_the_shipped_config_routes_every_call_to_the_demo():
+    c = load_config(ROOT / "ivr.yaml")
+    assert c.routes == {}
+    assert c.route_for("ivr") == Route("default", ROOT / "flows" / "demo.yaml")
+    assert c.flow_paths() == (ROOT / "flows" / "demo.yaml",)
+
+
+def test_route_problems_are_located(tmp_path):
+    assert route_problems(tmp_path, """\
+routes:
+  "800123456": {flow: demo.yaml}
+  "800 123 456": {flow: office.yaml}
+  "+39 06 1234": {flow: missing.yaml}
+  "800-ABC": {flow: demo.yaml}
+  "39+06": {flow: demo.yaml}
+  "   ": {flow: demo.yaml}
+  "0612": {flow: demo.yaml, language: Italian}
+  "0613": {language: it}
+  "0614": {flow: demo.yaml, lang: it}
+  default: flows/demo.yaml
+""") == [
+        "ivr.yaml:5:18: routes.800 123 456: '800 123 456' is the same number as '800123456' "
+        "(800123456)",
+        "ivr.yaml:6:25: routes.+39 06 1234.flow: flow file 'missing.yaml' does not exist",
+        "ivr.yaml:7:14: routes.800-ABC: route '800-ABC' is not a called number (digits, * # +, "
+        "spaces, '-', '.', brackets) or 'default'",
+        "ivr.yaml:8:12: routes.39+06: route '39+06' is not a called number (digits, * # +, "
+        "spaces, '-', '.', brackets) or 'default'",
+        "ivr.yaml:9:10: routes.   : route '   ' is not a called number (digits, * # +, "
+        "spaces, '-', '.', brackets) or 'default'",
+        "ivr.yaml:10:39: routes.0612.language: 'Italian' is not a language code such as it "
+        "or en",
+        "ivr.yaml:11:11: routes.0613: missing required key 'flow'",
+        "ivr.yaml:12:29: routes.0614.lang: unknown key 'lang'. Did you mean 'language'?",
+        "ivr.yaml:13:12: routes.default: expected a mapping, got text",
+    ]
+
+
+def test_flow_and_routes_together_or_neither_are_refused(tmp_path):
+    assert problems(tmp_path, 'routes: {"0612": {flow: flows/demo.yaml}}\n') == [
+        "ivr.yaml:3:7: flow: 'flow' is not used when 'routes' is given (a number no route "
+        "names is refused with 404): move it into routes as 'default: {flow: ...}', or "
+        "remove it",
+        "ivr.yaml:4:25: routes.0612.flow: flow file 'demo.yaml' does not exist",
+    ]
+    assert route_problems(tmp_path, "routes: {}\n") == [
+        "ivr.yaml:3:9: routes: list at least one called number, or use 'flow' for every call"]
+    assert route_problems(tmp_path, "store: x.db\n") == [
+        "ivr.yaml:1:1: missing required key 'flow' (the flow of every call) or 'routes' (a "
+        "flow per called number)"]
 
 
 # -- the declarative spec: every problem at once, located, and the JSON Schema ---------------------
@@ -402,7 +524,8 @@ def test_missing_required_sections_and_music_on_hold(tmp_path):
     with pytest.raises(DocumentError) as err:
         load_config(path)
     assert [str(p).replace(f"{tmp_path}/", "") for p in err.value.problems] == [
-        "ivr.yaml:1:1: missing required key 'flow'",
+        "ivr.yaml:1:1: missing required key 'flow' (the flow of every call) or 'routes' (a "
+        "flow per called number)",
         "ivr.yaml:1:6: sip: missing required key 'listen'",
         "ivr.yaml:2:16: music_on_hold: music on hold file 'hold.wav' does not exist",
         "ivr.yaml:3:9: trunks: configure at least one trunk: only trunk sources may place calls",
@@ -439,6 +562,8 @@ def test_schema_accepts_the_shipped_config_and_every_key():
     assert schema_errors((ROOT / "ivr.yaml").read_text()) == []
     assert schema_errors(FULL) == []
     assert schema_errors(BASE + "metrics: off\n") == []
+    assert schema_errors(NO_FLOW + 'routes: {"800 123 456": {flow: a.yaml, language: it}, '
+                                   "default: {flow: b.yaml}}\n") == []
 
 
 def test_schema_refuses_what_the_loader_refuses():
@@ -457,6 +582,13 @@ def test_schema_refuses_what_the_loader_refuses():
         ": 'trunks' is a required property"]
     assert schema_errors(BASE + "extensions: {'20x': {uri: 'sip:a@127.0.0.1'}}\n") == [
         "extensions: '20x' does not match '^[0-9*#+]{1,32}$'"]
+    assert schema_errors(NO_FLOW + "routes: {'800-ABC': {flow: a.yaml}}\n") == [
+        "routes: '800-ABC' does not match '^(default|[0-9*#+() .-]{1,64})$'"]
+    assert schema_errors(NO_FLOW + "routes: {'800': {flow: a.yaml, language: Italian}}\n") == [
+        "routes/800/language: 'Italian' does not match '^[a-z]{2,3}(-[a-z0-9]+)?$'"]
+    assert schema_errors(NO_FLOW) == [
+        ": {'sip': {'listen': '127.0.0.1:5080'}, 'trunks': {'gw': {'sources': ['127.0.0.1']}}} "
+        "is not valid under any of the given schemas"]
     assert schema_errors(BASE + "callback: 'sip:office@192.0.2.1'\n") == [
         "callback: 'sip:office@192.0.2.1' does not match '\\\\{number\\\\}'"]
 
