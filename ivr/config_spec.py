@@ -350,6 +350,9 @@ _EDGE = Section("The SIP edge (Kamailio) in front, when agents' phones register.
                                 "trunk's sources).", _NETWORK_VALUE)),
     Key("agent_sources", ListOf("Sources phones may register from (default: any).",
                                 _NETWORK_VALUE)),
+    Key("secrets", Value("path", "File of agents' passwords (agent: password lines, mode "
+                                 "0600), instead of passwords in this file.",
+                         example="secrets.yaml")),
 ), delegated="ivr.edge")
 
 _ROUTE = Section("Where calls to one called number go.", (
