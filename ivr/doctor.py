@@ -30,6 +30,7 @@ from typing import Any, Literal
 import yaml
 
 from ivr.config import Config, DialRule, Trunk
+from ivr.config_spec import DEFAULT_ROUTE
 from ivr.numbers import normalise
 
 Level = Literal["ok", "warning", "danger"]
@@ -120,7 +121,19 @@ def _trunks(config: Config) -> list[Finding]:
                 out.append(Finding("warning", "trunks", f"trunk '{trunk.name}' takes calls from "
                                    f"{_net(net)} ({net.num_addresses:,} addresses): give the "
                                    "gateway's own address"))
+    out.append(Finding("ok", "trunks", _routes(config)))
     return out
+
+
+def _routes(config: Config) -> str:
+    if not config.routes:
+        return f"every called number plays flow {config.flow.name}"
+    named = [f"{r.number} -> {r.flow.name}" + (f" ({r.language})" if r.language else "")
+             for r in config.routes.values() if r.number != DEFAULT_ROUTE]
+    default = config.routes.get(DEFAULT_ROUTE)
+    other = (f"any other number -> {default.flow.name}" if default is not None
+             else "any other number is refused (404)")
+    return f"called numbers: {', '.join([*named, other])}"
 
 
 def _open_trunk(config: Config) -> bool:

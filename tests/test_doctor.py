@@ -43,6 +43,7 @@ def test_a_loopback_switchboard_is_all_ok(tmp_path):
     findings = report(tmp_path, LOOPBACK, mode=0o644)
     assert facts(findings) == [
         ("ok", "trunk 'loopback': calls from 127.0.0.1; at most 30 at once"),
+        ("ok", "every called number plays flow demo.yaml"),
         ("ok", "transfers dial nothing: no extensions, no dial_out rules"),
         ("ok", "callbacks are off (no 'callback' URI)"),
         ("ok", "agents' phones rung: anna (sip:anna@127.0.0.1:5070)"),
@@ -54,7 +55,7 @@ def test_a_loopback_switchboard_is_all_ok(tmp_path):
         ("ok", "ivr.yaml holds no password (mode 0644)"),
     ]
     assert worst_level(findings) == "ok"
-    assert [f.area for f in findings] == ["trunks", "dialling", "dialling", "dialling",
+    assert [f.area for f in findings] == ["trunks", "trunks", "dialling", "dialling", "dialling",
                                           "registration", "ports", "ports", "ports", "files"]
 
 
@@ -91,6 +92,7 @@ def test_an_open_switchboard_is_reported_area_by_area(tmp_path):
         ("ok", "trunk 'branch': calls from 10.0.0.0/8, 192.0.2.1; at most 4 at once"),
         ("warning", "trunk 'branch' takes calls from 10.0.0.0/8 (16,777,216 addresses): give "
                     "the gateway's own address"),
+        ("ok", "every called number plays flow demo.yaml"),
     ]
     assert facts(findings, "dialling") == [
         ("ok", "transfers may dial extension '201': sip:reception@10.0.0.20"),
@@ -118,6 +120,24 @@ def test_an_open_switchboard_is_reported_area_by_area(tmp_path):
                     "reaches that address; keep it on loopback or a management network"),
     ]
     assert worst_level(findings) == "danger"
+
+
+def test_routes_say_what_each_called_number_reaches(tmp_path):
+    (tmp_path / "office.yaml").write_text("# a flow\n")
+    routes = """\
+routes:
+  "800 123 456": {flow: flows/demo.yaml, language: it}
+  "+39 06 1234": {flow: office.yaml}
+"""
+    text = LOOPBACK.replace("flow: flows/demo.yaml\n", routes)
+    assert facts(report(tmp_path, text), "trunks")[-1] == (
+        "ok", "called numbers: 800123456 -> demo.yaml (it), +39061234 -> office.yaml, any "
+              "other number is refused (404)")
+    text = LOOPBACK.replace("flow: flows/demo.yaml\n",
+                            routes + "  default: {flow: office.yaml}\n")
+    assert facts(report(tmp_path, text), "trunks")[-1] == (
+        "ok", "called numbers: 800123456 -> demo.yaml (it), +39061234 -> office.yaml, any "
+              "other number -> office.yaml")
 
 
 def test_a_network_address_with_an_open_trunk_is_a_warning(tmp_path):
