@@ -17,8 +17,9 @@ Three tools, used together:
       refused INVITE (403) x 1,240 from 192.0.2.77 in the last minute
 
   Its ``reason`` is a fixed label chosen by the code (it is also a metric label), never text
-  from the network; ``source`` is the sender's address; ``message`` may hold network text (it
-  is escaped and cut).
+  from the network; ``source`` is the sender's address; ``message`` may hold network text
+  (control characters are escaped and it is cut; pass it through :func:`escape` first for
+  backslashes that cannot be mistaken for escapes).
 
 Caller numbers are personal data: a log line shows one through :func:`caller`, which gives the
 number itself only while the logger is at DEBUG and a masked form (``+39***5678``) otherwise, so
@@ -45,14 +46,16 @@ __all__ = ["SafeFormatter", "Summarizer", "caller", "escape", "mask_number"]
 MESSAGE_LIMIT = 2000
 """Characters of a log record's message kept by SafeFormatter (the rest becomes ``...``)."""
 
-_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # Unicode categories escaped besides C0/C1/DEL: format characters (bidirectional overrides can
 # make a line read backwards), line and paragraph separators (some viewers break lines there),
 # surrogates (bytes that were not UTF-8, kept by surrogateescape) and unassigned code points.
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
-def _escaped_char(ch: str) -> str:
+def _escaped_char(ch: str, backslashes: bool = True) -> str:
+    if ch == "\\":
+        return "\\\\" if backslashes else ch
     named = _NAMED.get(ch)
     if named is not None:
         return named
@@ -64,7 +67,7 @@ def _escaped_char(ch: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
-def escape(text: str, limit: int = 300) -> str:
+def escape(text: str, limit: int = 300, *, backslashes: bool = True) -> str:
     """``text`` as one printable line of at most ``limit`` characters plus ``...``.
 
     Control characters become escapes (``\\n``, ``\\r``, ``\\t``, ``\\x1b``, ``\\x00``,
@@ -75,13 +78,17 @@ def escape(text: str, limit: int = 300) -> str:
     'ok\\\\r\\\\n2024-01-01 INFO ivr: forged\\\\x1b[2J'
     >>> escape("abcdef", limit=4)
     'abcd...'
+
+    Escape network text once, where it enters a log line. The formatter and the summarizer
+    use ``backslashes=False``: they still let no control character through, but text escaped
+    once already passes through them unchanged instead of being escaped twice.
     """
     limit = max(limit, 0)
     out: list[str] = []
     length = 0
     # each character gives at least one, so the first limit + 1 are enough to know about a cut
     for ch in text[:limit + 1]:
-        piece = _escaped_char(ch)
+        piece = _escaped_char(ch, backslashes)
         if length + len(piece) > limit:
             return "".join(out) + "..."
         out.append(piece)
@@ -92,16 +99,22 @@ def escape(text: str, limit: int = 300) -> str:
 def _controls_escaped(text: str) -> str:
     """Control characters other than newline escaped, backslashes left alone: for tracebacks,
     which are ours and keep their lines, but whose last line may quote a network value."""
-    return "".join(ch if ch == "\n" or _escaped_char(ch) == ch or ch == "\\" else
-                   _escaped_char(ch) for ch in text)
+    return "".join(ch if ch == "\n" else _escaped_char(ch, False) for ch in text)
+
+
+def _plain(text: str, limit: int) -> str:
+    """No control character, bounded; backslashes left as they are (see :func:`escape`)."""
+    return escape(text, limit, backslashes=False)
 
 
 class SafeFormatter(logging.Formatter):
     """A Formatter whose records' messages are escaped and bounded.
 
     The final message (format string with its arguments) goes through :func:`escape` with
-    ``max_message`` characters; a traceback keeps its lines (control characters other than the
-    newline are escaped in it, in case an exception's text quotes the network).
+    ``max_message`` characters and ``backslashes=False`` (a message whose network text was
+    escaped already reads the same, not escaped twice); a traceback keeps its lines (control
+    characters other than the newline are escaped in it, in case an exception's text quotes
+    the network).
 
     >>> handler = logging.StreamHandler()
     >>> handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
@@ -113,7 +126,7 @@ class SafeFormatter(logging.Formatter):
         self.max_message = max_message
 
     def format(self, record: logging.LogRecord) -> str:
-        record.message = escape(record.getMessage(), self.max_message)
+        record.message = escape(record.getMessage(), self.max_message, backslashes=False)
         if self.usesTime():
             record.asctime = self.formatTime(record, self.datefmt)
         text = self.formatMessage(record)
@@ -247,8 +260,8 @@ class Summarizer:
                     else "other reasons"
                 self._other[label] = self._other.get(label, 0) + 1
                 if first_other:
-                    return (f"{escape(reason, 80)} from {escape(source, 80)}: "
-                            f"{escape(message, self.message_limit)} (more than "
+                    return (f"{_plain(reason, 80)} from {_plain(source, 80)}: "
+                            f"{_plain(message, self.message_limit)} (more than "
                             f"{self.max_sources} sources in this {_period(self.interval)}: "
                             f"further ones are counted together as '{OTHER_SOURCES}')")
                 return None
@@ -256,8 +269,8 @@ class Summarizer:
         entry.count += 1
         if entry.count == 1 and key not in self._quiet:
             entry.logged = True
-            return (f"{escape(reason, 80)} from {escape(source, 80)}: "
-                    f"{escape(message, self.message_limit)} (more are counted, summarised "
+            return (f"{_plain(reason, 80)} from {_plain(source, 80)}: "
+                    f"{_plain(message, self.message_limit)} (more are counted, summarised "
                     f"every {_period(self.interval)})")
         return None
 
@@ -267,11 +280,11 @@ class Summarizer:
         if elapsed < self.interval and not force:
             return []
         period = _period(self.interval) if not force else _period(round(max(elapsed, 0), 1))
-        lines = [f"{escape(reason, 80)} x {entry.count:,} from {escape(source, 80)} "
+        lines = [f"{_plain(reason, 80)} x {entry.count:,} from {_plain(source, 80)} "
                  f"in the last {period}"
                  for (reason, source), entry in self._entries.items()
                  if not (entry.logged and entry.count == 1)]
-        lines.extend(f"{escape(reason, 80)} x {count:,} from {OTHER_SOURCES} in the last {period}"
+        lines.extend(f"{_plain(reason, 80)} x {count:,} from {OTHER_SOURCES} in the last {period}"
                      for reason, count in self._other.items())
         # pairs still active stay quiet in the next interval only if it follows this one
         self._quiet = set(self._entries) if elapsed < 2 * self.interval else set()

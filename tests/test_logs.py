@@ -51,6 +51,15 @@ def test_escape_output_holds_no_control_character_for_any_code_point():
     assert "\u2029" not in shown
 
 
+def test_escape_can_leave_backslashes_alone():
+    assert escape("a\\b\n", backslashes=False) == "a\\b\\n"
+
+
+def test_escaping_again_without_doubling_changes_nothing():
+    once = escape("x\r\n\x00\\y\u2028")
+    assert escape(once, backslashes=False) == once
+
+
 def test_escape_cuts_to_the_limit_with_dots():
     assert escape("abcdef", limit=6) == "abcdef"
     assert escape("abcdefg", limit=6) == "abcdef..."
@@ -85,6 +94,12 @@ def test_formatter_escapes_the_arguments_not_only_the_format_string():
     assert stream.getvalue() == ("WARNING test.logs.args: garbage from 192.0.2.77: x\\n"
                                  "2024-05-01 10:00:00 INFO    ivr.app: call 1 ended: "
                                  "completed\n")
+
+
+def test_formatter_does_not_escape_twice_what_was_escaped_once():
+    logger, stream = _logger("test.logs.once")
+    logger.warning("garbage: %s", escape("a\r\nb\\c"))
+    assert stream.getvalue() == "WARNING test.logs.once: garbage: a\\r\\nb\\\\c\n"
 
 
 def test_formatter_escapes_a_message_that_is_not_a_string():
@@ -266,6 +281,13 @@ def test_sources_beyond_the_bound_are_counted_together():
     summary.flush()
     assert lines.lines[4:] == ["unparseable SIP x 997 from other sources in the last minute"]
     assert counts == Counter({"unparseable SIP": 1000})
+
+
+def test_a_report_escaped_once_reads_the_same_in_the_summary_line():
+    summary, lines, _, _ = _summarizer("test.logs.esc1")
+    summary.report("unparseable SIP", "192.0.2.7", escape("a\\b\x00"))
+    assert lines.lines == ["unparseable SIP from 192.0.2.7: a\\\\b\\x00 "
+                           "(more are counted, summarised every minute)"]
 
 
 def test_network_text_in_a_report_is_escaped_and_cut():
