@@ -21,9 +21,13 @@
 #   RING_VERSION      Debian version of the source package "ring" to fetch
 #   RING_SUITES       Debian suites to fetch it from (default "bookworm bookworm-security")
 #
-# The cache key hashes config_site.h, this script, the source identity and the
-# Python version/ABI; any change gives a new wheel with a new local version
-# (2.12.1+centralino.<key>), so pip reinstalls it.
+# Our own patches, sipstack/patches/*.patch (-p1 against the pjproject tree),
+# are applied in name order after Debian's, to either source; each is listed
+# by name in the build info (`ivr version`).
+#
+# The cache key hashes config_site.h, this script, our patches, the source
+# identity and the Python version/ABI; any change gives a new wheel with a new
+# local version (2.12.1+centralino.<key>), so pip reinstalls it.
 #
 # Debian packages needed to build (CI's .ci/run installs them; this script only
 # checks and names what is missing):
@@ -53,6 +57,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SCRIPT_PATH="$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")"
 readonly SCRIPT_DIR SCRIPT_PATH
 readonly CONFIG_SITE="$SCRIPT_DIR/config_site.h"
+readonly OWN_PATCH_DIR="$SCRIPT_DIR/patches"
 
 say() { printf 'pjsua2: %s\n' "$*" >&2; }
 LOG_ACTIVE=0
@@ -115,10 +120,17 @@ else
 fi
 
 CONFIG_SITE_SHA256="$(sha256sum "$CONFIG_SITE" | cut -d' ' -f1)"
+OWN_PATCHES=()
+if [ -d "$OWN_PATCH_DIR" ]; then
+    mapfile -t OWN_PATCHES < <(find "$OWN_PATCH_DIR" -maxdepth 1 -type f -name '*.patch' | LC_ALL=C sort)
+fi
 KEY="$(
     {
         printf 'config_site.h %s\n' "$CONFIG_SITE_SHA256"
         printf 'build.sh %s\n' "$(sha256sum "$SCRIPT_PATH" | cut -d' ' -f1)"
+        for p in "${OWN_PATCHES[@]+"${OWN_PATCHES[@]}"}"; do
+            printf 'patch %s %s\n' "$(basename "$p")" "$(sha256sum "$p" | cut -d' ' -f1)"
+        done
         printf 'source %s\n' "$source_id"
         printf 'python %s %s %s %s\n' "$PY_IMPL" "$PY_MM" "$PY_EXT_SUFFIX" "$PY_PLAT"
     } | sha256sum | cut -c1-16
@@ -403,6 +415,14 @@ if [ -z "$tarball" ]; then
     done <"$pdir/series"
     rm -rf "$WORK/debian"
 fi
+for pfile in "${OWN_PATCHES[@]+"${OWN_PATCHES[@]}"}"; do
+    pname="$(basename "$pfile")"
+    run patch -d "$PJ" -p1 --batch --forward --dry-run -i "$pfile" ||
+        die "our patch $pname does not apply to $PJ_DIRNAME (see $LOG)"
+    run patch -d "$PJ" -p1 --batch --forward --no-backup-if-mismatch -i "$pfile"
+    info "our patch $pname: APPLIED (-p1)"
+    PATCHES+=("$pname")
+done
 
 # pjlib's own version numbers (what Endpoint.libVersion() reports)
 pj_cfg="$PJ/pjlib/include/pj/config.h"
