@@ -19,6 +19,7 @@ import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -409,3 +410,290 @@ def test_files_of_different_rates_or_missing_play_one_after_the_other(sip_factor
     stack.play(leg, [], 9)  # nothing to play: ended at once
     pump(stack, raw, events, lambda: len(of(PlaybackEnded, events)) == 3)
     assert of(PlaybackEnded, events)[-1] == PlaybackEnded(leg, 9)
+
+
+# -- requests outside calls: our build's request policy ----------------------------------------
+STRANGER = "127.0.0.2"
+"""A source that is no trunk's (the admission below knows only 127.0.0.1)."""
+
+
+@dataclass
+class Prober:
+    """One UDP socket on *host* that sends SIP requests and collects the answers."""
+
+    host: str
+    target_port: int
+    sock: socket.socket = field(init=False)
+    answers: list[str] = field(default_factory=list)
+    sent: int = 0
+
+    def __post_init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((self.host, 0))
+        self.sock.setblocking(False)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def request(self, method: str, *, to_tag: str = "", call_id: str = "",
+                from_tag: str = "", content_type: str = "", body: str = "",
+                cseq: int = 1) -> str:
+        self.sent += 1
+        call_id = call_id or f"probe-{self.sent}-{self.port}@test"
+        lines = [f"{method} sip:ivr@127.0.0.1:{self.target_port} SIP/2.0",
+                 f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK-p{self.sent}-"
+                 f"{self.port};rport",
+                 "Max-Forwards: 70",
+                 f"From: <sip:probe@{self.host}:{self.port}>;tag="
+                 f"{from_tag or 'p' + str(self.sent)}",
+                 f"To: <sip:ivr@127.0.0.1:{self.target_port}>" + (f";tag={to_tag}" if to_tag
+                                                                  else ""),
+                 f"Call-ID: {call_id}", f"CSeq: {cseq} {method}",
+                 f"Contact: <sip:probe@{self.host}:{self.port}>"]
+        if method == "SUBSCRIBE":
+            lines.append("Event: presence")
+        if method in ("NOTIFY", "PUBLISH"):
+            lines += ["Event: presence", "Subscription-State: active"]
+        if method == "REFER":
+            lines.append(f"Refer-To: <sip:{PREMIUM_NUMBER}@127.0.0.1:9>")
+        if content_type:
+            lines.append(f"Content-Type: {content_type}")
+        lines.append(f"Content-Length: {len(body.encode())}")
+        self.sock.sendto(("\r\n".join(lines) + "\r\n\r\n" + body).encode(),
+                         ("127.0.0.1", self.target_port))
+        return call_id
+
+    def drain(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65535)
+            except BlockingIOError:
+                return
+            self.answers.append(data.decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+PREMIUM_NUMBER = "00390612345678"
+
+
+def status_of(answer: str) -> int:
+    return int(answer.split(" ", 2)[1])
+
+
+def header(answer: str, name: str) -> str | None:
+    for line in answer.split("\r\n\r\n", 1)[0].split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+@dataclass
+class TrunkOnly:
+    """Admission: 127.0.0.1 is the trunk 'gw' (with *media_networks*), anything else is not."""
+
+    media_networks: tuple[str, ...] = ()
+
+    def __call__(self, address: str) -> tuple[str | None, int, int, tuple[str, ...]]:
+        if address == "127.0.0.1":
+            return TRUNK, 200, 30, self.media_networks
+        return None, 403, 0, ()
+
+
+@pytest.fixture
+def policy_stack(sip_factory) -> Iterator[tuple[object, Prober, Prober, RawSip]]:
+    stack, raw = sip_factory(TrunkOnly())  # type: ignore[arg-type]
+    if not stack.request_policy:  # type: ignore[attr-defined]
+        pytest.fail("this pjsua2 build has no request policy hook: run `make sipstack`")
+    trunk, stranger = Prober("127.0.0.1", raw.target_port), Prober(STRANGER, raw.target_port)
+    yield stack, trunk, stranger, raw
+    trunk.close()
+    stranger.close()
+
+
+def ask(stack: object, prober: Prober, method: str, events: list[object] | None = None,
+        **kw: str) -> str | None:
+    """Send one request; its answer, or None when none came (the stack's events go to
+    *events*). 'None' is known for sure without waiting on a clock: a trunk OPTIONS sent after
+    it is answered first (one socket, one thread, datagrams in order), and only then is the
+    prober's socket read."""
+    seen = events if events is not None else []
+    before = len(prober.answers)
+    prober.request(method, **kw)  # type: ignore[arg-type]
+    if prober.host != STRANGER:
+        end = time.monotonic() + 5
+        while len(prober.answers) == before:
+            assert time.monotonic() < end, f"no answer to {method} within 5 s"
+            seen.extend(stack.poll(10))  # type: ignore[attr-defined]
+            prober.drain()
+        return prober.answers[-1]
+    marker = Prober("127.0.0.1", prober.target_port)
+    try:
+        assert ask(stack, marker, "OPTIONS", seen) is not None
+    finally:
+        marker.close()
+    seen.extend(stack.poll(10))  # type: ignore[attr-defined]
+    prober.drain()
+    return prober.answers[-1] if len(prober.answers) > before else None
+
+
+@pytest.mark.parametrize(("method", "status"), [
+    ("MESSAGE", 403), ("SUBSCRIBE", 403), ("PUBLISH", 403), ("NOTIFY", 403), ("REFER", 403),
+    ("REGISTER", 403), ("INFO", 403), ("FOOBAR", 405)])
+def test_each_request_kind_from_a_trunk_and_from_a_stranger(
+        policy_stack: Any, method: str, status: int) -> None:
+    stack, trunk, stranger, _ = policy_stack
+    answer = ask(stack, trunk, method)
+    assert answer is not None
+    assert status_of(answer) == status
+    if status == 405:
+        assert header(answer, "Allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+    assert ask(stack, stranger, method) is None
+    kind = method.lower() if method != "FOOBAR" else "other"
+    assert stack.request_decisions[kind, "stranger"] == 1
+
+
+def test_options_from_the_trunk_names_no_product_and_allows_only_what_we_handle(
+        policy_stack: Any) -> None:
+    stack, trunk, stranger, _ = policy_stack
+    answer = ask(stack, trunk, "OPTIONS")
+    assert answer is not None
+    assert status_of(answer) == 200
+    assert header(answer, "Allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+    assert header(answer, "User-Agent") is None
+    assert header(answer, "Server") is None
+    assert "pjsip" not in answer.lower()
+    assert "centralino" not in answer.lower()
+    assert ask(stack, stranger, "OPTIONS") is None
+    assert stack.request_decisions["options", "answered"] >= 1
+
+
+def test_strangers_get_403_when_the_setting_says_so(sip_factory: Any) -> None:
+    from dataclasses import replace
+
+    stack, raw = sip_factory(TrunkOnly())  # type: ignore[arg-type]
+    stack.settings = replace(stack.settings, refuse_strangers=True)
+    stranger = Prober(STRANGER, raw.target_port)
+    try:
+        before = len(stranger.answers)
+        stranger.request("OPTIONS")
+        end = time.monotonic() + 5
+        while len(stranger.answers) == before:
+            assert time.monotonic() < end, "no 403 within 5 s"
+            stack.poll(10)
+            stranger.drain()
+        assert status_of(stranger.answers[-1]) == 403
+        assert header(stranger.answers[-1], "Allow") is None
+    finally:
+        stranger.close()
+
+
+def test_in_a_call_dtmf_info_is_a_digit_and_other_info_is_415(policy_stack: Any) -> None:
+    from ivr.sip.events import DigitReceived
+
+    stack, trunk, _, raw = policy_stack
+    events: list[object] = []
+    leg = answered_call(stack, raw, events)
+    ok = next(r for r in raw.responses if r.method == "INVITE" and r.status == 200)
+    to_tag = ok.headers["to"].split("tag=", 1)[1].split(";")[0]
+    from_tag = raw._sent[ok.call_id][1].split("tag=", 1)[1]
+    in_call = {"to_tag": to_tag, "call_id": ok.call_id, "from_tag": from_tag}
+    answer = ask(stack, trunk, "INFO", events, content_type="application/dtmf-relay",
+                 body="Signal=5\r\nDuration=160\r\n", cseq="2", **in_call)  # type: ignore[arg-type]
+    assert answer is not None
+    assert status_of(answer) == 200
+    pump(stack, raw, events, lambda: bool(of(DigitReceived, events)))
+    assert of(DigitReceived, events) == [DigitReceived(leg, "5", "info")]
+    answer = ask(stack, trunk, "INFO", events, content_type="application/media_control+xml",
+                 body="<media_control/>", cseq="3", **in_call)  # type: ignore[arg-type]
+    assert answer is not None
+    assert status_of(answer) == 415
+    assert stack.request_decisions["info", "not dtmf"] == 1
+    # a made-up dialog is no call: INFO there is refused like any out-of-dialog INFO
+    answer = ask(stack, trunk, "INFO", content_type="application/dtmf-relay",
+                 body="Signal=1\r\n", to_tag="made-up")
+    assert answer is not None
+    assert status_of(answer) == 403
+
+
+# -- INVITEs: framing and media -----------------------------------------------------------------
+def raw_invite(raw: RawSip, n: int, *, connection: str = "127.0.0.1",
+               content_length: str | None = None, cut: int = 0) -> str:
+    call_id = f"m{n}-{raw.port}@test"
+    rtp_port = raw.rtp.getsockname()[1]
+    body = (f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 {connection}\r\nt=0 0\r\n"
+            f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
+    length = str(len(body.encode())) if content_length is None else content_length
+    branch = f"z9hG4bK-m{n}-{raw.port}"
+    from_hdr = f"<sip:0612345678@127.0.0.1:{raw.port}>;tag=m{n}"
+    head = "\r\n".join([
+        f"INVITE sip:800@127.0.0.1:{raw.target_port} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{raw.port};branch={branch};rport", "Max-Forwards: 70",
+        f"From: {from_hdr}", f"To: <sip:800@127.0.0.1:{raw.target_port}>",
+        f"Call-ID: {call_id}", "CSeq: 1 INVITE", f"Contact: <sip:0612345678@127.0.0.1:{raw.port}>",
+        "Content-Type: application/sdp", f"Content-Length: {length}"])
+    data = (head + "\r\n\r\n" + body).encode()
+    raw._sent[call_id] = (branch, from_hdr)
+    raw.sock.sendto(data[:len(data) - cut] if cut else data, ("127.0.0.1", raw.target_port))
+    return call_id
+
+
+def test_media_outside_the_trunk_is_488_and_a_refused_record(sip_factory: Any) -> None:
+    from ivr.sip.events import CallRefused, IncomingCall
+
+    stack, raw = sip_factory(TrunkOnly(media_networks=("10.9.0.0/16",)))  # type: ignore[arg-type]
+    elsewhere = raw_invite(raw, 1, connection="8.8.8.8")
+    allowed = raw_invite(raw, 2, connection="10.9.8.7")
+    events: list[object] = []
+    pump(stack, raw, events, lambda: elsewhere in raw.finals()
+         and bool(of(IncomingCall, events)))
+    assert raw.finals() == {elsewhere: 488}
+    (refused,) = of(CallRefused, events)
+    assert (refused.status, refused.trunk) == (488, TRUNK)
+    assert refused.reason == "Not Acceptable Here: media address"
+    assert [e.trunk for e in of(IncomingCall, events)] == [TRUNK]
+    assert allowed not in raw.finals()
+    assert stack.refused_requests["media address"] == 1
+    assert stack.lines_in_use(TRUNK) == 1  # the refused one holds no line
+
+
+@pytest.mark.parametrize(("content_length", "cut"), [
+    (None, 12),        # the datagram lost its last line: Content-Length is 12 bytes too large
+    ("65537", 0),      # more than any SIP datagram
+    ("100000000000000000000", 0),
+])
+def test_a_content_length_larger_than_the_body_or_absurd_is_400(
+        sip_factory: Any, content_length: str | None, cut: int) -> None:
+    from ivr.sip.events import CallRefused, IncomingCall
+
+    stack, raw = sip_factory(TrunkOnly())  # type: ignore[arg-type]
+    call_id = raw_invite(raw, 1, content_length=content_length, cut=cut)
+    events: list[object] = []
+    pump(stack, raw, events, lambda: call_id in raw.finals())
+    assert raw.finals() == {call_id: 400}
+    (refused,) = of(CallRefused, events)
+    assert refused.status == 400
+    assert refused.reason.startswith("Bad Request: ")
+    assert not of(IncomingCall, events)
+    assert sum(stack.refused_requests.values()) == 1
+
+
+@pytest.mark.parametrize("content_length", ["1e20", "abc", "-1"])
+def test_a_content_length_that_is_no_number_makes_no_call(
+        sip_factory: Any, content_length: str | None) -> None:
+    """pjsip's parser rejects such a datagram before any module sees it (no Via parsed, so no
+    answer can be sent): no call, no answer, and it is counted as unparseable."""
+    from ivr.sip.events import IncomingCall
+
+    stack, raw = sip_factory(TrunkOnly())  # type: ignore[arg-type]
+    call_id = raw_invite(raw, 1, content_length=content_length)
+    marker = raw.invite(2)  # a good INVITE after it: once it arrives, ours was handled
+    events: list[object] = []
+    pump(stack, raw, events, lambda: bool(of(IncomingCall, events))
+         and stack.traffic["unparseable SIP"] >= 1)  # type: ignore[attr-defined]
+    assert call_id not in raw.finals()
+    assert [e.caller for e in of(IncomingCall, events)] == ["0612345678"]
+    assert marker not in raw.finals()  # admitted, not yet answered

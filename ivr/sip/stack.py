@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import re
+import threading
 import time
 import wave
 from collections import Counter
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 
 import pjsua2 as pj
 
+from ivr.logs import Summarizer, escape
+from ivr.sip import policy
 from ivr.sip.events import (
     CallConfirmed,
     CallRefused,
@@ -35,6 +38,7 @@ from ivr.sip.events import (
     RecordingEnded,
     SipEvent,
 )
+from ivr.sip.pjlog import DECOR, LOG_FILE_RECORDS, PjsipLog
 
 log = logging.getLogger("ivr.sip")
 
@@ -65,15 +69,23 @@ SESSION_MIN_SE = 90
 
 REFUSAL_REASONS = {403: "Forbidden", 486: "Busy Here", 503: "Service Unavailable"}
 
-Admission = tuple[str | None, int] | tuple[str | None, int, int]
-"""What the admission function answers for an INVITE's source address.
+Admission = (tuple[str | None, int] | tuple[str | None, int, int]
+             | tuple[str | None, int, int, tuple[str, ...]])
+"""What the admission function answers for a source address.
 
 ``(trunk, status)``: the trunk the source belongs to (None: not a trunk, refused with 403) and
 the status to answer (200: admit; 486, 503...: refuse). ``(trunk, status, lines)`` adds the
 trunk's line count: with ``lines > 0`` the stack refuses with 486 once that many of the trunk's
 incoming legs are in progress, counted at once inside the INVITE callback (see
 :meth:`SipStack.lines_in_use`), so that a burst of INVITEs in one poll cannot pass the cap.
+``(trunk, status, lines, media_networks)`` adds the networks (CIDR) where the trunk's media
+may be besides its own sources: an INVITE whose SDP puts media anywhere else is refused (488).
+
+The stack also asks it whether the source of any other request is a trunk's (``trunk`` not
+None): see :mod:`ivr.sip.policy`. It must be cheap and must not change state.
 """
+
+REFUSED_INVITE_REASONS = {400: "Bad Request", 488: "Not Acceptable Here"}
 
 
 def user_part(uri: str) -> str:
@@ -94,6 +106,8 @@ class SipSettings:
     log_level: int = 1
     session_expires: int = SESSION_EXPIRES
     """Session timer interval in seconds, at least 90 (0: no session timers)."""
+    refuse_strangers: bool = False
+    """Answer 403 to requests from sources that are not trunks' (default: no answer at all)."""
 
 
 def stack_version() -> str:
@@ -105,6 +119,33 @@ def stack_version() -> str:
     patches = ", ".join(getattr(info, "PATCHES", ())) or "none"
     return (f"pjproject {info.PJ_VERSION} from {info.SOURCE}, max {info.MAX_CALLS} calls, "
             f"patches: {patches}")
+
+
+def _build_patches() -> tuple[str, ...]:
+    try:
+        import pjsua2_build_info as info  # written by sipstack/build.sh
+    except ImportError:
+        return ()
+    return tuple(getattr(info, "PATCHES", ()))
+
+
+REQUEST_POLICY_PATCH = "0001-request-policy-hook.patch"
+LOG_RECORDS_PATCH = "0002-log-file-records.patch"
+
+
+class _Endpoint(pj.Endpoint):  # type: ignore[misc]
+    """The endpoint, with our build's request policy hook (see :mod:`ivr.sip.policy`)."""
+
+    def __init__(self, stack: SipStack):
+        super().__init__()
+        self.stack = stack
+
+    def onRequestPolicy(self, prm: pj.OnRequestPolicyParam) -> None:
+        try:
+            self.stack._on_request_policy(prm)
+        except Exception:  # never into pjsip: log it, drop the request
+            log.exception("request policy failed; request dropped")
+            prm.statusCode = policy.DROP
 
 
 class _Account(pj.Account):  # type: ignore[misc]
@@ -262,7 +303,22 @@ class SipStack:
         self.settings = settings
         self.accept_source = accept_source
         self.refused_requests: Counter[str] = Counter()
-        """Requests refused by policy, by kind: 'refer', 'replaces', 'redirect' (a 3xx)."""
+        """Requests refused by policy inside calls, by kind: 'refer', 'replaces', 'redirect'
+        (a 3xx); and INVITEs refused for their framing or media: 'bad content-length',
+        'truncated body', 'media address'."""
+        self.request_decisions: Counter[tuple[str, str]] = Counter()
+        """Every request outside calls, by (kind, reason) of :class:`ivr.sip.policy.Decision`,
+        e.g. ('options', 'answered'), ('message', 'stranger'), ('info', 'not dtmf')."""
+        self.traffic: Counter[str] = Counter()
+        """Refused and unparseable traffic by summary reason ('unparseable SIP',
+        'refused message (403)', 'refused options (no answer)'...); read by any thread."""
+        self._traffic_lock = threading.Lock()
+        self.summarizer = Summarizer(log, on_count=self._count_traffic)
+        """Refusals and garbage logged once per source, then once a minute."""
+        self.request_policy = False
+        """Whether this pjsua2 build decides requests outside calls (our patch); if not,
+        pjsua's defaults answer them."""
+        self._pjlog: PjsipLog | None = None
         self._lines: Counter[str] = Counter()
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
@@ -280,22 +336,40 @@ class SipStack:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
-        ep = pj.Endpoint()
+        patches = _build_patches()
+        self.request_policy = REQUEST_POLICY_PATCH in patches and \
+            hasattr(pj, "OnRequestPolicyParam")
+        if not self.request_policy:
+            log.warning("this pjsua2 build has no request policy hook (%s): OPTIONS, MESSAGE, "
+                        "SUBSCRIBE... are answered by pjsua's defaults; run `make sipstack`",
+                        REQUEST_POLICY_PATCH)
+        ep = _Endpoint(self) if self.request_policy else pj.Endpoint()
         ep.libCreate()
         cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.threadCnt = 0  # so requests (and onRequestPolicy) come on our thread
         cfg.uaConfig.mainThreadOnly = True
         cfg.uaConfig.maxCalls = s.max_calls
-        cfg.uaConfig.userAgent = "Centralino"
+        cfg.uaConfig.userAgent = ""  # no product name or version in anything we send
         cfg.logConfig.level = s.log_level
         cfg.logConfig.consoleLevel = s.log_level
+        if LOG_RECORDS_PATCH in patches:
+            self._pjlog = PjsipLog(summarizer=self.summarizer)
+            cfg.logConfig.filename = self._pjlog.open()
+            cfg.logConfig.fileFlags = LOG_FILE_RECORDS
+            cfg.logConfig.decor = DECOR
+            cfg.logConfig.consoleLevel = 0
         cfg.medConfig.clockRate = 8000  # G.711 everywhere: an 8 kHz bridge never resamples
         cfg.medConfig.sndClockRate = 8000
         cfg.medConfig.noVad = True
         cfg.medConfig.ecTailLen = 0
         cfg.medConfig.sndAutoCloseTime = -1  # keep the bridge clock running when idle
         cfg.medConfig.maxMediaPorts = max(254, s.max_calls * 3)
-        ep.libInit(cfg)
+        try:
+            ep.libInit(cfg)
+        finally:
+            if self._pjlog is not None:
+                self._pjlog.opened()
+        self.summarizer.start()
         tcfg = pj.TransportConfig()
         tcfg.port = s.port
         tcfg.boundAddress = s.host
@@ -303,6 +377,10 @@ class SipStack:
             ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         except pj.Error as exc:  # the port was taken after the start's check
             ep.libDestroy()
+            if self._pjlog is not None:
+                self._pjlog.close()
+                self._pjlog = None
+            self.summarizer.stop()
             from ivr.preflight import listen_error
 
             raise listen_error(OSError(errno.EADDRINUSE, _describe(exc)), s.host, s.port,
@@ -361,6 +439,10 @@ class SipStack:
         gc.collect()
         ep.libDestroy()
         self._ep = None
+        if self._pjlog is not None:
+            self._pjlog.close()  # libDestroy closed pjsip's end: the reader drains and ends
+            self._pjlog = None
+        self.summarizer.stop()
         log.info("SIP stack stopped")
 
     # -- polling ---------------------------------------------------------------------------
@@ -400,8 +482,32 @@ class SipStack:
         self._next_leg += 1
         return f"L{self._next_leg}"
 
+    def _on_request_policy(self, prm: pj.OnRequestPolicyParam) -> None:
+        """Our build's hook: every request outside a call except INVITE/ACK/BYE/CANCEL/PRACK/
+        UPDATE, before pjsua sees it. Runs inside :meth:`poll`, on the loop thread."""
+        source = _host(str(prm.srcAddress))
+        method = str(prm.method)
+        known = self.accept_source(source)[0] is not None
+        decision = policy.decide(method, known=known, in_dialog=bool(prm.inDialog),
+                                 content_type=str(prm.contentType),
+                                 refuse_strangers=self.settings.refuse_strangers)
+        prm.statusCode = decision.status
+        for name, value in decision.headers:
+            header = pj.SipHeader()
+            header.hName, header.hValue = name, value
+            prm.headers.append(header)
+        self.request_decisions[decision.kind, decision.reason] += 1
+        if decision.refused:
+            answer = "no answer" if decision.status == policy.DROP else str(decision.status)
+            self.summarizer.report(f"refused {decision.kind} ({answer})", source,
+                                   f"{escape(method, 20)}: {decision.reason}")
+
+    def _count_traffic(self, reason: str) -> None:
+        with self._traffic_lock:
+            self.traffic[reason] += 1
+
     def _on_incoming(self, account: _Account, prm: pj.OnIncomingCallParam) -> None:
-        source = str(prm.rdata.srcAddress).rsplit(":", 1)[0].strip("[]")
+        source = _host(str(prm.rdata.srcAddress))
         leg_id = self._new_leg_id()
         leg = _Leg(self, account, leg_id, prm.callId)
         info = leg.getInfo()
@@ -409,15 +515,28 @@ class SipStack:
         admission = self.accept_source(source)
         trunk, status = admission[0], admission[1]
         lines = admission[2] if len(admission) > 2 else 0
+        media_networks: tuple[str, ...] = admission[3] if len(admission) > 3 else ()
         if trunk is not None and status < 300 and lines > 0 and self._lines[trunk] >= lines:
             status = 486  # counted here, so INVITEs that arrive in one poll cannot pass the cap
+        check = policy.InviteCheck()
+        if trunk is not None and status < 300:
+            check = policy.check_invite(
+                str(prm.rdata.wholeMsg), media_networks=media_networks,
+                trunk_source=lambda ip: ip == source or self.accept_source(ip)[0] == trunk)
+            status = check.status or status
         if trunk is None or status >= 300:
             status = status if trunk is not None else 403
-            reason = REFUSAL_REASONS.get(status, "Refused")
-            log.warning("refused call from %s to %s: %s", source, called or "?",
-                        "source is not a configured trunk" if trunk is None else
-                        f"trunk {trunk} has no free line" if status == 486 else
-                        f"{status} {reason}")
+            reason = REFUSAL_REASONS.get(status, "Refused") if not check.status else \
+                f"{REFUSED_INVITE_REASONS.get(status, 'Refused')}: {check.reason}"
+            if check.status:
+                self.refused_requests[check.reason] += 1
+                self.summarizer.report(f"refused INVITE ({status})", source,
+                                       f"{check.reason}: {check.detail}")
+            else:
+                log.warning("refused call from %s to %s: %s", source, escape(called, 40) or "?",
+                            "source is not a configured trunk" if trunk is None else
+                            f"trunk {trunk} has no free line" if status == 486 else
+                            f"{status} {reason}")
             op = pj.CallOpParam()
             op.statusCode = status
             leg.ended = True
@@ -722,6 +841,11 @@ class SipStack:
             except Exception as exc:  # noqa: BLE001 - a pjsua2 call on a leg that may be gone
                 log.debug("stopTransmit on %s: %s", leg_id, _describe(exc))
         # the player is freed here, on the owning thread, when this last reference goes
+
+
+def _host(address: str) -> str:
+    """'192.0.2.7:5060' -> '192.0.2.7'; '[2001:db8::1]:5060' -> '2001:db8::1'."""
+    return address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
 
 
 def printable_target(uri: str, limit: int = 80) -> str:
