@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,8 @@ from tests.e2e import Switchboard, free_tcp_port, free_udp_port, peer, require_s
 pytestmark = pytest.mark.e2e
 
 PREMIUM = "00390612345678"
+CALLER, FIRST, SECOND = "0611111111", "0622222222", "0633333333"
+"""Callers' numbers: a caller ID that is not a number is not stored as given."""
 QUIET_WINDOW = 2.0
 """Seconds we keep watching a socket that must receive nothing, after the call is over."""
 
@@ -120,7 +123,7 @@ def test_a_callers_refer_is_refused_and_its_target_is_never_called(tmp_path, res
     board = board_for(tmp_path, {"anna": free_udp_port()})
     try:
         target = f"sip:{PREMIUM}@127.0.0.1:{premium.port}"
-        caller = peer(tmp_path, "caller", "caller", free_udp_port(), "--target", board.uri,
+        caller = peer(tmp_path, CALLER, "caller", free_udp_port(), "--target", board.uri,
                       "--refer", target, "--refer-after", "0.5", "--refer-times", "2",
                       "--hold", "3", "--duration", "30").start()
         assert caller.wait_exit(35) == 0
@@ -132,7 +135,7 @@ def test_a_callers_refer_is_refused_and_its_target_is_never_called(tmp_path, res
         board.wait_for_log(f"refused REFER to {PREMIUM}@127.0.0.1:{premium.port} (403)")
         assert board.log_path.read_text().count("refused REFER") == 1  # once per call
         (record,) = board.records()
-        assert record["caller"] == "caller"
+        assert record["caller"] == CALLER
         assert record["trunk"] == "test"
         assert record["answered_at"] is not None
         assert record["ended_at"] is not None
@@ -147,7 +150,7 @@ def test_refer_to_a_target_answering_404_then_bye_and_the_next_call_completes(
     target = responders("404 Not Found")
     board = board_for(tmp_path, {"anna": free_udp_port()})
     try:
-        first = peer(tmp_path, "first", "caller", free_udp_port(), "--target", board.uri,
+        first = peer(tmp_path, FIRST, "caller", free_udp_port(), "--target", board.uri,
                      "--refer", f"sip:{PREMIUM}@127.0.0.1:{target.port}", "--refer-after",
                      "0.3", "--hold", "1.0", "--duration", "30").start()
         assert first.wait_exit(35) == 0
@@ -158,7 +161,7 @@ def test_refer_to_a_target_answering_404_then_bye_and_the_next_call_completes(
 
         anna = peer(tmp_path, "anna", "agent", board.agents["anna"], "--talk", "1",
                     "--duration", "40").start()
-        second = peer(tmp_path, "second", "caller", free_udp_port(), "--target", board.uri,
+        second = peer(tmp_path, SECOND, "caller", free_udp_port(), "--target", board.uri,
                       "--digits", "2,1", "--first-digit-after", "0.5", "--digit-gap", "0.5",
                       "--duration", "40").start()
         try:
@@ -168,9 +171,9 @@ def test_refer_to_a_target_answering_404_then_bye_and_the_next_call_completes(
         watch_quietly(target)
         assert target.requests == []
         records = {r["caller"]: r for r in board.records()}
-        assert set(records) == {"first", "second"}
-        assert records["second"]["outcome"] == "completed"
-        assert records["second"]["agent"] == "anna"
+        assert set(records) == {FIRST, SECOND}
+        assert records[SECOND]["outcome"] == "completed"
+        assert records[SECOND]["agent"] == "anna"
         assert board.proc.poll() is None
     finally:
         stop_cleanly(board)
@@ -216,3 +219,86 @@ def test_a_refer_target_is_logged_escaped_and_cut():
     assert len(cut) == 80
     assert cut.endswith("...")
     assert printable_target("not a uri \x1b[31m") == "not a uri \\x1b[31m"
+
+
+# -- requests outside calls, and garbage, against `ivr run` -----------------------------------
+STRANGER = "127.0.0.2"
+FAKE_LINE = "2024-05-04 10:11:12,345 INFO ivr.driver: call 12 ended: completed"
+
+
+def options(port: int, target: int, n: int) -> bytes:
+    return "\r\n".join([
+        f"OPTIONS sip:ivr@127.0.0.1:{target} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-o{n}-{port};rport",
+        "Max-Forwards: 70", f"From: <sip:ping@127.0.0.1:{port}>;tag=o{n}",
+        f"To: <sip:ivr@127.0.0.1:{target}>", f"Call-ID: o{n}-{port}@test", f"CSeq: {n} OPTIONS",
+        "Content-Length: 0", "", ""]).encode()
+
+
+def udp_socket(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.settimeout(5)
+    return sock
+
+
+def ping(sock: socket.socket, target: int, n: int) -> str:
+    """An OPTIONS from the trunk and its answer: the switchboard reads datagrams in order on one
+    thread, so everything sent to it before has been handled when this answer comes."""
+    sock.sendto(options(sock.getsockname()[1], target, n), ("127.0.0.1", target))
+    while True:
+        answer = sock.recv(65535).decode("utf-8", "replace")
+        if f"Call-ID: o{n}-" in answer:
+            return answer
+
+
+def test_options_from_the_trunk_is_answered_without_a_product_name_and_strangers_get_none(
+        tmp_path: Path) -> None:
+    board = board_for(tmp_path, {"anna": free_udp_port()})
+    trunk, stranger = udp_socket("127.0.0.1"), udp_socket(STRANGER)
+    try:
+        stranger.sendto(options(stranger.getsockname()[1], board.sip_port, 1),
+                        ("127.0.0.1", board.sip_port))
+        answer = ping(trunk, board.sip_port, 2)
+        head = answer.split("\r\n\r\n", 1)[0]
+        assert head.startswith("SIP/2.0 200 ")
+        assert "\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO" in head
+        assert "user-agent:" not in head.lower()
+        assert "server:" not in head.lower()
+        stranger.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            stranger.recv(65535)  # the trunk's answer came after: the stranger's never will
+    finally:
+        trunk.close()
+        stranger.close()
+        stop_cleanly(board)
+    assert "refused options (no answer) from 127.0.0.2" in board.log_path.read_text()
+
+
+def test_garbage_datagrams_add_little_to_the_log_and_nothing_unescaped(tmp_path: Path) -> None:
+    board = board_for(tmp_path, {"anna": free_udp_port()})
+    trunk, stranger = udp_socket("127.0.0.1"), udp_socket(STRANGER)
+    target = ("127.0.0.1", board.sip_port)
+    try:
+        forged = (f"NOT SIP\r\n{FAKE_LINE}\n{FAKE_LINE}\r\n\x00\x1b[2J{FAKE_LINE}\n").encode()
+        stranger.sendto(forged, target)
+        ping(trunk, board.sip_port, 1)
+        board.wait_for_log("unparseable SIP from 127.0.0.2")
+        before = board.log_path.stat().st_size
+        garbage = (bytes(range(256)) * 16)[:4096]  # NUL, ESC, CR, LF and non-UTF-8 bytes
+        for n in range(2, 82):  # 2,000 datagrams of 4 KB, in bursts the socket can hold
+            for _ in range(25):
+                stranger.sendto(garbage, target)
+            ping(trunk, board.sip_port, n)
+    finally:
+        trunk.close()
+        stranger.close()
+        stop_cleanly(board)  # the summary of what is still counted is written at the stop
+    data = board.log_path.read_bytes()
+    added = len(data) - before
+    assert added < 20_000, board.log_tail()
+    text = data.decode("utf-8")
+    assert "\x1b" not in text
+    assert "\x00" not in text
+    assert not [line for line in text.splitlines() if line.startswith(FAKE_LINE)]
+    assert "unparseable SIP x " in text

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ivr.logs import Summarizer
-from ivr.sip.pjlog import UNPARSEABLE, PjsipLog, parse_record, python_level
+from ivr.sip.pjlog import OVER_BUDGET, UNPARSEABLE, PjsipLog, parse_record, python_level
 
 GARBAGE = (b"ERROR:        sip_transport.c Error processing 4096 bytes packet from UDP "
            b"127.0.0.2:40000 : PJSIP syntax error exception when parsing 'Request Line' "
@@ -152,3 +152,20 @@ def test_a_failing_handler_does_not_end_the_reader(
     pjlog.close(timeout=5)
     assert len(calls) == 2
     assert messages(captured)[-1] == (logging.INFO, "a.c: two")
+
+
+def test_beyond_the_budget_records_are_summarised(captured: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    logger = logging.getLogger("ivr.sip.pjsip")
+    pjlog = PjsipLog(logger, Summarizer(logger, clock=clock), budget=3)
+    for n in range(10):
+        pjlog.handle(f"ERROR: sip_inv.c Error parsing/validating SDP body {n}\n".encode())
+    texts = [text for _, text in messages(captured)]
+    assert texts[:3] == [f"sip_inv.c: Error parsing/validating SDP body {n}" for n in range(3)]
+    assert texts[3].startswith(f"{OVER_BUDGET} from pjsip: sip_inv.c: Error parsing")
+    assert len(texts) == 4
+    clock.now += 60
+    pjlog.summarizer.flush()  # what the summarizer's thread does every second
+    pjlog.handle(b"ERROR: sip_inv.c again\n")  # a new minute: a new budget
+    texts = [text for _, text in messages(captured)]
+    assert texts[4:] == [f"{OVER_BUDGET} x 7 from pjsip in the last minute", "sip_inv.c: again"]

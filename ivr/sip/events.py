@@ -21,7 +21,10 @@ class IncomingCall:
 
 @dataclass(frozen=True)
 class CallRefused:
-    """An INVITE the SIP layer answered with an error on its own (unknown source, line limit)."""
+    """An INVITE the SIP layer answered with an error on its own: unknown source (403), line
+    limit (486), a Content-Length larger than the body or absurd (400), media outside the
+    trunk's addresses (488). ``reason`` is the SIP reason phrase, and for the last two a fixed
+    label after it (``Bad Request: truncated body``, ``Not Acceptable Here: media address``)."""
 
     source: str
     caller: str

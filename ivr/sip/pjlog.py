@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 from ivr.logs import Summarizer, escape
 
-__all__ = ["DECOR", "LOG_FILE_RECORDS", "RECORD_LIMIT", "UNPARSEABLE", "PjsipLog",
+__all__ = ["DECOR", "LOG_FILE_RECORDS", "OVER_BUDGET", "RECORD_BUDGET", "RECORD_LIMIT",
+           "UNPARSEABLE", "PjsipLog",
            "PjsipRecord", "parse_record", "python_level"]
 
 log = logging.getLogger("ivr.sip.pjsip")
@@ -46,6 +47,12 @@ RECORD_LIMIT = 400
 """Characters of a record's text kept in the log line."""
 UNPARSEABLE = "unparseable SIP"
 """The summarizer's reason (and metric label) for datagrams pjsip could not parse."""
+OVER_BUDGET = "pjsip log lines over budget"
+"""The summarizer's reason for pjsip records beyond :data:`RECORD_BUDGET` in a minute."""
+RECORD_BUDGET = 60
+"""pjsip records logged per summarizer interval (a minute); more are counted and summarised:
+many of them are caused by what peers send (a bad SDP logs an error), so a flood of such
+requests must not flood the log."""
 
 _LEVELS = {"FATAL": 0, "ERROR": 1, "WARN": 2, "INFO": 3, "DEBUG": 4, "TRACE": 5, "DETRC": 6}
 _FIRST_LINE = re.compile(r"^ ?(FATAL|ERROR|WARN|INFO|DEBUG|TRACE|DETRC): +(\S+) ?(.*)$")
@@ -94,10 +101,13 @@ class PjsipLog:
     """
 
     def __init__(self, logger: logging.Logger = log, summarizer: Summarizer | None = None,
-                 limit: int = RECORD_LIMIT) -> None:
+                 limit: int = RECORD_LIMIT, budget: int = RECORD_BUDGET) -> None:
         self.logger = logger
         self.summarizer = summarizer if summarizer is not None else Summarizer(logger)
         self.limit = limit
+        self.budget = budget
+        self._budget_left = budget
+        self._budget_start = self.summarizer.clock()
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._read_fd: int | None = None
@@ -146,7 +156,20 @@ class PjsipLog:
             text = f"{record.first_line} [{size} bytes not shown]"
         else:
             text = "\n".join((record.first_line, *record.more))
-        self.logger.log(level, "%s: %s", escape(record.sender, 40), escape(text, self.limit))
+        line = f"{escape(record.sender, 40)}: {escape(text, self.limit)}"
+        if not self._within_budget():
+            self.summarizer.report(OVER_BUDGET, "pjsip", line)
+            return
+        self.logger.log(level, "%s", line)
+
+    def _within_budget(self) -> bool:
+        now = self.summarizer.clock()
+        if now - self._budget_start >= self.summarizer.interval:
+            self._budget_start, self._budget_left = now, self.budget
+        if self._budget_left <= 0:
+            return False
+        self._budget_left -= 1
+        return True
 
     def _count(self, kind: str) -> None:
         with self._lock:

@@ -292,7 +292,13 @@ class SipStack:
     ``accept_source(ip)`` decides who may call in (see :data:`Admission`); any other source
     gets 403 Forbidden. The SIP policy is decided here, not by pjsua's defaults: a REFER or an
     INVITE with Replaces inside a call is refused with 403, a 3xx answer to a call we place is
-    never followed; each is counted in :attr:`refused_requests`.
+    never followed; each is counted in :attr:`refused_requests`. An INVITE with a
+    Content-Length larger than its body or absurd gets 400, one whose SDP puts media outside
+    the trunk 488 (:func:`ivr.sip.policy.check_invite`). Every other request outside a call is
+    decided by :func:`ivr.sip.policy.decide` (our pjproject build's hook) and counted in
+    :attr:`request_decisions`; refusals and unparseable datagrams are logged once per source
+    and summarised once a minute (:attr:`summarizer`, counted in :attr:`traffic`). pjsip's own
+    log goes through Python logging (:mod:`ivr.sip.pjlog`).
 
     >>> sip = SipStack(SipSettings("127.0.0.1", 5080), lambda ip: ("gw", 200, 30))
     >>> sip.start()                                              # doctest: +SKIP
