@@ -119,7 +119,7 @@ class InviteCheck:
     """What was wrong, for the log (may quote the network: escape it)."""
 
 
-_CONTENT_LENGTH = re.compile(r"^(?:content-length|l)[ \t]*:[ \t]*(.*?)[ \t]*$",
+_CONTENT_LENGTH = re.compile(r"^(?:content-length|l)[ \t]*:[ \t]*(.*?)[ \t\r]*$",
                              re.IGNORECASE | re.MULTILINE)
 _CONNECTION = re.compile(r"^c=IN[ \t]+IP[46][ \t]+([^ \t/\r\n]+)", re.MULTILINE)
 
