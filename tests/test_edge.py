@@ -39,8 +39,10 @@ from ivr.edge import (
     parse_ul_dump,
     settings_from_yaml,
     supervisord_config,
+    write_edge,
 )
-from ivr.edge.kamailio import TEMPLATE, template_placeholders
+from ivr.edge.kamailio import FLOOD_REQUESTS, SCANNER_AGENTS, TEMPLATE, template_placeholders
+from ivr.edge.passwords import MIN_LENGTH, password_problem
 from ivr.yamlsrc import DocumentError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +77,8 @@ def test_config_holds_each_agents_ha1_and_never_a_password() -> None:
         assert s.ha1(name) == ha1
         assert f'$sht(agents=>{name}) = "{ha1}";' in cfg
         assert password not in cfg
-    assert 'pv_auth_check("centralino", "$sht(agents=>$tU)", "1", "1")' in cfg
+    assert '$var(ha1) = $sht(agents=>$tU);' in cfg
+    assert 'pv_auth_check("centralino", "$var(ha1)", "1", "1")' in cfg
     assert 'auth_challenge("centralino", "1")' in cfg
 
 
@@ -83,7 +86,8 @@ def test_log_lines_carry_no_credentials() -> None:
     cfg = kamailio_config(settings(agent_sources=("192.0.2.0/24",)))
     xlogs = [line for line in cfg.splitlines() if "xlog(" in line]
     assert len(xlogs) >= 8
-    allowed = {"$rm", "$si", "$sp", "$ci", "$rU", "$ru", "$tU", "$var(saved)"}
+    allowed = {"$rm", "$si", "$sp", "$ci", "$rU", "$ru", "$tU", "$var(saved)", "$var(why)",
+               "$var(bad)", "$var(more)", "$shtrecord(key)"}
     for line in xlogs:
         # only these: never $au, $adu, $hdr(Authorization), $mb, $sht(agents=>...)
         assert set(re.findall(r"\$[A-Za-z]+(?:\([^)]*\))?", line)) <= allowed, line
@@ -99,7 +103,9 @@ def test_config_routes_trunks_to_the_switchboard_and_the_switchboard_to_agents()
     assert '$rd = "127.0.0.1";\n    $rp = 5080;' in cfg
     assert 'remove_hf("X-Centralino-Source");\n    append_hf("X-Centralino-Source: $si\\r\\n");' \
         in cfg
-    assert '$nh(p) == "5080")' in cfg  # in-dialog requests of strangers: only to the switchboard
+    # in-dialog requests: only towards the other party of a dialog this edge routed
+    assert 'compare_ips("$nh(d)", "127.0.0.1") && $var(nhport) == 5080' in cfg
+    assert "is_known_dlg()" in cfg
     assert 'lookup("location");' in cfg
     assert 'sl_send_reply("480"' in cfg
     assert 'save("location");' in cfg
@@ -107,6 +113,53 @@ def test_config_routes_trunks_to_the_switchboard_and_the_switchboard_to_agents()
     assert 'sl_send_reply("403", "Forbidden")' in cfg
     assert "not in agent_sources" not in cfg  # no agent_sources: any source may register
     assert "\r" not in cfg
+
+
+def test_config_refuses_refer_and_limits_strangers() -> None:
+    cfg = kamailio_config(settings())
+    refer = cfg.index('if (is_method("REFER")) {')
+    assert refer < cfg.index("if (has_totag()) {")  # in and out of dialogs alike
+    assert "route(REFUSE);" in cfg[refer:refer + 200]
+    assert 'if (!is_method("ACK|BYE|INVITE|UPDATE|INFO|PRACK")) {' in cfg
+    assert cfg.index("route(SENDER);") < cfg.index("if (!loose_route()) {")
+    assert f'modparam("pike", "reqs_density_per_unit", {FLOOD_REQUESTS})' in cfg
+    assert "if (!pike_check_req()) {" in cfg
+    assert "if (!sanity_check()) {" in cfg
+    assert 'if ($ua =~ "' + "|".join(SCANNER_AGENTS) + '") {' in cfg
+    assert "server_signature=no" in cfg
+    assert 'user_agent_header="User-Agent: edge"' in cfg
+    assert "server_header" not in cfg
+
+
+def test_config_challenges_every_name_and_checks_contacts() -> None:
+    cfg = kamailio_config(settings())
+    registrar = cfg[cfg.index("route[REGISTRAR] {"):cfg.index("route[CONTACT] {")]
+    # the challenge comes before any look at the name
+    assert registrar.index("auth_challenge(") < registrar.index("$sht(agents=>$tU)")
+    assert registrar.count('sl_send_reply("4') == 0  # every refusal is route(REFUSE): one 403
+    assert "$sht(authfail=>u:$tU)" in registrar
+    assert "$sht(authfail=>a:$si)" in registrar
+    assert "$sht(authok=>$tU|$si) == $null" in registrar
+    assert '$var(bad) = "not the address the REGISTER came from";' in cfg
+    assert 'is_in_subnet("$var(chost)", "198.51.100.7/32,203.0.113.0/28")' in cfg
+    assert 't_on_branch("AGENT_BRANCH");' in cfg
+
+
+@pytest.mark.parametrize(("name", "password", "problem"), [
+    ("marco", "marco123", f"is shorter than {MIN_LENGTH} characters"),
+    ("marco", "marco1234567", "is the user name with digits or symbols"),
+    ("marco", "Marco-2024-!!", "is the user name with digits or symbols"),
+    ("anna", "123456789012", "is only digits"),
+    ("anna", "aaaaaabbbbbb", "repeats too few different characters"),
+    ("anna", "passwordpassword", "is a common password"),
+    ("anna", "P@ssw0rd2024!", "is a common password"),
+    ("anna", "Centralino2024", "is a common password"),
+    ("anna", "qwertyuiopas", "is a run of keys on a keyboard"),
+    ("anna", "tulip orbit canyon", None),
+    ("anna", "Secret-anna-1", None),
+])
+def test_weak_passwords(name: str, password: str, problem: str | None) -> None:
+    assert password_problem(name, password) == problem
 
 
 def test_agent_sources_restrict_registrations() -> None:
@@ -131,9 +184,13 @@ def test_template_placeholders_are_all_filled() -> None:
     assert template_placeholders() == {
         "generated_from", "ivr", "listen", "realm", "rpc_methods", "rpc_url", "listen_port",
         "rpc_port", "max_contacts", "ivr_check", "trunk_check", "ivr_host_literal", "ivr_port",
-        "next_hop_port", "source_header", "agent_source_check", "realm_literal", "agents_init",
-        "rpc_request", "rpc_methods_and"}
-    for variant in ({}, {"agent_sources": ("192.0.2.0/24",)}, {"trunk_sources": (), "agents": {}}):
+        "source_header", "agent_source_check", "realm_literal", "agents_init",
+        "rpc_request", "rpc_methods_and", "trunk_check_next_hop", "trunk_check_contact",
+        "listen_host_literal", "decoy_ha1_literal", "max_failures", "scanner_agents",
+        "flood_seconds", "flood_requests", "sanity_checks"}
+    variants: list[dict[str, object]] = [
+        {}, {"agent_sources": ("192.0.2.0/24",)}, {"trunk_sources": (), "agents": {}}]
+    for variant in variants:
         cfg = kamailio_config(settings(**variant), "ivr.yaml")
         assert "{{" not in cfg  # no placeholder left
         assert "#%" not in cfg  # no template note
@@ -473,7 +530,7 @@ trunks:
 agents:
   anna:
     uri: sip:anna@127.0.0.1:5060
-    password: anna-secret
+    password: tulip-orbit-canyon
   marco:
     uri: sip:marco@127.0.0.1
     password: "marco secret"
@@ -495,7 +552,7 @@ def test_settings_from_yaml(tmp_path: Path) -> None:
     s = plan.settings
     assert s.listen == Address("127.0.0.1", 5060)
     assert s.ivr == Address("127.0.0.1", 5080)
-    assert dict(s.agents) == {"anna": "anna-secret", "marco": "marco secret"}
+    assert dict(s.agents) == {"anna": "tulip-orbit-canyon", "marco": "marco secret"}
     assert s.trunk_sources == ("192.0.2.1/32",)
     assert s.agent_sources == ("127.0.0.0/8", "192.0.2.0/24")
     assert s.rpc_url == "http://127.0.0.1:5071/RPC"
@@ -518,7 +575,7 @@ def test_settings_from_yaml_without_an_edge_section(tmp_path: Path) -> None:
     ("rpc_port: 5071", "rpc_prot: 5071", "edge.rpc_prot", "Did you mean 'rpc_port'?"),
     ("[192.0.2.1]\n  agent", "[192.0.2.999]\n  agent", "edge.trunk_sources[0]",
      "not an IP address"),
-    ("password: anna-secret", "password: ''", "agents.anna.password", "empty"),
+    ("password: tulip-orbit-canyon", "password: ''", "agents.anna.password", "empty"),
     ("listen: 127.0.0.1:5060\n  rpc", "listen: 192.0.2.77:5060\n  rpc", "edge.listen",
      "add 192.0.2.77 to a trunk's sources"),
     ("listen: 127.0.0.1:5060\n  rpc", "listen: 127.0.0.1:5080\n  rpc", "edge.listen",
@@ -541,13 +598,14 @@ def test_command_line_writes_both_configs(tmp_path: Path, capsys: pytest.Capture
                                           ) -> None:
     path = tmp_path / "ivr.yaml"
     path.write_text(IVR_YAML)
+    path.chmod(0o600)
     out = tmp_path / "var" / "edge"
     args = ["--config", str(path), "--out", str(out)]
     binary = find_kamailio()
     assert main([*args, "--no-check"] if binary is None else args) == 0
     cfg = out / "kamailio.cfg"
     assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
-    assert "anna-secret" not in cfg.read_text()
+    assert "tulip-orbit-canyon" not in cfg.read_text()
     parser = configparser.ConfigParser()
     parser.read_string((out / "supervisord.conf").read_text())
     assert str(path.resolve()) in parser["program:ivr"]["command"]
@@ -557,6 +615,7 @@ def test_command_line_writes_both_configs(tmp_path: Path, capsys: pytest.Capture
 def test_python_dash_m_ivr_edge(tmp_path: Path) -> None:
     path = tmp_path / "ivr.yaml"
     path.write_text(IVR_YAML)
+    path.chmod(0o600)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "ivr.edge", "--config", str(path), "--out",
                            str(out), "--no-check"], capture_output=True, text=True, timeout=60,
@@ -573,3 +632,71 @@ def test_command_line_reports_located_errors(tmp_path: Path,
     path.write_text(IVR_YAML.replace("rpc_port: 5071", "rpc_port: many"))
     assert main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
     assert "ivr.yaml:17:13: edge.rpc_port: expected a whole number" in capsys.readouterr().err
+
+
+# -- passwords: weak ones, files others can read, the secrets file --------------------------
+
+def test_weak_password_or_readable_file_is_a_refusal_of_ivr_edge(tmp_path: Path) -> None:
+    path = tmp_path / "ivr.yaml"
+    path.write_text(IVR_YAML.replace("tulip-orbit-canyon", "anna2024"))
+    path.chmod(0o644)
+    plan = settings_from_yaml(path)  # the settings themselves are fine (ivr run reads them)
+    assert plan.settings.agents["anna"] == "anna2024"
+    weak, readable = plan.refusals
+    assert re.fullmatch(r".*ivr\.yaml:9:15: agents\.anna\.password: agent 'anna': the password "
+                        r"is shorter than 12 characters; .*", weak), weak
+    assert readable == ("ivr.yaml: holds passwords (anna, marco) and others may read it (mode "
+                        "0644): run 'chmod 600 ivr.yaml', or move the passwords to a file of "
+                        "mode 0600 named by edge.secrets")
+    with pytest.raises(EdgeError, match="agent 'anna': the password is shorter"):
+        write_edge(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+SECRETS_YAML = IVR_YAML.replace("    password: tulip-orbit-canyon\n", "").replace(
+    '    password: "marco secret"\n', "").replace(
+    "  agent_sources:", "  secrets: secrets.yaml\n  agent_sources:")
+
+
+def test_passwords_from_a_secrets_file(tmp_path: Path) -> None:
+    path = tmp_path / "ivr.yaml"
+    path.write_text(SECRETS_YAML)
+    path.chmod(0o644)  # it holds no password: anyone may read it
+    secrets_file = tmp_path / "secrets.yaml"
+    secrets_file.write_text('anna: "tulip orbit canyon"\nmarco: "velvet harbor 93 lamp"\n')
+    secrets_file.chmod(0o600)
+    plan = settings_from_yaml(path)
+    assert dict(plan.settings.agents) == {"anna": "tulip orbit canyon",
+                                          "marco": "velvet harbor 93 lamp"}
+    assert plan.refusals == ()
+    secrets_file.chmod(0o640)
+    (refusal,) = settings_from_yaml(path).refusals
+    assert refusal == (f"secrets.yaml: others may read this secrets file (mode 0640): run "
+                       f"'chmod 600 {secrets_file}'")
+
+
+@pytest.mark.parametrize(("secrets_text", "where", "message"), [
+    ('anna: "tulip orbit canyon"\nbob: "velvet harbor 93 lamp"\n', "secrets.yaml:2:6: bob",
+     "'bob' is not an agent of ivr.yaml"),
+    ("- anna\n", "secrets.yaml:1:1", "expected agent: password lines"),
+    ('anna: ""\n', "secrets.yaml:1:7: anna", "the password is empty"),
+])
+def test_secrets_file_problems_are_located(tmp_path: Path, secrets_text: str, where: str,
+                                           message: str) -> None:
+    path = tmp_path / "ivr.yaml"
+    path.write_text(SECRETS_YAML)
+    (tmp_path / "secrets.yaml").write_text(secrets_text)
+    with pytest.raises(DocumentError) as caught:
+        settings_from_yaml(path)
+    assert any(str(p).startswith(where) and message in str(p) for p in caught.value.problems), \
+        str(caught.value)
+
+
+def test_a_password_in_both_places_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ivr.yaml"
+    path.write_text(IVR_YAML.replace("  agent_sources:",
+                                     "  secrets: secrets.yaml\n  agent_sources:"))
+    (tmp_path / "secrets.yaml").write_text('anna: "tulip orbit canyon"\n')
+    with pytest.raises(DocumentError, match=r"agents\.anna\.password: agent 'anna' also has a "
+                                            "password in the secrets file"):
+        settings_from_yaml(path)

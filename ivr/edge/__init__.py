@@ -3,22 +3,26 @@
 pjsua2 cannot be a registrar, so agents whose phones register (instead of sitting at a fixed
 address) register with a Kamailio 5.6 process that this package configures:
 
-- REGISTER: only configured agents, digest authentication (401 challenge; 403 for a wrong user
-  or password), contacts kept in memory (usrloc ``db_mode`` 0).
-- INVITE from a trunk source: forwarded to the switchboard (record-routed).
+- REGISTER: only configured agents, digest authentication (every name gets the same 401
+  challenge, then the same 403 on failure), a Contact only at the address the REGISTER came
+  from, failures counted per agent and per address; contacts kept in memory (usrloc
+  ``db_mode`` 0).
+- INVITE from a trunk source: forwarded to the switchboard (record-routed, dialog tracked).
 - INVITE from the switchboard's own address to ``sip:AGENT@edge``: to the agent's registered
   phone(s); 404 for a name that is not an agent, 480 when the agent is not registered.
-- In-dialog requests follow their Route set; from a source that is neither a trunk nor the
-  switchboard they may only go to the switchboard.
-- Anything else (scanners, phones trying to call out): 403.
+- REFER: refused, in and out of dialogs. In-dialog requests: only in dialogs the edge routed,
+  from one of their two parties, towards the other.
+- Anything else: 403; scanners' User-Agents and floods (``pike``): dropped. Refusals are logged
+  once a minute per source and kind. ``docs/edge-security.md`` says what and why.
 
 The configuration holds no password: each agent's digest HA1 (MD5 of ``user:realm:password``)
 is put in an ``htable`` at start-up, and no log line carries credentials.
 
 One module per concern:
 
-- :mod:`ivr.edge.settings`: :class:`EdgeSettings` and how ``ivr.yaml`` gives them
-  (:func:`settings_from_yaml`);
+- :mod:`ivr.edge.settings`: :class:`EdgeSettings` and how ``ivr.yaml`` (and the secrets file
+  named by ``edge.secrets``) gives them (:func:`settings_from_yaml`);
+- :mod:`ivr.edge.passwords`: the passwords ``python -m ivr.edge`` refuses as too weak;
 - :mod:`ivr.edge.kamailio`: ``kamailio.cfg``, rendered from the template
   ``kamailio.cfg.tmpl`` beside it, and the commands that run and check it;
 - :mod:`ivr.edge.supervisor`: ``supervisord.conf`` running Kamailio and the switchboard;

@@ -23,8 +23,14 @@ from ivr.yamlsrc import DocumentError
 def write_edge(config: Path, out: Path, kamailio: str | None = None,
                ivr_command: Sequence[str] | None = None) -> EdgePlan:
     """Write ``kamailio.cfg`` (mode 0600: it holds the agents' HA1 hashes) and
-    ``supervisord.conf`` into *out* for the ``ivr.yaml`` at *config*."""
+    ``supervisord.conf`` into *out* for the ``ivr.yaml`` at *config*.
+
+    Raises :class:`EdgeError`, one line per problem and before anything is written, if a
+    password is weak or sits in a file others may read (:attr:`EdgePlan.refusals`).
+    """
     plan = settings_from_yaml(config)
+    if plan.refusals:
+        raise EdgeError("\n".join(plan.refusals))
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     cfg = out / "kamailio.cfg"
@@ -58,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return 2
     except (EdgeError, OSError) as exc:
-        print(f"ivr.edge: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"ivr.edge: {line}", file=sys.stderr)
         return 2
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -16,6 +16,7 @@ agents' HA1) and quotes them for Kamailio.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import shutil
@@ -33,6 +34,19 @@ RPC_METHODS = ("ul.dump", "ul.lookup")
 """The only JSON-RPC methods the generated configuration lets through (both read-only)."""
 KAMAILIO_SEARCH_PATH = os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/usr/bin",
                                         "/usr/local/bin"))
+SCANNER_AGENTS = ("friendly-scanner", "sipvicious", "sipcli", "sundayddr", "vaxsipuseragent",
+                  "sip-scan", "sipscan", "iwar", "sivus", "smap", "pplsip", "siparmyknife",
+                  "voip-scan")
+"""User-Agent words of well-known SIP scanners (matched case-insensitively anywhere in the
+header): their requests are dropped without an answer."""
+FLOOD_SECONDS = 2
+FLOOD_REQUESTS = 40
+"""More than FLOOD_REQUESTS requests in FLOOD_SECONDS from one source address (not a trunk, not
+the switchboard) block that address (``pike``) until it sends less."""
+MAX_FAILURES = 10
+"""Failed logins, per agent and per source address, that lock the agent or the address out."""
+SANITY_CHECKS = 8191
+"""Every message check of Kamailio 5.6's ``sanity`` module (bits 1 to 4096)."""
 TEMPLATE = "kamailio.cfg.tmpl"
 """The Kamailio script, shipped as package data of ``ivr.edge``."""
 
@@ -91,18 +105,21 @@ def kamailio_config(settings: EdgeSettings, source: str = "") -> str:
     """
     s = settings
     ivr_check = f'(compare_ips("$si", {_quote(s.ivr.host)}) && $sp == {s.ivr.port})'
-    trunk_check = (f'is_in_subnet("$si", {_quote(_subnet_list(s.trunk_networks))})'
-                   if s.trunk_networks else "0")
+    def trunk_check_of(variable: str) -> str:
+        return (f'is_in_subnet("{variable}", {_quote(_subnet_list(s.trunk_networks))})'
+                if s.trunk_networks else "0")
+
+    # an unknown user name is checked against this HA1 (no password has it: the name is
+    # refused whatever the answer), so that it meets the same nonce checks as an agent's
+    decoy_ha1 = hashlib.md5(f"decoy:{s.realm}:{s.listen}".encode(),
+                            usedforsecurity=False).hexdigest()
     # Put before the route's first statement, so it ends with the indentation of that line.
     agent_source_check = (
         f'if (!is_in_subnet("$si", {_quote(_subnet_list(s.agent_networks))})) {{\n'
-        f'        xlog("L_NOTICE", "REGISTER from $si:$sp refused: not in agent_sources\\n");\n'
-        f'        sl_send_reply("403", "Forbidden");\n'
-        f'        exit;\n'
+        f'        $var(code) = "source";\n'
+        f'        $var(why) = "REGISTER from outside agent_sources";\n'
+        f'        route(REFUSE);\n'
         f'    }}\n    ' if s.agent_networks else "")
-    # $nh(p) is the port of the next hop's URI: empty when the URI leaves out 5060
-    next_hop_port = (f'($nh(p) == "{s.ivr.port}" || $nh(p) == "")' if s.ivr.port == 5060
-                     else f'$nh(p) == "{s.ivr.port}"')
     agents_init = "".join(f"    $sht(agents=>{name}) = {_quote(s.ha1(name))};\n"
                           for name in sorted(s.agents))
     if agents_init:  # an empty route is a syntax error
@@ -127,13 +144,22 @@ def kamailio_config(settings: EdgeSettings, source: str = "") -> str:
         "max_contacts": str(s.max_contacts),
         # who sent a request, and where it goes
         "ivr_check": ivr_check,
-        "trunk_check": trunk_check,
+        "trunk_check": trunk_check_of("$si"),
+        "trunk_check_next_hop": trunk_check_of("$nh(d)"),
+        "trunk_check_contact": trunk_check_of("$var(chost)"),
+        "listen_host_literal": _quote(s.listen.host),
         "ivr_host_literal": _quote(s.ivr.host),
         "ivr_port": str(s.ivr.port),
-        "next_hop_port": next_hop_port,
         "source_header": SOURCE_HEADER,
         # registrations
         "agent_source_check": agent_source_check,
+        "decoy_ha1_literal": _quote(decoy_ha1),
+        "max_failures": str(MAX_FAILURES),
+        # what is dropped or limited
+        "scanner_agents": "|".join(SCANNER_AGENTS),
+        "flood_seconds": str(FLOOD_SECONDS),
+        "flood_requests": str(FLOOD_REQUESTS),
+        "sanity_checks": str(SANITY_CHECKS),
         "realm_literal": _quote(s.realm),
         "agents_init": agents_init,
         # JSON-RPC

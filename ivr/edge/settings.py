@@ -16,11 +16,20 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ivr.yamlsrc import Cursor, load_document
+from ivr.edge.passwords import MIN_LENGTH, password_problem
+from ivr.yamlsrc import (
+    Cursor,
+    DocumentError,
+    Problem,
+    Problems,
+    did_you_mean,
+    load_document,
+)
 
 AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """What an agent's name may be to register: it is the SIP user part and an htable key."""
@@ -28,8 +37,10 @@ REALM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 DEFAULT_LISTEN = "127.0.0.1:5060"
 DEFAULT_RPC_PORT = 5071
-EDGE_KEYS = ("listen", "rpc_port", "realm", "trunk_sources", "agent_sources")
+EDGE_KEYS = ("listen", "rpc_port", "realm", "trunk_sources", "agent_sources", "secrets")
 """The keys of the ``edge`` section of ``ivr.yaml``."""
+PRIVATE_MODE_MASK = 0o077
+"""Permission bits a file holding passwords must not have (group and others: no access)."""
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -151,6 +162,11 @@ class EdgePlan:
 
     settings: EdgeSettings
     notes: tuple[str, ...] = ()
+    refusals: tuple[str, ...] = ()
+    """Why ``python -m ivr.edge`` will not put these passwords into service, one line each saying
+    what to do: a password a cracking word list would find, or passwords in a file that group
+    or others may read. (``ivr run`` reads the same settings and does not refuse them: it never
+    sends the passwords anywhere.)"""
 
 
 def _switchboard_address(root: Cursor, sip: Cursor | None) -> Address | None:
@@ -165,28 +181,105 @@ def _switchboard_address(root: Cursor, sip: Cursor | None) -> Address | None:
     return _address(sip_keys["listen"])
 
 
-def _agent_passwords(agents: Cursor | None, listen: Address | None) -> dict[str, str]:
-    """Password per agent that registers with the edge; each agent's problems are reported."""
+def _agent_passwords(agents: Cursor | None, listen: Address | None,
+                     secrets: dict[str, Cursor]) -> tuple[dict[str, str], list[str]]:
+    """Password per agent that registers with the edge, from ``ivr.yaml`` or from *secrets*
+    (the secrets file's entries); each agent's problems are reported. Also returns the located
+    refusals of weak passwords."""
     passwords: dict[str, str] = {}
-    for name, agent in agents.items() if agents is not None else ():
+    weak: list[str] = []
+    declared = dict(agents.items()) if agents is not None else {}
+    for name, entry in secrets.items():
+        if name not in declared:
+            entry.error(f"'{name}' is not an agent of ivr.yaml{did_you_mean(name, declared)}")
+    for name, agent in declared.items():
         fields = agent.mapping() or {}
-        if "password" not in fields:
+        if "password" in fields and name in secrets:
+            fields["password"].error(f"agent '{name}' also has a password in the secrets "
+                                     "file: keep it in one place (the secrets file)")
             continue
-        password = fields["password"].text()
+        where = fields["password"] if "password" in fields else secrets.get(name)
+        if where is None:
+            continue
+        password = where.text()
         if not AGENT_NAME.fullmatch(name):
             agent.error(f"agent '{name}' cannot register: its name is the SIP user name, use "
                         "letters, digits, '.', '_' or '-'")
             continue
         if password is not None and not password:
-            fields["password"].error("the password is empty")
+            where.error("the password is empty")
             continue
         if password is not None:
             passwords[name] = password
+            problem = password_problem(name, password)
+            if problem is not None:
+                weak.append(_located(where, f"agent '{name}': the password {problem}; a "
+                                            f"cracking word list would find it: choose at least "
+                                            f"{MIN_LENGTH} characters, not a common password "
+                                            "nor the name (e.g. four random words)"))
         uri = fields["uri"].text() if "uri" in fields else None
         if listen is not None and uri is not None and not _uri_reaches(uri, name, listen):
             fields["uri"].error(f"agent '{name}' registers with the edge, so the switchboard "
                                 f"must dial it there: uri: sip:{name}@{listen}")
-    return passwords
+    return passwords, weak
+
+
+def _located(cursor: Cursor, message: str) -> str:
+    """*message* as a located problem line (``file:line:col: path: message``), not filed."""
+    return str(Problem(cursor.file, cursor.line, int(cursor.node.start_mark.column) + 1,
+                       cursor.path, message))
+
+
+def _secrets(cursor: Cursor | None, base: Path) -> tuple[Path | None, dict[str, Cursor],
+                                                        Problems]:
+    """``edge.secrets``: the file (relative to ``ivr.yaml``) of agent name -> password, its
+    entries, and its located problems (more are filed as its entries are checked)."""
+    problems = Problems("")
+    if cursor is None:
+        return None, {}, problems
+    text = cursor.text()
+    if text is None:
+        return None, {}, problems
+    path = (base / text) if not Path(text).is_absolute() else Path(text)
+    try:
+        doc = load_document(path, display_name=text)
+    except DocumentError as exc:
+        problems.items.extend(exc.problems)
+        return path, {}, problems
+    entries: dict[str, Cursor] = {}
+    for name, value in (doc.items() if doc.is_mapping() else ()):
+        if not value.is_scalar():
+            value.error("expected the agent's password as text")
+            continue
+        entries[name] = value
+    if not doc.is_mapping():
+        doc.error("expected agent: password lines, e.g. 'anna: \"four random words here\"'")
+    return path, entries, doc.problems
+
+
+def _readable_password_files(config: Path, in_config: Sequence[str],
+                             secrets: Path | None) -> list[str]:
+    """Refusals of files holding passwords that group or others may read."""
+    refusals = []
+    mode = _readable_by_others(config)
+    if in_config and mode is not None:
+        refusals.append(f"{config.name}: holds passwords ({', '.join(sorted(in_config))}) and "
+                        f"others may read it (mode {mode:04o}): run 'chmod 600 {config.name}', "
+                        "or move the passwords to a file of mode 0600 named by edge.secrets")
+    mode = _readable_by_others(secrets) if secrets is not None else None
+    if secrets is not None and mode is not None:
+        refusals.append(f"{secrets.name}: others may read this secrets file (mode {mode:04o}): "
+                        f"run 'chmod 600 {secrets}'")
+    return refusals
+
+
+def _readable_by_others(path: Path) -> int | None:
+    """The file's permission bits if group or others may read or write it, else None."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    return mode if mode & PRIVATE_MODE_MASK else None
 
 
 def settings_from_yaml(path: Path) -> EdgePlan:
@@ -195,7 +288,13 @@ def settings_from_yaml(path: Path) -> EdgePlan:
     Only the keys the edge needs are read (``ivr.config`` checks the rest): ``sip.listen``,
     the ``sources`` of ``trunks``, ``agents.NAME.password`` and ``agents.NAME.uri``, and the
     optional ``edge`` section (``listen``, ``rpc_port``, ``realm``, ``trunk_sources``,
-    ``agent_sources``). Raises :class:`~ivr.yamlsrc.DocumentError` with every problem located.
+    ``agent_sources``, ``secrets``). Raises :class:`~ivr.yamlsrc.DocumentError` with every
+    problem located.
+
+    ``edge.secrets`` names a YAML file (relative to *path*) of ``agent: password`` lines, for
+    passwords kept out of ``ivr.yaml``. Weak passwords and password files others may read do
+    not stop this function: they are :attr:`EdgePlan.refusals`, which ``python -m ivr.edge``
+    enforces.
     """
     root = load_document(path)
     top = root.mapping() or {}
@@ -237,9 +336,14 @@ def settings_from_yaml(path: Path) -> EdgePlan:
             f"the switchboard takes calls only from trunk sources, and Kamailio forwards them "
             f"from {listen.host}: add {listen.host} to a trunk's sources")
 
-    passwords = _agent_passwords(top.get("agents"), listen)
+    secrets_path, secrets, secret_problems = _secrets(edge.get("secrets"), path.parent)
+    passwords, refusals = _agent_passwords(top.get("agents"), listen, secrets)
+    root.problems.items.extend(secret_problems.items)  # the secrets file's, found so far
     if not passwords and not root.problems.items:
         notes.append("no agent has a password: no phone can register")
+    refusals += _readable_password_files(
+        path, [name for name in passwords if name not in secrets],
+        secrets_path if secrets else None)
 
     if ivr is not None and listen is not None and ivr == listen:
         (edge.get("listen") or root).error(f"the edge and the switchboard (sip.listen) cannot "
@@ -258,7 +362,7 @@ def settings_from_yaml(path: Path) -> EdgePlan:
         (top.get("edge") or root).error(str(exc))
         root.problems.raise_if_any()
         raise
-    return EdgePlan(settings, tuple(notes))
+    return EdgePlan(settings, tuple(notes), tuple(refusals))
 
 
 def _address(cursor: Cursor) -> Address | None:
