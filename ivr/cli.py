@@ -100,18 +100,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     def transfer_allowed(destination: str) -> bool:
         return config.transfer_target(destination) is not None
 
-    flow = _checked(load_flow, config.flow, known_queues=config.queues,
-                    transfer_allowed=transfer_allowed)
-    if flow is None:
-        return 2
+    flows: dict[str, Flow] = {}
+    for path in config.flow_paths():  # the default flow and every route's
+        flow = _checked(load_flow, path, known_queues=config.queues,
+                        transfer_allowed=transfer_allowed)
+        if flow is None:
+            return 2
+        flows[str(path)] = flow
     from ivr.preflight import check_startup
 
     check_startup(config)  # a port in use or a store it cannot write: one line, not a traceback
 
-    def reload_flow() -> Flow:
-        """The flow file checked again; run() logs a DocumentError and keeps the old flow."""
-        return load_flow(config.flow, known_queues=config.queues,
-                         transfer_allowed=transfer_allowed)
+    def reload_flow(path: str) -> Flow:
+        """A flow file checked again; run() logs a DocumentError and keeps the old flow."""
+        return load_flow(path, known_queues=config.queues, transfer_allowed=transfer_allowed)
 
     import importlib.util
 
@@ -120,7 +122,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     from ivr.driver.service import run
 
-    return run(config, flow, reload_flow)
+    return run(config, flows, reload_flow)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ivr.config import load_config
+    from ivr.doctor import format_report, security_report, worst_level
+
+    config = _checked(load_config, args.config)
+    if config is None:
+        return 2
+    findings = security_report(config, args.config)
+    print(format_report(findings), end="")
+    return 1 if worst_level(findings) == "danger" else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -560,6 +574,18 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
                        help="appliance configuration (default: %(default)s)")
     agent.set_defaults(func=cmd_agent)
+
+    doctor = sub.add_parser(
+        "doctor", help="check the configuration for what an attacker could use",
+        description="With --security: print the attack surface as configured (trunk sources "
+                    "and line caps, what may be dialled and by whom, who may register, open "
+                    "ports, file modes) with a warning or danger for each risk. Exit status 1 "
+                    "if anything is dangerous.")
+    doctor.add_argument("--security", action="store_true", required=True,
+                        help="the security report (the only one so far)")
+    doctor.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
+                        help="appliance configuration (default: %(default)s)")
+    doctor.set_defaults(func=cmd_doctor)
 
     report = sub.add_parser(
         "report", help="service level, ASA, abandonment, FCR... from the call records",

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["validate", "--help"],
-                                  ["version", "--help"]])
+                                  ["version", "--help"], ["doctor", "--help"]])
 def test_every_command_has_help(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -64,3 +64,20 @@ def test_validate_every_shipped_flow_and_its_tests(capsys):
     out = capsys.readouterr().out
     assert "office.yaml: ok (flow 'office'" in out
     assert "office.test.yaml: ok (tests of flow 'office'" in out
+
+
+def test_doctor_security_prints_the_attack_surface_of_the_shipped_config(capsys):
+    assert main(["doctor", "--security", "--config", str(ROOT / "ivr.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "Trunks: who may call in" in out
+    assert "trunk 'loopback': calls from 127.0.0.1; at most 30 at once" in out
+    assert out.rstrip().endswith("0 dangers, 0 warnings, 10 ok")
+
+
+def test_doctor_security_fails_on_a_dangerous_dial_out_rule(tmp_path, capsys):
+    config = (ROOT / "ivr.yaml").read_text().replace("flow: flows/demo.yaml",
+                                                     f"flow: {ROOT}/flows/demo.yaml")
+    config += '\ndial_out:\n  - {pattern: "^00[0-9]+$", uri: "sip:{number}@127.0.0.1"}\n'
+    (tmp_path / "ivr.yaml").write_text(config)
+    assert main(["doctor", "--security", "--config", str(tmp_path / "ivr.yaml")]) == 1
+    assert "danger" in capsys.readouterr().out

@@ -390,3 +390,74 @@ def test_refused_call_is_recorded(bench: Bench) -> None:
 
 def bench_tmp(bench: Bench) -> Path:
     return Path(bench.core.config.store).parent
+
+
+ROUTES = """
+sip: {listen: 127.0.0.1:5999}
+trunks:
+  gw: {sources: [192.0.2.1], lines: 30}
+agents:
+  anna: {uri: "sip:anna@192.0.2.10"}
+queues:
+  support: {agents: [anna]}
+routes:
+  "800 123 456": {flow: flow.yaml, language: en}
+  "+39 06 1234": {flow: other.yaml}
+store: calls.db
+"""
+
+
+def routed_bench(tmp_path: Path) -> Bench:
+    import itertools
+
+    from ivr.config import load_config
+    from ivr.driver.core import Core
+    from ivr.flow import load_flow
+    from tests.driver_bench import FLOW, files_for
+
+    (tmp_path / "flow.yaml").write_text(FLOW)
+    (tmp_path / "other.yaml").write_text(
+        "flow: other\nlanguages: [it, en]\nstart: bye\nnodes:\n"
+        "  bye: {type: hangup, prompt: {say: {it: Arrivederci., en: Goodbye.}}}\n")
+    (tmp_path / "ivr.yaml").write_text(ROUTES)
+    config = load_config(tmp_path / "ivr.yaml")
+    flows = {str(p): load_flow(p, known_queues=config.queues) for p in config.flow_paths()}
+    ids = itertools.count(1)
+    core = Core(config, next(iter(flows.values())), flows=flows, files_for=files_for,
+                music_on_hold="moh.wav", now=0.0, new_id=lambda: f"c{next(ids)}")
+    return Bench(core)
+
+
+def test_called_numbers_pick_their_flow_and_language(tmp_path: Path) -> None:
+    bench = routed_bench(tmp_path)
+    toll_free = bench.incoming(called="800123456")
+    rome = bench.incoming(called="tel:+39-06-1234")
+    assert bench.record_of(toll_free).flow == "bench"
+    assert bench.record_of(rome).flow == "other"
+    assert bench.record_of(rome).called == "+39061234"
+    assert bench.legs[rome].playing == ("say:Arrivederci.",)  # the flow's own first language
+    assert bench.core.calls["c1"].session.language == "en"  # the route's language
+
+
+def test_an_unknown_called_number_is_refused_404_and_recorded(tmp_path: Path) -> None:
+    bench = routed_bench(tmp_path)
+    for called in ("800999999", "ivr%00evil", "support"):
+        leg = f"X{called}"
+        from tests.driver_bench import LegModel
+
+        bench.legs[leg] = LegModel(leg, incoming=True)
+        effects = bench.send(sip.IncomingCall(leg, "192.0.2.1", "gw", "3331234567", called))
+        assert m.HangupLeg(leg, 404) in effects
+        assert not bench.legs[leg].answered
+    records = list(bench.records.values())
+    assert [r.outcome for r in records] == ["refused"] * 3
+    assert [r.called for r in records] == ["800999999", "", ""]  # never stored as given
+    assert not bench.core.calls
+
+
+def test_a_caller_id_that_is_not_a_number_is_taken_as_withheld(bench: Bench) -> None:
+    leg = bench.incoming(caller="evil\x00name")
+    assert bench.record_of(leg).caller == ""
+    assert bench.core.calls[bench.record_of(leg).call_id].session.variables["caller"] == ""
+    normal = bench.incoming(caller="+39 333 123 4567")
+    assert bench.record_of(normal).caller == "+393331234567"

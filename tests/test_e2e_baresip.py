@@ -57,7 +57,7 @@ def test_baresip_caller_reaches_agent_and_audio_flows_both_ways(
     board.start()
     agent = Baresip(tmp_path / "agent", agent_port, free_port(), user="anna",
                     answermode="auto", audio_source_wav=agent_src, record=True)
-    caller = Baresip(tmp_path / "caller", free_port(), free_port(), user="caller",
+    caller = Baresip(tmp_path / "caller", free_port(), free_port(), user="3330002222",
                      audio_source_wav=caller_src, record=True)
     try:
         with agent, caller:
@@ -131,7 +131,7 @@ def test_baresip_caller_reaches_agent_and_audio_flows_both_ways(
     assert record["agent"] == "anna"
     assert record["outcome"] == "completed"
     assert record["end_reason"] == "caller hung up"
-    assert record["caller"] == "caller"
+    assert record["caller"] == "3330002222"
     assert isinstance(record["talk_seconds"], float)
     assert record["talk_seconds"] >= TALK_S - 0.5
     # answered at the first ring (ring_timeout is 15 s)

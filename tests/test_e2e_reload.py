@@ -76,7 +76,7 @@ def test_reload_while_calls_are_in_progress_then_a_broken_file(board, tmp_path, 
     anna = peer(tmp_path, "anna", "agent", board.agents["anna"], "--talk", "1",
                 "--answer-after", "0.3", "--duration", "60").start()
     # five callers choose English and sit in the main menu for 8 s
-    early = peer(tmp_path, "early", "caller", free_udp_port(), "--target", board.uri,
+    early = peer(tmp_path, "5550001", "caller", free_udp_port(), "--target", board.uri,
                  "--calls", "5", "--call-gap", "0.1", "--digits", "2", "--first-digit-after",
                  "0.5", "--hold", "8", "--duration", "30").start()
     try:
@@ -85,7 +85,7 @@ def test_reload_while_calls_are_in_progress_then_a_broken_file(board, tmp_path, 
         reload(board, trigger, edited(board.flow.read_text()))
         board.wait_for_log(f"flow reloaded ({trigger})", timeout=10)
         reloaded_at = time.time()
-        late = call_support(board, tmp_path, "late")
+        late = call_support(board, tmp_path, "5550002")
         assert early.wait_exit(30) == 0
 
         # a broken file: every problem logged with its place, the running version stays
@@ -95,12 +95,12 @@ def test_reload_while_calls_are_in_progress_then_a_broken_file(board, tmp_path, 
         log = board.log_path.read_text()
         assert re.search(rf"ERROR .*{re.escape(str(board.flow))}:\d+:\d+: .*'nowhere'", log), \
             board.log_tail()
-        after = call_support(board, tmp_path, "after")
+        after = call_support(board, tmp_path, "5550003")
     finally:
         early.stop()
         anna.stop()
 
-    records = [r for r in board.records() if r["caller"] == "early"]
+    records = [r for r in board.records() if r["caller"] == "5550001"]
     assert len(records) == 5
     for record in records:
         assert record["flow_version"] == version_a

@@ -35,7 +35,7 @@ def note_figure(text: str) -> None:
 def test_sip_info_digits_reach_sales_and_agent(board, tmp_path):
     marco = peer(tmp_path, "marco", "agent", board.agents["marco"], "--talk", "2",
                  "--duration", "40").start()
-    caller = peer(tmp_path, "caller", "caller", free_udp_port(), "--target", board.uri,
+    caller = peer(tmp_path, "3330001111", "caller", free_udp_port(), "--target", board.uri,
                   "--digits", "2,2", "--dtmf", "info", "--first-digit-after", "0.5",
                   "--digit-gap", "0.8", "--duration", "40").start()
     try:
@@ -58,7 +58,7 @@ def test_sip_info_digits_reach_sales_and_agent(board, tmp_path):
     assert record["outcome"] == "completed"
     assert record["end_reason"] == "agent hung up"
     assert record["trunk"] == "test"
-    assert record["caller"] == "caller"
+    assert record["caller"] == "3330001111"
     assert 1.5 < record["talk_seconds"] < 4.0
     assert 0 <= record["wait_seconds"] < 3.0
     assert record["started_at"] <= record["answered_at"] < record["queued_at"] \
@@ -132,7 +132,7 @@ def test_malformed_sip_is_dropped_and_service_goes_on(board, tmp_path):
             s.sendto(datagram, ("127.0.0.1", board.sip_port))
     anna = peer(tmp_path, "anna", "agent", board.agents["anna"], "--talk", "1",
                 "--duration", "40").start()
-    caller = peer(tmp_path, "caller", "caller", free_udp_port(), "--target", board.uri,
+    caller = peer(tmp_path, "3330001111", "caller", free_udp_port(), "--target", board.uri,
                   "--digits", "1,1", "--first-digit-after", "0.5", "--digit-gap", "0.8",
                   "--duration", "40").start()
     try:

@@ -43,6 +43,9 @@ FUZZ_SECONDS = 60.0
 """The fuzzing stops after this long even if fewer examples ran (a loaded machine)."""
 PING_EVERY = 25
 RUN = os.getpid()
+LIVE_PREFIX = "5550"
+"""Caller numbers of the live calls the fuzz plays in (the switchboard stores only numbers)."""
+NORMAL_CALLER = "5559999"
 
 COMPACT = {"i": "call-id", "f": "from", "t": "to", "m": "contact", "v": "via",
            "l": "content-length", "c": "content-type", "k": "supported", "r": "refer-to",
@@ -378,7 +381,7 @@ class Context:
 
     def live(self) -> Dialog:
         if self.dialog is None or self.dialog.ended:
-            self.dialog = self.agent.place_call(f"live{len(self.dialogs_placed) + 1}")
+            self.dialog = self.agent.place_call(f"{LIVE_PREFIX}{len(self.dialogs_placed) + 1:03d}")
             self.dialogs_placed.append(self.dialog)
         return self.dialog
 
@@ -739,7 +742,7 @@ def test_fuzzed_requests_leave_the_switchboard_up_and_every_call_recorded(board,
         board.wait_for_metric("ivr_calls_in_progress", value=0.0, timeout=90)
 
         # and a normal call still goes through the queue to an agent
-        caller = peer(tmp_path, "caller", "caller", free_udp_port(), "--target", board.uri,
+        caller = peer(tmp_path, NORMAL_CALLER, "caller", free_udp_port(), "--target", board.uri,
                       "--digits", "1,1", "--first-digit-after", "0.5", "--digit-gap", "0.8",
                       "--duration", "40").start()
         assert caller.wait_exit(45) == 0
@@ -769,10 +772,10 @@ def test_fuzzed_requests_leave_the_switchboard_up_and_every_call_recorded(board,
         by_caller[r["caller"]] = by_caller.get(r["caller"], 0) + 1
     for dialog in ctx.dialogs_placed:
         assert by_caller.get(dialog.user) == 1, (dialog.user, by_caller)
-    placed_by_fuzz = [r for r in records if r["caller"] != "caller"
-                      and not r["caller"].startswith("live") and r["outcome"] != "refused"]
+    placed_by_fuzz = [r for r in records if r["caller"] != NORMAL_CALLER
+                      and not r["caller"].startswith(LIVE_PREFIX) and r["outcome"] != "refused"]
     assert len(placed_by_fuzz) >= len(agent.answered)
-    (normal,) = [r for r in records if r["caller"] == "caller"]
+    (normal,) = [r for r in records if r["caller"] == NORMAL_CALLER]
     assert normal["outcome"] == "completed"
     assert normal["agent"] == "anna"
     assert normal["queue"] == "support"

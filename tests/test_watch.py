@@ -175,7 +175,8 @@ def reload_flow(board, load, trigger: str) -> str:
     """A reload as the switchboard runs it: the reloader on its own, then what the loop does
     with the FlowReady it posts (the new flow for new calls, counted and shown in /metrics)."""
     posted: list[FlowReady] = []
-    reloader = Reloader(load, board.prompts.prepare, posted.append, board.metrics, board.flow)
+    reloader = Reloader(lambda _path: load(), board.prompts.prepare, posted.append,
+                        board.metrics, {"": board.flow})
     result = reloader.reload(trigger)
     for msg in posted:
         board.flow = msg.flow

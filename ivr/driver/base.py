@@ -48,9 +48,13 @@ class CoreBase:
                  registering: Iterable[str] = (),
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
                  expect_ack: bool = True,
-                 transfer_timeout: float = TRANSFER_TIMEOUT):
+                 transfer_timeout: float = TRANSFER_TIMEOUT,
+                 flows: Mapping[str, Flow] | None = None):
         self.config = config
         self.flow = flow
+        """The flow of calls to the default route (the top-level ``flow``)."""
+        self.flows: dict[str, Flow] = dict(flows or {})
+        """Flows by file, for routes (called numbers) to other flows."""
         self.files_for = files_for
         self.music_on_hold = music_on_hold
         self.wall_offset = wall_offset

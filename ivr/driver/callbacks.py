@@ -15,6 +15,7 @@ from ivr.driver.state import (
     LegRole,
     dial_failure,
 )
+from ivr.logs import caller as shown
 from ivr.store import CallRecord
 from routing import StopRinging
 from routing.acd import LeaveQueue, MovedQueue, RoutingAction
@@ -72,7 +73,7 @@ class Callbacks(CoreBase):
         self._leg_to(leg, LegPhase.CONNECTED, "answered for a callback")
         uri = self.config.callback_target(cb.number)
         log.info("callback %s: agent %s answered; calling %s back", cb.record.call_id,
-                 leg.agent, cb.number)
+                 leg.agent, shown(cb.number, log))
         self._routing(actions, now)
         if uri is None:
             self._callback_done(cb, "failed", "cannot dial the caller back", now)
@@ -110,7 +111,7 @@ class Callbacks(CoreBase):
         cb.record.answered_at = cb.record.connected_at = self.wall(now)
         self._save(cb.record)
         log.info("callback %s: %s answered, connected to agent %s", cb.record.call_id,
-                 cb.number, cb.agent)
+                 shown(cb.number, log), cb.agent)
 
     def _customer_leg_ended(self, leg: Leg, was: LegPhase, status: int, reason: str,
                             now: float) -> None:
@@ -138,5 +139,5 @@ class Callbacks(CoreBase):
         cb.record.finish(self.wall(now), outcome, reason)
         self._save(cb.record)
         self._emit(m.CountCallEnded(cb.trunk, outcome))
-        log.info("callback %s to %s ended: %s (%s)", cb.record.call_id, cb.number, outcome,
-                 reason)
+        log.info("callback %s to %s ended: %s (%s)", cb.record.call_id, shown(cb.number, log),
+                 outcome, reason)

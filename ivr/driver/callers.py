@@ -42,8 +42,11 @@ from ivr.engine import (
     TransferCall,
 )
 from ivr.engine.session import resolve
+from ivr.logs import caller as shown
+from ivr.logs import escape
 from ivr.lookup import LookupResult, redact_url
 from ivr.notices import NOTICES
+from ivr.numbers import normalise
 from ivr.sip import events as sip
 from ivr.store import CallRecord
 
@@ -57,20 +60,35 @@ class Callers(CoreBase):
     def _incoming(self, event: sip.IncomingCall, now: float) -> None:
         if self._feature_call(event, now):
             return
+        route = self.config.route_for(event.called)
+        if route is None:
+            log.warning("refused call from %s on trunk %s: no route for the called number %s",
+                        event.source, event.trunk, escape(event.called, 40) or "(none)")
+            self._emit(m.HangupLeg(event.leg, 404))
+            self._refused(sip.CallRefused(event.source, event.caller, event.called, 404,
+                                          "Not Found: no route for the called number",
+                                          event.trunk), now)
+            return
+        caller = normalise(event.caller)
+        if caller is None:  # a name, bytes: never stored or shown to a flow; the call goes on
+            log.info("call from %s on trunk %s: the caller ID is not a number; taken as "
+                     "withheld", event.source, event.trunk)
+            caller = ""
+        called = normalise(event.called) or ""
+        flow = self.flows.get(str(route.flow), self.flow)
         call_id = self.new_id()
-        flow = self.flow
         started = self.wall(now)
-        record = CallRecord(call_id=call_id, started_at=started, caller=event.caller,
-                            called=event.called, trunk=event.trunk, source=event.source,
+        record = CallRecord(call_id=call_id, started_at=started, caller=caller,
+                            called=called, trunk=event.trunk, source=event.source,
                             flow=flow.name, flow_version=flow.version)
-        session = CallSession(flow, call_id, event.caller, event.called,
+        session = CallSession(flow, call_id, caller, called,
                               started_at=dt.datetime.fromtimestamp(started, dt.UTC),
-                              overrides=self.overrides)
+                              overrides=self.overrides, language=route.language)
         call = CallerCall(call_id, event.leg, event.trunk, session, record)
         self.calls[call_id] = call
         self.by_sip[event.leg] = call_id
         log.info("call %s from %s on trunk %s to %s: flow %s", call_id,
-                 event.caller or "withheld", event.trunk, event.called or "?", flow.name)
+                 shown(caller, log) or "withheld", event.trunk, called or "?", flow.name)
         self._save(record)
         self._session(call, session.start(now), now)
 
@@ -84,8 +102,8 @@ class Callers(CoreBase):
             if event.trunk != AGENTS_TRUNK:
                 return False
             log.warning("refused call from agent phone %s (%s) to %s: only feature codes are "
-                        "taken from agents' phones", event.source, event.caller or "?",
-                        event.called or "?")
+                        "taken from agents' phones", event.source, escape(event.caller, 40) or "?",
+                        escape(event.called, 40) or "?")
             self._emit(m.HangupLeg(event.leg, 403))
             self._refused(sip.CallRefused(event.source, event.caller, event.called, 403,
                                           "Forbidden", event.trunk), now)
@@ -105,8 +123,11 @@ class Callers(CoreBase):
 
     def _refused(self, event: sip.CallRefused, now: float) -> None:
         at = self.wall(now)
-        record = CallRecord(call_id=self.new_id(), started_at=at, caller=event.caller,
-                            called=event.called, trunk=event.trunk, source=event.source)
+        # numbers from a refused INVITE are stored only if they are numbers (never as given)
+        record = CallRecord(call_id=self.new_id(), started_at=at,
+                            caller=normalise(event.caller) or "",
+                            called=normalise(event.called) or "", trunk=event.trunk,
+                            source=event.source)
         record.finish(at, "refused", f"{event.status} {event.reason}")
         self._save(record)
         self._emit(m.CountCallEnded(event.trunk, "refused"))

@@ -166,8 +166,11 @@ class Core(Callers, Queues, Transfers, Callbacks):
         elif isinstance(msg, m.AgentCommand):
             self._agent_command(msg, now)
         elif isinstance(msg, m.FlowReady):
-            old = self.flow
-            self.flow = msg.flow
+            old = self.flows.get(msg.path, self.flow) if msg.path else self.flow
+            if msg.path:
+                self.flows[msg.path] = msg.flow
+            if not msg.path or msg.path == str(self.config.flow):
+                self.flow = msg.flow
             log.info("flow reloaded (%s): %s version %s, was %s version %s; %d prompt(s) ready "
                      "in %.1f s; calls in progress keep theirs", msg.trigger, msg.flow.name,
                      msg.flow.version, old.name, old.version, msg.prompts, msg.seconds)

@@ -82,6 +82,8 @@ class FlowReady:
     trigger: str
     prompts: int = 0
     seconds: float = 0.0
+    path: str = ""
+    """The flow file (a route's flow); '' for the default flow."""
 
 
 @dataclass(frozen=True)

@@ -128,21 +128,30 @@ class ReloadRequest:
 
 
 class Reloader:
-    """Loads and checks the flow again, renders its prompts, then posts :class:`FlowReady`:
-    all on its own thread, so a reload never stalls a call."""
+    """Loads and checks the flows again, renders their prompts, then posts :class:`FlowReady`
+    for each one that changed: all on its own thread, so a reload never stalls a call.
 
-    def __init__(self, load: Callable[[], Flow], prepare: Callable[[Flow], int],
-                 post: Callable[[m.Message], None], metrics: Metrics, flow: Flow,
+    ``flows`` maps each flow file (the key the core knows it by) to the version in service;
+    ``load(path)`` reads and checks one file again.
+    """
+
+    def __init__(self, load: Callable[[str], Flow], prepare: Callable[[Flow], int],
+                 post: Callable[[m.Message], None], metrics: Metrics, flows: dict[str, Flow],
                  watcher: FileWatcher | None = None):
         self.load = load
         self.prepare = prepare
         self.post = post
         self.metrics = metrics
-        self.current = flow
+        self.current = dict(flows)
         self.watcher = watcher
-        self.last_files = files_state(flow_files(flow))
+        self.last_files = files_state(self.files())
         self.requests: queue.SimpleQueue[ReloadRequest | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._work, name="reload", daemon=True)
+
+    def files(self) -> tuple[str, ...]:
+        """Every file the flows in service were read from (subflows and prompts included)."""
+        return tuple(dict.fromkeys(f for flow in self.current.values()
+                                   for f in flow_files(flow)))
 
     def start(self) -> None:
         self.thread.start()
@@ -170,15 +179,25 @@ class Reloader:
             if all(r.files == self.last_files for r in pending):
                 log.debug("flow file change already reloaded")
                 continue
-            self.last_files = files_state(flow_files(self.current))
+            self.last_files = files_state(self.files())
             triggers = ", ".join(dict.fromkeys(r.trigger for r in pending))
             self.reload(triggers)
 
     def reload(self, trigger: str) -> str:
-        """'reloaded', 'unchanged' or 'failed'; every problem is logged."""
-        old = self.current
+        """'reloaded' (at least one flow), 'unchanged' or 'failed' (at least one refused, which
+        stays in service as it was); every problem is logged."""
+        results = [self._reload_one(path, trigger) for path in list(self.current)]
+        self.last_files = files_state(self.files())
+        if self.watcher is not None:
+            self.watcher.watch(self.files())
+        if "failed" in results:
+            return "failed"
+        return "reloaded" if "reloaded" in results else "unchanged"
+
+    def _reload_one(self, path: str, trigger: str) -> str:
+        old = self.current[path]
         try:
-            new = self.load()
+            new = self.load(path)
             if new.name == old.name and new.version == old.version:
                 log.debug("flow reload (%s): %s version %s is unchanged", trigger, old.name,
                           old.version)
@@ -200,11 +219,8 @@ class Reloader:
                       old.name, old.version)
             self.metrics.reload_done(ok=False)
             return "failed"
-        self.current = new
-        self.last_files = files_state(flow_files(new))
-        if self.watcher is not None:
-            self.watcher.watch(flow_files(new))
-        self.post(m.FlowReady(new, trigger, count, round(time.monotonic() - started, 1)))
+        self.current[path] = new
+        self.post(m.FlowReady(new, trigger, count, round(time.monotonic() - started, 1), path))
         return "reloaded"
 
 
@@ -272,8 +288,11 @@ def sd_notify(message: str) -> None:
         log.debug("sd_notify failed: %s", exc)
 
 
-def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int:
+def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], Flow]) -> int:
     """Run the switchboard until SIGINT or SIGTERM; returns the exit status.
+
+    ``flows`` holds every flow the routes name, by file (``str(path)``), the default flow
+    (``config.flow``) among them; ``load_flow_file(path)`` reads and checks one again (a reload).
 
     Raises :class:`~ivr.errors.StartupError` (or the store's ``StoreError``) with a one-line
     message when it cannot start: ports are checked and taken before the store is touched.
@@ -311,15 +330,17 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
         store.recover(time.time())
         prompts = PromptLibrary(config.prompt_cache, config.voices, config.speech_rate)
         started = time.monotonic()
-        count = prompts.prepare(flow)
+        count = sum(prompts.prepare(f) for f in flows.values())
         log.info("prompts ready: %d sequence(s) in %.1f s (cache %s)", count,
                  time.monotonic() - started, config.prompt_cache)
         moh = str(config.music_on_hold or music_on_hold(config.prompt_cache))
         beep = str(beep_file(config.prompt_cache))
         metrics.set_build(stack_version())
+        flow = flows[str(config.flow)]
         metrics.flow_loaded(flow.name, flow.version, time.time())
         now = time.monotonic()
-        core = Core(config, flow, files_for=prompts.files_now, music_on_hold=moh, now=now,
+        core = Core(config, flow, flows=flows, files_for=prompts.files_now,
+                    music_on_hold=moh, now=now,
                     wall_offset=time.time() - now, beep=beep, overrides=store.overrides(),
                     agent_states=store.agent_states(),
                     registering=config.edge.agents if config.edge is not None else ())
@@ -335,7 +356,7 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
         renderer = PromptRenderer(prompts, post=rendered)
         executor = Executor(sip, store, metrics, lookups, renderer, time.time)
         loop = Loop(core, executor, sip, inbox, metrics)
-        code = _serve(config, flow, reload_flow_file, loop, prompts, store, lookups, inbox,
+        code = _serve(config, flows, load_flow_file, loop, prompts, store, lookups, inbox,
                       metrics, stack_version())
     finally:
         sip.shutdown()
@@ -348,7 +369,8 @@ def run(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow]) -> int
     return code
 
 
-def _serve(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow], loop: Loop,
+def _serve(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], Flow],
+           loop: Loop,
            prompts: Any, store: Any, lookups: Any, inbox: Inbox, metrics: Metrics,
            stack: str) -> int:
     from hw.gateway import GatewayMonitor
@@ -358,9 +380,10 @@ def _serve(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow], loo
     def on_stop(signum: int, _frame: object) -> None:
         flags["stop"] = True
 
-    watcher = FileWatcher(flow_files(flow), lambda seen: reloader.request(
-        ReloadRequest("file change", seen)))
-    reloader = Reloader(reload_flow_file, prompts.prepare, inbox.post, metrics, flow, watcher)
+    files = tuple(dict.fromkeys(f for flow in flows.values() for f in flow_files(flow)))
+    watcher = FileWatcher(files, lambda seen: reloader.request(ReloadRequest("file change",
+                                                                             seen)))
+    reloader = Reloader(load_flow_file, prompts.prepare, inbox.post, metrics, flows, watcher)
 
     def on_hup(signum: int, _frame: object) -> None:
         reloader.request(ReloadRequest("SIGHUP"))
@@ -370,6 +393,7 @@ def _serve(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow], loo
     signal.signal(signal.SIGHUP, on_hup)
     reloader.start()
     watcher.start()
+
     def agent_commands(commands: list[tuple[str, str, str]]) -> None:
         for agent, command, reason in commands:
             inbox.post(m.AgentCommand(agent, command, reason, "ivr agent"))
@@ -395,8 +419,11 @@ def _serve(config: Config, flow: Flow, reload_flow_file: Callable[[], Flow], loo
     purger = Purger(config)
     purger.start()
     metrics_url = f"http://{config.metrics}/metrics" if config.metrics else "off"
-    log.info("Centralino ready: call %s | flow %s (version %s, %s) | metrics %s | %s",
-             config.sip_uri, flow.name, flow.version, flow.source, metrics_url, stack)
+    flow = loop.core.flow
+    others = len(flows) - 1
+    log.info("Centralino ready: call %s | flow %s (version %s, %s)%s | metrics %s | %s",
+             config.sip_uri, flow.name, flow.version, flow.source,
+             f" and {others} more by called number" if others else "", metrics_url, stack)
     sd_notify("READY=1")
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
     last_ping = 0.0

@@ -273,12 +273,12 @@ class CallSession:
 
     def __init__(self, flow: Flow, call_id: str, caller: str = "", called: str = "",
                  started_at: dt.datetime | None = None,
-                 overrides: Mapping[str, str] | None = None):
+                 overrides: Mapping[str, str] | None = None, language: str | None = None):
         self.flow = flow
         self.call_id = call_id
         self.caller = caller
         self.called = called
-        self.language = flow.default_language
+        self.language = language if language in flow.languages else flow.default_language
         self.variables: dict[str, str] = dict(flow.variables)
         self.variables.update(caller=caller, called=called, call_id=call_id,
                               language=self.language)
