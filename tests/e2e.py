@@ -324,10 +324,12 @@ class Peer:
             raise AssertionError(f"peer {self.name} still running:\n{self.output()}") from None
 
     def stop(self) -> None:
+        """Hang up and end: SIGINT makes the peer send its BYE (or CANCEL) first. A peer
+        killed instead leaves the far end waiting, so it gets time even on a loaded machine."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
