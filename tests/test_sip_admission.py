@@ -553,7 +553,10 @@ def test_each_request_kind_from_a_trunk_and_from_a_stranger(
         assert header(answer, "Allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
     assert ask(stack, stranger, method) is None
     kind = method.lower() if method != "FOOBAR" else "other"
-    assert stack.request_decisions[kind, "stranger"] == 1
+    traffic, decisions = stack.traffic_counts()
+    assert decisions[kind, "stranger"] == 1
+    assert traffic[f"refused {kind} (no answer)"] == 1
+    assert traffic[f"refused {kind} ({status})"] == 1
 
 
 def test_options_from_the_trunk_names_no_product_and_allows_only_what_we_handle(
@@ -569,6 +572,24 @@ def test_options_from_the_trunk_names_no_product_and_allows_only_what_we_handle(
     assert "centralino" not in answer.lower()
     assert ask(stack, stranger, "OPTIONS") is None
     assert stack.request_decisions["options", "answered"] >= 1
+
+
+def test_no_product_name_in_what_we_send(policy_stack: Any) -> None:
+    stack, _, _, raw = policy_stack
+    assert stack.dial(f"sip:agent@127.0.0.1:{raw.port}") is not None
+    pump(stack, raw, [], lambda: bool(raw.invites))
+    invite = raw.invites[0]
+    assert "\r\ns=-\r\n" in invite
+    for name in ("pjsip", "pjmedia", "pjsua", "centralino"):
+        assert name not in invite.lower()
+    assert header(invite, "Allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+    # and the 200 OK of a call we answer
+    events: list[object] = []
+    answered_call(stack, raw, events)
+    ok = next(r for r in raw.responses if r.method == "INVITE" and r.status == 200)
+    assert ok.headers["allow"] == "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+    assert "user-agent" not in ok.headers
+    assert "server" not in ok.headers
 
 
 def test_strangers_get_403_when_the_setting_says_so(sip_factory: Any) -> None:

@@ -218,6 +218,12 @@ class _Leg(pj.Call):  # type: ignore[misc]
                                     f"{status} {reason}, not followed")
         return int(pj.PJSIP_REDIRECT_STOP)
 
+    def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
+        # pjmedia names itself in every SDP it writes ("s=pjmedia"): no product name goes out
+        sdp = str(prm.sdp.wholeSdp)
+        if "\ns=pjmedia\r" in sdp:
+            prm.sdp.wholeSdp = sdp.replace("\ns=pjmedia\r", "\ns=-\r", 1)
+
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         info = self.getInfo()
         for media in info.media:
@@ -375,6 +381,9 @@ class SipStack:
         finally:
             if self._pjlog is not None:
                 self._pjlog.opened()
+        if self.request_policy and hasattr(ep, "setAllowedMethods"):
+            # pjsip's modules each named their methods (REFER, MESSAGE, SUBSCRIBE...)
+            ep.setAllowedMethods(pj.StringVector(policy.ALLOW.split(", ")))
         self.summarizer.start()
         tcfg = pj.TransportConfig()
         tcfg.port = s.port
@@ -502,7 +511,8 @@ class SipStack:
             header = pj.SipHeader()
             header.hName, header.hValue = name, value
             prm.headers.append(header)
-        self.request_decisions[decision.kind, decision.reason] += 1
+        with self._traffic_lock:
+            self.request_decisions[decision.kind, decision.reason] += 1
         if decision.refused:
             answer = "no answer" if decision.status == policy.DROP else str(decision.status)
             self.summarizer.report(f"refused {decision.kind} ({answer})", source,
@@ -511,6 +521,12 @@ class SipStack:
     def _count_traffic(self, reason: str) -> None:
         with self._traffic_lock:
             self.traffic[reason] += 1
+
+    def traffic_counts(self) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+        """Copies of :attr:`traffic` and :attr:`request_decisions`, safe from any thread
+        (e.g. a metrics collector at scrape time)."""
+        with self._traffic_lock:
+            return dict(self.traffic), dict(self.request_decisions)
 
     def _on_incoming(self, account: _Account, prm: pj.OnIncomingCallParam) -> None:
         source = _host(str(prm.rdata.srcAddress))
