@@ -48,6 +48,8 @@ class Trunk:
     ping: HostPort | None = None
     """Where to send SIP OPTIONS to check that the gateway is alive (None: not checked)."""
     ping_interval: float = 30.0
+    media_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """Where the gateway's audio may be besides its sources (SDP connection addresses)."""
 
     def allows(self, address: str) -> bool:
         try:
@@ -265,7 +267,7 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
     sip = top["sip"]
     trunks = tuple(
         Trunk(name, tuple(t["sources"]), t["lines"], _host_port(t.get("ping")),
-              t["ping_interval"])
+              t["ping_interval"], tuple(t.get("media_networks") or ()))
         for name, t in top["trunks"].items())
     agents = {name: Agent(name, a["uri"], dict(a.get("skills") or {}), a["max_no_answer"])
               for name, a in (top.get("agents") or {}).items()}

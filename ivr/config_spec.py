@@ -221,6 +221,10 @@ _TRUNK = Section("A gateway (SIP/FXO) allowed to send calls in.", (
     Key("ping", Value("address", "Where to send SIP OPTIONS to check that the gateway is alive "
                                  "(not checked without it).", example="192.0.2.1:5060")),
     Key("ping_interval", _seconds("Seconds between two OPTIONS checks.", 30.0, 1, 3600)),
+    Key("media_networks", ListOf("Networks besides the sources where the gateway's audio may "
+                                 "come from and go to (a call whose SDP names any other "
+                                 "address is answered 488, so RTP is never sent to a third "
+                                 "party).", _NETWORK_VALUE)),
 ))
 
 _AGENT = Section("An agent and the phone the switchboard rings.", (

@@ -135,7 +135,7 @@ class Bench:
     # -- what SIP reports ----------------------------------------------------------------------
     def incoming(self, caller: str = "3331234567", called: str = "800",
                  source: str = "192.0.2.1", confirm: bool = True) -> str:
-        trunk, status, _lines = self.core.admit(source)
+        trunk, status, _lines, _media = self.core.admit(source)
         leg = f"L{next(self._in)}"
         if trunk is None or status != 200:
             self.send(sip.CallRefused(source, caller, called, status, "refused", trunk or ""))

@@ -127,6 +127,9 @@ class Switchboard:
     metrics_port: int
     agents: dict[str, int]
     trunk_sources: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    trunk_media: list[str] = field(default_factory=list)
+    """The trunk's media_networks: where its audio may be besides its sources (the gateways
+    behind a SIP edge that relays their INVITEs)."""
     ring_timeout: float = 15.0
     flow: Path | None = None
     """The flow file to run (default: flows/demo.yaml)."""
@@ -175,6 +178,7 @@ trunks:
   test:
     sources: [{", ".join(self.trunk_sources)}]
     lines: 30
+{f"    media_networks: [{', '.join(self.trunk_media)}]{chr(10)}" if self.trunk_media else ""}\
 {f"    ping: {self.trunk_ping}{chr(10)}    ping_interval: 1" if self.trunk_ping else ""}
 agents:
 {agents}

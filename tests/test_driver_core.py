@@ -342,10 +342,10 @@ def test_burst_of_200_invites_against_30_lines_is_capped_by_the_sip_layer(
     taken before the loop sees any call cannot be counted by the loop."""
     bench = make_bench(tmp_path, lines=30)
     answers = {bench.core.admit("192.0.2.1") for _ in range(200)}
-    assert answers == {("gw", 200, 30)}
-    assert bench.core.admit("198.51.100.7") == (None, 403, 0)
+    assert answers == {("gw", 200, 30, ())}
+    assert bench.core.admit("198.51.100.7") == (None, 403, 0, ())
     bench.core.stopping = True
-    assert bench.core.admit("192.0.2.1") == ("gw", 503, 30)
+    assert bench.core.admit("192.0.2.1") == ("gw", 503, 30, ())
 
 
 def test_stop_hangs_up_everything_and_closes_records_as_interrupted(bench: Bench) -> None:
@@ -461,3 +461,20 @@ def test_a_caller_id_that_is_not_a_number_is_taken_as_withheld(bench: Bench) -> 
     assert bench.core.calls[bench.record_of(leg).call_id].session.variables["caller"] == ""
     normal = bench.incoming(caller="+39 333 123 4567")
     assert bench.record_of(normal).caller == "+393331234567"
+
+
+def test_admission_names_where_the_trunks_audio_may_be(tmp_path: Path) -> None:
+    extra = "  gw2: {sources: [192.0.2.2], media_networks: [198.51.100.0/24]}\n"
+    bench = make_bench(tmp_path)
+    config = (tmp_path / "ivr.yaml").read_text().replace(
+        "  gw: {sources: [192.0.2.1], lines: 30}\n", "  gw: {sources: [192.0.2.1], lines: 30}\n"
+        + extra)
+    (tmp_path / "ivr.yaml").write_text(config)
+    from ivr.config import load_config
+    from ivr.driver.core import Core
+    from tests.driver_bench import files_for
+
+    core = Core(load_config(tmp_path / "ivr.yaml"), bench.core.flow, files_for=files_for,
+                music_on_hold="moh.wav", now=0.0)
+    assert core.admit("192.0.2.2") == ("gw2", 200, 30, ("198.51.100.0/24",))
+    assert core.admit("192.0.2.1") == ("gw", 200, 30, ())

@@ -49,7 +49,7 @@ class DriverMachine(RuleBasedStateMachine):
                                                                 "198.51.100.9"]))
     def call_in(self, confirm: bool, trunk_source: str) -> None:
         live = len([c for c in self.b.core.calls.values() if c.trunk == "gw"])
-        _trunk, _status, lines = self.b.core.admit(trunk_source)
+        _trunk, _status, lines, _media = self.b.core.admit(trunk_source)
         if lines and live >= lines:  # the SIP layer refuses it with 486 (tested there)
             self.b.send(sip.CallRefused(trunk_source, "333", "800", 486, "Busy Here", "gw"))
             self.calls_placed += 1

@@ -370,7 +370,8 @@ def test_switchboard_puts_a_trunk_call_through_to_a_registered_phone(
     require_sip_stack()
     (tmp_path / "ivr").mkdir()
     board = Switchboard(tmp_path / "ivr", edge.settings.ivr.port, free_tcp_port(),
-                        agents={"anna": edge.settings.listen.port}, trunk_sources=["127.0.0.1"])
+                        agents={"anna": edge.settings.listen.port}, trunk_sources=["127.0.0.1"],
+                        trunk_media=[f"{TRUNK_IP}/32"])  # the gateway behind the edge
     with agent_phone(edge, tmp_path, "anna", PASSWORDS["anna"]) as anna:
         assert anna.wait_registration() == "OK"
         board.start()

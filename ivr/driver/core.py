@@ -53,18 +53,27 @@ class Core(Callers, Queues, Transfers, Callbacks):
     """The switchboard's state and decisions. See the module doc."""
 
     # -- admission: asked by the SIP layer while it holds the INVITE ---------------------------
-    def admit(self, address: str) -> tuple[str | None, int, int]:
-        """(trunk, status, lines) for an INVITE from *address*: the SIP layer refuses with the
-        status when it is not 200, and counts the trunk's calls against its lines itself, so a
-        burst of INVITEs taken in one poll cannot pass the cap."""
+    def admit(self, address: str) -> tuple[str | None, int, int, tuple[str, ...]]:
+        """(trunk, status, lines, media networks) for an INVITE from *address*: the SIP layer
+        refuses with the status when it is not 200, counts the trunk's calls against its lines
+        itself (so a burst of INVITEs taken in one poll cannot pass the cap), and answers only
+        SDP whose media address is the trunk's source or in the media networks.
+
+        Behind the SIP edge the trunk's source is the edge, while the media come from the
+        gateways and phones behind it: their networks (``edge.trunk_sources`` and
+        ``edge.agent_sources``) are the media networks then."""
         trunk = self.config.trunk_for(address)
         if trunk is None:
             if any(uri_host(a.uri) == address for a in self.config.agents.values()):
-                return AGENTS_TRUNK, 200, 0  # an agent's phone: feature codes only
-            return None, 403, 0
+                return AGENTS_TRUNK, 200, 0, ()  # an agent's phone: feature codes only
+            return None, 403, 0, ()
+        edge = self.config.edge
+        media = tuple(str(net) for net in trunk.media_networks)
+        if edge is not None:
+            media += tuple(edge.trunk_sources) + tuple(edge.agent_sources)
         if self.stopping:
-            return trunk.name, 503, trunk.lines
-        return trunk.name, 200, trunk.lines
+            return trunk.name, 503, trunk.lines, media
+        return trunk.name, 200, trunk.lines, media
 
     # -- the one entry point -------------------------------------------------------------------
     def handle(self, message: m.Message, now: float) -> list[m.Effect]:

@@ -313,9 +313,9 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
         metrics.serve(config.metrics.host, config.metrics.port)
     holder: dict[str, Core] = {}
 
-    def admit(address: str) -> tuple[str | None, int, int]:
+    def admit(address: str) -> tuple[str | None, int, int, tuple[str, ...]]:
         core = holder.get("core")
-        return core.admit(address) if core is not None else (None, 503, 0)
+        return core.admit(address) if core is not None else (None, 503, 0, ())
 
     settings = SipSettings(config.sip_listen.host, config.sip_listen.port, config.sip_user,
                            config.rtp_port, config.rtp_port_range, config.max_calls,
