@@ -146,3 +146,15 @@ def test_no_end_of_headers_is_400() -> None:
 def test_two_different_content_lengths_are_400() -> None:
     message = invite("", "0").replace("Content-Length: 0", "Content-Length: 0\r\nl: 5")
     assert check_invite(message, trunk_source=gateway).reason == "bad content-length"
+
+
+def test_a_content_length_that_is_not_the_last_header_is_read_without_its_cr() -> None:
+    # Kamailio relays the INVITE with Content-Length in the middle of the headers
+    body = SDP.format(session="192.0.2.10", media="")
+    message = ("INVITE sip:800@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10\r\n"
+               f"Content-Length: {len(body.encode())}\r\nContent-Type: application/sdp\r\n"
+               f"Record-Route: <sip:192.0.2.10;lr>\r\n\r\n{body}")
+    assert check_invite(message, trunk_source=gateway).status == 0
+    short = message.replace(f"Content-Length: {len(body.encode())}\r\n",
+                            f"Content-Length: {len(body.encode()) + 9}\r\n")
+    assert check_invite(short, trunk_source=gateway).reason == "truncated body"
