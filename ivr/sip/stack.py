@@ -191,9 +191,21 @@ class _Leg(pj.Call):  # type: ignore[misc]
     # -- SIP policy: requests inside a call that the far end may not make ------------------
     def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
         # pjsua's default accepts every REFER (202) and dials the Refer-To target itself,
-        # at our expense: a caller could have us call any number. Transfers are ours to make.
+        # at our expense: a caller could have us call any number. Refused unless the stack's
+        # allow_transfer says otherwise. 403 comes first: should anything below raise, SWIG
+        # prints the error and pjsua still reads 403.
         prm.statusCode = 403
-        self.stack._refused_request(self, "refer", prm.dstUri, "403")
+        child = self.stack._transfer_leg(self, prm.dstUri)
+        if child is None:
+            self.stack._refused_request(self, "refer", prm.dstUri, "403")
+            return
+        # Never accept without newCall. pjsua places the transfer call with this Call as its
+        # user data, and pjsua2 (Call::lookup) then switches this object's id between the two
+        # calls: the transfer call's end (a 404) ended and freed this leg while pjsua still held
+        # it for the caller's call, and the caller's BYE then called into the freed object
+        # (the REFER -> 404 -> BYE segfault). The child is owned in _legs like any leg.
+        prm.newCall = child
+        prm.statusCode = 202
 
     def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:
         # an INVITE with Replaces would take this call over from someone else's dialog
@@ -344,6 +356,11 @@ class SipStack:
         self._recordings: dict[str, _Recording] = {}
         self._next_leg = 0
         self.clock: Callable[[], float] = time.monotonic
+        self.allow_transfer: Callable[[str, str], bool] = lambda leg, target: False
+        """Whether pjsua may place the transfer (REFER) of *leg* to the Refer-To URI *target*
+        itself, as written (its callback cannot change the URI). Default: never (403)."""
+        self._unplaced: list[_Leg] = []
+        """Transfer legs handed to pjsua in this poll: swept if it could not place them."""
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -446,6 +463,7 @@ class SipStack:
         self._players.clear()
         self._pending_play.clear()
         self._legs.clear()
+        self._unplaced.clear()
         self._events.clear()
         gc.collect()
         if self._account is not None:
@@ -465,6 +483,8 @@ class SipStack:
         """Run the stack for up to *timeout_ms* and return what happened, in order."""
         assert self._ep is not None, "start() first"
         self._ep.libHandleEvents(timeout_ms)
+        if self._unplaced:
+            self._sweep_unplaced()
         now = time.monotonic()
         done = [p for p in self._players.values() if p.ends_at is not None and p.ends_at <= now]
         for player in done:
@@ -572,6 +592,31 @@ class SipStack:
         leg.trunk = trunk
         self._lines[trunk] += 1
         self._events.append(IncomingCall(leg_id, source, trunk, caller, called))
+
+    def _transfer_leg(self, parent: _Leg, target: str) -> _Leg | None:
+        """The leg pjsua is to place a transfer of *parent* on, or None to refuse it."""
+        if parent.ended or self._account is None or not self.allow_transfer(parent.leg, target):
+            return None
+        leg = _Leg(self, self._account, self._new_leg_id())
+        self._legs[leg.leg] = leg  # owned until pjsua reports its end, like any leg
+        self._unplaced.append(leg)
+        log.info("leg %s: transfer to %s placed on leg %s", parent.leg,
+                 printable_target(target), leg.leg)
+        return leg
+
+    def _sweep_unplaced(self) -> None:
+        """End the transfer legs pjsua could not place (a bad URI, no free call slot).
+
+        pjsua places the call inside the same poll, right after the REFER callback, and
+        pjsua2 gives the leg its call id there (media set-up calls back into it); a leg still
+        without an id has no call and would never hear of one.
+        """
+        for leg in self._unplaced:
+            if not leg.ended and leg.getId() == pj.PJSUA_INVALID_ID:
+                leg.ended = True
+                self._events.append(LegEnded(leg.leg, 500, "transfer not placed"))
+                self._ended.append(leg.leg)
+        self._unplaced.clear()
 
     def lines_in_use(self, trunk: str) -> int:
         """Incoming legs of *trunk* admitted and not ended yet (including unanswered ones)."""
