@@ -21,7 +21,8 @@ system-deps:
 	@scripts/system-deps.sh
 
 # The virtualenv, with the project, its test tools and our own pjsua2 build.
-$(BIN)/.ready: setup.cfg pyproject.toml sipstack/build.sh sipstack/config_site.h | system-deps
+$(BIN)/.ready: setup.cfg pyproject.toml sipstack/build.sh sipstack/config_site.h \
+              $(wildcard sipstack/patches/*.patch) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,dev]'

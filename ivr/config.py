@@ -156,6 +156,8 @@ class Config:
     """Sliding window of the service level metrics, seconds."""
     log_level: str = "info"
     sip_log_level: int = 1
+    sip_refuse_strangers: bool = False
+    """Answer 403 to strangers' requests instead of nothing."""
     extensions: dict[str, Extension] = field(default_factory=dict)
     dial_out: tuple[DialRule, ...] = ()
     recordings: Path = Path("var/recordings")
@@ -293,6 +295,7 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         music_on_hold=top.get("music_on_hold"), metrics=_host_port(metrics),
         sl_threshold=float(sl_threshold), sl_window=float(sl_window),
         log_level=top["log_level"], sip_log_level=sip["log_level"],
+        sip_refuse_strangers=sip["refuse_strangers"],
         extensions={name: Extension(name, e["uri"])
                     for name, e in (top.get("extensions") or {}).items()},
         dial_out=tuple(DialRule(r["pattern"], r["uri"]) for r in top.get("dial_out") or ()),

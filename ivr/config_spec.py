@@ -208,6 +208,9 @@ _SIP = Section("The switchboard's SIP side.", (
                            default=128, minimum=1, maximum=10000)),
     Key("log_level", Value("integer", "Detail of the SIP stack's own log, 0 (none) to 6.",
                            default=1, minimum=0, maximum=6)),
+    Key("refuse_strangers", Value("boolean", "Answer 403 to requests from sources that are not "
+                                             "trunks (default: no answer at all, which tells a "
+                                             "scanner nothing).", default=False)),
 ))
 
 _NETWORK_VALUE = Value("network", "An IP address or network, e.g. 192.0.2.10 or 192.0.2.0/28.")

@@ -106,6 +106,29 @@ class _StoreCollector(Collector):
                                   "call store (each is retried).", value=self._errors())
 
 
+class _SipTrafficCollector(Collector):
+    """What the SIP layer refused or dropped, and every decision on requests outside calls,
+    read from the SIP layer at scrape time."""
+
+    def __init__(self, read: Callable[[], tuple[dict[str, int], dict[tuple[str, str], int]]]):
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        traffic, decisions = self._read()
+        refused = CounterMetricFamily("ivr_sip_refused", "SIP traffic refused, dropped or not "
+                                      "understood, by reason (e.g. 'refused message (403)', "
+                                      "'unparseable SIP').", labels=["reason"])
+        for reason, n in sorted(traffic.items()):
+            refused.add_metric([reason], n)
+        yield refused
+        requests = CounterMetricFamily("ivr_sip_requests", "Requests outside calls (OPTIONS, "
+                                       "MESSAGE, SUBSCRIBE...) by kind and what was decided.",
+                                       labels=["kind", "decision"])
+        for (kind, decision), n in sorted(decisions.items()):
+            requests.add_metric([kind, decision], n)
+        yield requests
+
+
 class _ServiceLevelCollector(Collector):
     """Service level per queue over a sliding window, both of Asterisk's definitions:
     SL = answered within the threshold / answered; SL2 = (answered + abandoned within the
@@ -297,6 +320,11 @@ class Metrics:
     def snapshot(self) -> Snapshot:
         with self._lock:
             return self._snapshot
+
+    def watch_sip(self, read: Callable[[], tuple[dict[str, int],
+                                                 dict[tuple[str, str], int]]]) -> None:
+        """Export the SIP layer's refusals and request decisions, read at each scrape."""
+        self.registry.register(_SipTrafficCollector(read))
 
     def watch_store(self, pending: Callable[[], int], errors: Callable[[], int]) -> None:
         """Export the call store's backlog and write errors, read at each scrape."""

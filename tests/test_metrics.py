@@ -103,6 +103,18 @@ def test_wrap_up_time_is_observed_from_the_queue_log():
     assert value(metrics, "ivr_agent_wrap_up_seconds_sum") == 30
 
 
+def test_sip_refusals_and_request_decisions_are_read_at_scrape():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process=False)
+    counts = ({"refused message (403)": 2, "unparseable SIP": 7},
+              {("options", "answered"): 3, ("message", "stranger"): 1})
+    metrics.watch_sip(lambda: counts)
+    assert registry.get_sample_value("ivr_sip_refused_total",
+                                     {"reason": "unparseable SIP"}) == 7
+    assert registry.get_sample_value("ivr_sip_requests_total",
+                                     {"kind": "options", "decision": "answered"}) == 3
+
+
 def test_the_store_backlog_and_write_errors_are_read_at_scrape(tmp_path):
     from ivr.store import CallStore
 

@@ -319,8 +319,10 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
 
     settings = SipSettings(config.sip_listen.host, config.sip_listen.port, config.sip_user,
                            config.rtp_port, config.rtp_port_range, config.max_calls,
-                           config.sip_log_level)
+                           config.sip_log_level,
+                           refuse_strangers=config.sip_refuse_strangers)
     sip = SipStack(settings, admit)
+    metrics.watch_sip(sip.traffic_counts)
     sip.start()
     store = None
     try:
