@@ -119,14 +119,14 @@ def _user_number(user: str) -> str | None:
     if not decoded or decoded.lower() in WITHHELD:
         return ""
     number = decoded.translate(_SEPARATORS)
-    if len(number.removeprefix("+")) > MAX_DIGITS or not _NUMBER.fullmatch(number):
+    if len(number) > MAX_DIGITS or not _NUMBER.fullmatch(number):
         return None
     return number
 
 
 def is_number(text: str) -> bool:
     """Whether *text* is already a canonical, non-empty number."""
-    return len(text.removeprefix("+")) <= MAX_DIGITS and _NUMBER.fullmatch(text) is not None
+    return len(text) <= MAX_DIGITS and _NUMBER.fullmatch(text) is not None
 
 
 __all__ = ["MAX_DIGITS", "WITHHELD", "is_number", "normalise", "number_from_uri"]

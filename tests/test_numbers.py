@@ -120,7 +120,7 @@ def test_normalise_is_idempotent(raw):
 
 
 @SETTINGS
-@given(st.from_regex(r"\+?[0-9*#]{1,32}", fullmatch=True),
+@given(st.from_regex(r"\+?[0-9*#]{1,31}", fullmatch=True),
        st.lists(st.sampled_from([" ", "-", ".", "(", ")"]), max_size=5), st.randoms())
 def test_a_number_keeps_its_keys_whatever_separators_and_uri_wrap_it(number, seps, rnd):
     spelled = list(number)
