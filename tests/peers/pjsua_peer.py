@@ -192,7 +192,7 @@ class Call(pj.Call):
              final=bool(prm.finalNotify))
 
 
-def main() -> int:
+def main() -> int:  # noqa: C901 - the whole scripted peer: its options, then one event loop
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=("caller", "agent"))
     parser.add_argument("--user", default="peer")
@@ -277,10 +277,17 @@ def main() -> int:
                     call.hangup(pj.CallOpParam())
             if args.mode == "caller" and placed == args.calls and all(c.ended for c in outgoing):
                 break
+    except KeyboardInterrupt:  # Peer.stop(): SIGINT hangs up (in shutdown) and ends cleanly
+        stopped = "SIGINT"
+    else:
+        stopped = ""
     finally:
         outgoing.clear()
         peer.shutdown()
-    emit("exit")
+    if stopped:
+        emit("exit", signal=stopped)
+    else:
+        emit("exit")
     return 0
 
 
