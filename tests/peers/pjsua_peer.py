@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import signal
 import sys
 import time
 
@@ -193,6 +194,10 @@ class Call(pj.Call):
 
 
 def main() -> int:  # noqa: C901 - the whole scripted peer: its options, then one event loop
+    # Peer.stop() ends a peer with SIGINT. A process started from a background job inherits
+    # SIGINT ignored, and Python then installs no handler: the peer would run its whole
+    # --duration and be killed without its BYE. Take SIGINT back whatever we inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=("caller", "agent"))
     parser.add_argument("--user", default="peer")
