@@ -153,6 +153,15 @@ class CoreBase:
         if leg.sip is not None:
             self._emit(m.HangupLeg(leg.sip))
 
+    def _bridge(self, leg: Leg, other: str) -> None:
+        """Join the answered outgoing *leg* to the SIP leg *other*: its music stops, and
+        whether the bridge held comes back as :class:`~ivr.driver.messages.Bridged`."""
+        assert leg.sip is not None
+        self._leg_to(leg, LegPhase.BRIDGING, "answered")
+        self.bridging[(other, leg.sip)] = leg.ref
+        self._emit(m.StopPlay(other))
+        self._emit(m.Bridge(other, leg.sip))
+
     # -- provided by the other machines' modules ----------------------------------------------
     def _session(self, call: CallerCall, actions: list[Action], now: float) -> None:
         raise NotImplementedError

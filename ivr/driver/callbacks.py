@@ -93,10 +93,7 @@ class Callbacks(CoreBase):
         if cb is None or agent is None or agent.sip is None or cb.customer_ref != leg.ref:
             self._cancel(leg.ref, "not wanted")
             return
-        self._leg_to(leg, LegPhase.BRIDGING, "answered")
-        self.bridging[(agent.sip, leg.sip)] = leg.ref
-        self._emit(m.StopPlay(agent.sip))
-        self._emit(m.Bridge(agent.sip, leg.sip))
+        self._bridge(leg, agent.sip)
 
     def _customer_bridged(self, leg: Leg, ok: bool, now: float) -> None:
         cb = self.callbacks.get(leg.call_id)

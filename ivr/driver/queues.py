@@ -153,11 +153,8 @@ class Queues(CoreBase):
             log.info("agent %s answered a call no longer waiting", leg.agent)
             self._cancel(leg.ref, "caller gone")
             return
-        self._leg_to(leg, LegPhase.BRIDGING, "answered")
         call.agent_ref = leg.ref
-        self.bridging[(call.leg, leg.sip)] = leg.ref
-        self._emit(m.StopPlay(call.leg))
-        self._emit(m.Bridge(call.leg, leg.sip))
+        self._bridge(leg, call.leg)
 
     def _bridged(self, msg: m.Bridged, now: float) -> None:
         ref = self.bridging.pop((msg.a, msg.b), None)

@@ -56,10 +56,7 @@ class Transfers(CoreBase):
         if call is None or call.transfer_ref != leg.ref:
             self._cancel(leg.ref, "not wanted")
             return
-        self._leg_to(leg, LegPhase.BRIDGING, "answered")
-        self.bridging[(call.leg, leg.sip)] = leg.ref
-        self._emit(m.StopPlay(call.leg))
-        self._emit(m.Bridge(call.leg, leg.sip))
+        self._bridge(leg, call.leg)
 
     def _transfer_bridged(self, leg: Leg, ok: bool, now: float) -> None:
         call = self.calls.get(leg.call_id)
