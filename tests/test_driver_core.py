@@ -281,17 +281,20 @@ def test_lookups_of_a_call_that_ended_are_cancelled(bench: Bench) -> None:
     assert m.CancelLookups("c1") in effects
 
 
+FREE_TEXT_FLOW = """
+flow: greet
+languages: [en]
+start: hello
+variables: {name: "Ada"}
+nodes:
+  hello: {type: play, prompt: {say: "Hello {name}."}, next: bye}
+  bye: {type: hangup}
+"""
+"""A prompt with free text (a name): it must be rendered, off the loop."""
+
+
 def test_free_text_prompt_is_rendered_off_the_loop_and_played_when_ready(tmp_path: Path) -> None:
-    flow = """
-    flow: greet
-    languages: [en]
-    start: hello
-    variables: {name: "Ada"}
-    nodes:
-      hello: {type: play, prompt: {say: "Hello {name}."}, next: bye}
-      bye: {type: hangup}
-    """
-    bench = make_bench(tmp_path, flow=flow)
+    bench = make_bench(tmp_path, flow=FREE_TEXT_FLOW)
     leg = bench.incoming()
     assert len(bench.renders) == 1
     assert bench.playing_token(leg) is None
@@ -301,16 +304,7 @@ def test_free_text_prompt_is_rendered_off_the_loop_and_played_when_ready(tmp_pat
 
 
 def test_a_prompt_that_cannot_be_rendered_is_skipped(tmp_path: Path) -> None:
-    flow = """
-    flow: greet
-    languages: [en]
-    start: hello
-    variables: {name: "Ada"}
-    nodes:
-      hello: {type: play, prompt: {say: "Hello {name}."}, next: bye}
-      bye: {type: hangup}
-    """
-    bench = make_bench(tmp_path, flow=flow)
+    bench = make_bench(tmp_path, flow=FREE_TEXT_FLOW)
     leg = bench.incoming()
     render = bench.renders[0]
     bench.send(m.PromptReady(render.call_id, render.play_id, None, "deadline"))
