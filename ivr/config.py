@@ -104,11 +104,29 @@ class DialRule:
     pattern: re.Pattern[str]
     uri: str
     """A SIP URI; ``{number}`` is replaced by the number dialled."""
+    agent_transfers: bool = False
+    """Agents' phones may transfer callers (REFER) to this rule's numbers too; without it
+    only a flow's transfer node may dial them."""
 
     def target(self, number: str) -> str | None:
         if not _DIALLED.fullmatch(number) or not self.pattern.fullmatch(number):
             return None
         return self.uri.replace("{number}", number)
+
+
+@dataclass(frozen=True)
+class TransferTarget:
+    """Where an agent's transfer (REFER) sends the caller, as ivr.yaml configures it."""
+
+    kind: str
+    """'extension', 'queue' or 'number' (a number a dial_out rule allows agents)."""
+    name: str
+    """The extension's number, the queue's name or the number: what the record shows."""
+    uri: str = ""
+    """The SIP URI dialled ('' for a queue)."""
+
+
+_REFER_USER = re.compile(r"sips?:([^@;?>\s]{1,64})@", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -172,6 +190,9 @@ class Config:
     routes: dict[str, Route] = field(default_factory=dict)
     """Called number (normalised) or ``default`` -> its route; empty: every call goes to
     ``flow``."""
+    queue_numbers: dict[str, str] = field(default_factory=dict)
+    """A queue's ``number`` (normalised) -> the queue: what phones that dial only digits
+    transfer to."""
 
     def route_for(self, called: str) -> Route | None:
         """The route of a call to *called* (a number, or the user part or URI it came in),
@@ -230,6 +251,35 @@ class Config:
             uri = rule.target(destination)
             if uri is not None:
                 return uri
+        return None
+
+    def agent_transfer_target(self, refer_to: str) -> TransferTarget | None:
+        """Where an agent's transfer to the Refer-To URI *refer_to* goes, or None: refused.
+
+        Only the URI's user part counts (its host, parameters and headers never): an
+        extension by its number, then a queue by its name or its ``number``, then a number
+        that a ``dial_out`` rule with ``agent_transfers: true`` allows. The number is
+        normalised as called numbers are (:func:`ivr.numbers.normalise`).
+        """
+        match = _REFER_USER.search(refer_to)
+        if match is None:
+            return None
+        user = match.group(1)
+        number = normalise(user)
+        extension = self.extensions.get(number) if number else None
+        if extension is not None and number:
+            return TransferTarget("extension", number, extension.uri)
+        if user in self.queues:
+            return TransferTarget("queue", user)
+        if not number:
+            return None
+        queue = self.queue_numbers.get(number)
+        if queue is not None:
+            return TransferTarget("queue", queue)
+        for rule in self.dial_out:
+            uri = rule.target(number) if rule.agent_transfers else None
+            if uri is not None:
+                return TransferTarget("number", number, uri)
         return None
 
 
@@ -298,9 +348,12 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         sip_refuse_strangers=sip["refuse_strangers"],
         extensions={name: Extension(name, e["uri"])
                     for name, e in (top.get("extensions") or {}).items()},
-        dial_out=tuple(DialRule(r["pattern"], r["uri"]) for r in top.get("dial_out") or ()),
+        dial_out=tuple(DialRule(r["pattern"], r["uri"], r["agent_transfers"])
+                       for r in top.get("dial_out") or ()),
         recordings=top["recordings"], feature_codes=FeatureCodes(**codes), edge=edge,
-        callback=top.get("callback"), retention_days=top["retention_days"], routes=routes)
+        callback=top.get("callback"), retention_days=top["retention_days"], routes=routes,
+        queue_numbers={number: name for name, q in (top.get("queues") or {}).items()
+                       if (number := normalise(q.get("number") or ""))})
 
 
 def _queue(name: str, q: dict[str, Any]) -> QueueSpec:

@@ -286,6 +286,10 @@ _QUEUE = Section("A queue of callers waiting for agents.", (
                                     "level of this queue).", ref="queues", not_self=True)),
     Key("announce_every", _seconds("Seconds between position and expected-wait announcements "
                                    "(0: none).", 0.0, 0, 3600)),
+    Key("number", Value("text", "A number agents' phones may transfer callers to this queue by "
+                                "(besides its name); an extension of the same number wins.",
+                        pattern=DIALLED, message="'{value}' is not a number a phone can dial "
+                                                 "(digits, * # +)", example="700")),
     Key("description", Value("text", "A note for technicians.")),
 ), require_any=("agents", "tiers"), require_any_message="a queue needs 'agents' (level 1) or "
                                                         "'tiers'")
@@ -326,6 +330,9 @@ _DIAL_RULE = Section("Numbers a transfer may dial out to.", (
                                   "money.", example="^0[1-9][0-9]{5,9}$"), required=True),
     Key("uri", Value("uri_template", "SIP URI to dial; {number} is the number.",
                      example="sip:{number}@192.0.2.1"), required=True),
+    Key("agent_transfers", Value("boolean", "Agents' phones may transfer callers (REFER) to "
+                                            "these numbers too (default: only flows' "
+                                            "transfer nodes may).", default=False)),
     Key("description", Value("text", "A note for technicians.")),
 ))
 

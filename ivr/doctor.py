@@ -162,6 +162,7 @@ def _dialling(config: Config) -> list[Finding]:
         out.append(Finding("ok", "dialling", f"transfers may dial extension '{name}': "
                                              f"{extension.uri}{through}"))
     out.extend(_dial_rule(i, rule) for i, rule in enumerate(config.dial_out))
+    out.append(_agent_transfers(config))
     if config.callback is None:
         out.append(Finding("ok", "dialling", "callbacks are off (no 'callback' URI)"))
     else:
@@ -181,8 +182,28 @@ def _dialling(config: Config) -> list[Finding]:
     return out
 
 
+def _agent_transfers(config: Config) -> Finding:
+    """What an agent's phone may transfer its caller to (REFER): nothing else is taken."""
+    numbers = {queue: number for number, queue in config.queue_numbers.items()}
+    targets = [f"extension{'s' if len(config.extensions) > 1 else ''} "
+               f"{', '.join(config.extensions)}"] if config.extensions else []
+    if config.queues:
+        targets.append("queue" + ("s " if len(config.queues) > 1 else " ") + ", ".join(
+            f"{q} (number {numbers[q]})" if q in numbers else q for q in config.queues))
+    rules = [f"dial_out[{i}]" for i, rule in enumerate(config.dial_out) if rule.agent_transfers]
+    if rules:
+        targets.append(f"the numbers of {', '.join(rules)}")
+    if not targets:
+        return Finding("ok", "dialling", "agents' phones may transfer callers to nothing "
+                                         "(every REFER is refused)")
+    return Finding("ok", "dialling", f"agents' phones may transfer callers (REFER) to "
+                                     f"{'; '.join(targets)}; nothing else")
+
+
 def _dial_rule(index: int, rule: DialRule) -> Finding:
     head = f"dial_out[{index}] '{rule.pattern.pattern}' -> {rule.uri}"
+    if rule.agent_transfers:
+        head += " (agents' transfers too)"
     try:
         nfa = Automaton.of(rule.pattern)
         costly = _costly(nfa)

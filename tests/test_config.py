@@ -57,6 +57,48 @@ dial_out:
         assert c.transfer_target(destination) is None, destination
 
 
+def test_agents_transfer_to_extensions_queues_and_numbers_their_rules_allow(tmp_path):
+    c = config(tmp_path, """\
+agents: {anna: {uri: "sip:anna@127.0.0.1:5070"}}
+queues:
+  support: {agents: [anna], number: "700"}
+  sales: {agents: [anna]}
+extensions:
+  "201": {uri: "sip:reception@127.0.0.1:5090"}
+dial_out:
+  - {pattern: "^06[0-9]{6,8}$", uri: "sip:{number}@192.0.2.1", agent_transfers: true}
+  - {pattern: "^07[0-9]{6,8}$", uri: "sip:{number}@192.0.2.1"}
+""")
+    def target(refer_to: str) -> tuple[str, str, str] | None:
+        found = c.agent_transfer_target(refer_to)
+        return (found.kind, found.name, found.uri) if found else None
+
+    assert target("<sip:201@192.0.2.99:5060;user=phone>") == (
+        "extension", "201", "sip:reception@127.0.0.1:5090")
+    assert target("<sip:201@pbx?Replaces=a%40b%3Bto-tag%3D1%3Bfrom-tag%3D2>") == (
+        "extension", "201", "sip:reception@127.0.0.1:5090")
+    assert target('"Reception" <sips:2%301@pbx>') == (
+        "extension", "201", "sip:reception@127.0.0.1:5090")
+    assert target("sip:support@pbx") == ("queue", "support", "")
+    assert target("sip:700@pbx") == ("queue", "support", "")
+    assert target("sip:sales@pbx") == ("queue", "sales", "")
+    assert target("sip:06-1234-5678@pbx") == ("number", "0612345678",
+                                               "sip:0612345678@192.0.2.1")
+    for refused in ("sip:0712345678@pbx",  # its rule is for flows' transfers only
+                    "sip:00390612345678@pbx", "sip:202@pbx", "sip:pbx", "tel:201",
+                    "sip:anna@pbx", "sip:201%00@pbx", "sip:Support@pbx", "201", ""):
+        assert target(refused) is None, refused
+    assert c.transfer_target("0712345678") == "sip:0712345678@192.0.2.1"  # flows: unchanged
+
+
+def test_a_queue_number_must_be_one_a_phone_can_dial(tmp_path):
+    assert problems(tmp_path, """\
+agents: {anna: {uri: "sip:anna@127.0.0.1:5070"}}
+queues: {support: {agents: [anna], number: "seven"}}
+""") == ["ivr.yaml:5:44: queues.support.number: 'seven' is not a number a phone can dial "
+         "(digits, * # +)"]
+
+
 def test_pattern_must_match_the_whole_number_even_without_anchors(tmp_path):
     c = config(tmp_path, """\
 dial_out: [{pattern: "0[1-9][0-9]{5,9}", uri: "sip:{number}@192.0.2.1"},
@@ -118,8 +160,8 @@ dial_out:
         "ivr.yaml:14:10: dial_out[2].uri: unknown placeholder '{numbr}' in "
         "'sip:{numbr}@192.0.2.1'; only {number} (the number dialled) can be used",
         "ivr.yaml:15:5: dial_out[3]: missing required key 'pattern'",
-        "ivr.yaml:18:5: dial_out[4].trunk: unknown key 'trunk'; expected one of: description, "
-        "pattern, uri",
+        "ivr.yaml:18:5: dial_out[4].trunk: unknown key 'trunk'; expected one of: "
+        "agent_transfers, description, pattern, uri",
     ]
 
 
@@ -309,6 +351,7 @@ queues:
     skill_fallback_after: 90
     escalate_to: sales
     announce_every: 45
+    number: "700"
     description: first line
   sales:
     tiers:
@@ -329,7 +372,8 @@ log_level: debug
 extensions:
   "201": {uri: "sip:reception@127.0.0.1:5090", name: reception, description: front desk}
 dial_out:
-  - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1", description: landlines}
+  - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1", description: landlines,
+     agent_transfers: true}
 feature_codes: {login: "*51", logout: "*52", pause: "*53", unpause: "*54", escalate: "*8"}
 callback: "sip:{number}@192.0.2.1"
 edge:
@@ -389,6 +433,8 @@ def test_every_key_at_once_is_loaded(tmp_path):
     assert c.retention_days == 90
     assert c.transfer_target("201") == "sip:reception@127.0.0.1:5090"
     assert c.transfer_target("0612345678") == "sip:0612345678@192.0.2.1"
+    assert c.queue_numbers == {"700": "support"}
+    assert c.dial_out[0].agent_transfers
     assert c.feature_codes.action_for("*53") == "pause"
     assert c.feature_codes.escalate == "*8"
     assert c.callback_target("3331234567") == "sip:3331234567@192.0.2.1"

@@ -45,6 +45,7 @@ def test_a_loopback_switchboard_is_all_ok(tmp_path):
         ("ok", "trunk 'loopback': calls from 127.0.0.1; at most 30 at once"),
         ("ok", "every called number plays flow demo.yaml"),
         ("ok", "transfers dial nothing: no extensions, no dial_out rules"),
+        ("ok", "agents' phones may transfer callers to nothing (every REFER is refused)"),
         ("ok", "callbacks are off (no 'callback' URI)"),
         ("ok", "agents' phones rung: anna (sip:anna@127.0.0.1:5070)"),
         ("ok", "no SIP edge: no phone registers; agents are rung at the addresses in the "
@@ -56,7 +57,8 @@ def test_a_loopback_switchboard_is_all_ok(tmp_path):
     ]
     assert worst_level(findings) == "ok"
     assert [f.area for f in findings] == ["trunks", "trunks", "dialling", "dialling", "dialling",
-                                          "registration", "ports", "ports", "ports", "files"]
+                                          "dialling", "registration", "ports", "ports", "ports",
+                                          "files"]
 
 
 def test_the_shipped_configuration_has_no_danger():
@@ -104,6 +106,8 @@ def test_an_open_switchboard_is_reported_area_by_area(tmp_path):
                    "(e.g. 001); satellite numbers (e.g. 00870); premium numbers (e.g. 890000); "
                    "numbers starting with any digit; numbers of 18 keys or more (e.g. "
                    "000000000000000000)"),
+        ("ok", "agents' phones may transfer callers (REFER) to extensions 201, 202; nothing "
+               "else"),
         ("warning", "callbacks dial the number a caller called from, as the gateway presents "
                     "it, at sip:{number}@192.0.2.1: no dial_out rule limits them, so a forged "
                     "caller ID (an international or premium number) is called back"),
@@ -336,3 +340,30 @@ def test_the_automaton_accepts_exactly_what_fullmatch_accepts(pattern, numbers):
     example = nfa.search("")
     if example is not None:
         assert re.fullmatch(pattern, example), (pattern, example)
+
+
+AGENT_TRANSFERS = """\
+sip: {listen: 127.0.0.1:5080}
+trunks: {gw: {sources: [192.0.2.1], lines: 30}}
+agents:
+  anna: {uri: "sip:anna@127.0.0.1:5070"}
+queues:
+  support: {agents: [anna], number: "700"}
+  sales: {agents: [anna]}
+extensions:
+  "201": {uri: "sip:reception@127.0.0.1:5090"}
+dial_out:
+  - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1"}
+  - {pattern: "^06[0-9]{6,8}$", uri: "sip:{number}@192.0.2.1", agent_transfers: true}
+flow: flows/demo.yaml
+"""
+
+
+def test_what_agents_may_transfer_to_is_listed(tmp_path):
+    findings = report(tmp_path, AGENT_TRANSFERS)
+    dialling = facts(findings, "dialling")
+    assert ("ok", "dial_out[1] '^06[0-9]{6,8}$' -> sip:{number}@192.0.2.1 (agents' transfers "
+                  "too): numbers such as 06000000; no international, satellite or premium "
+                  "number") in dialling
+    assert ("ok", "agents' phones may transfer callers (REFER) to extension 201; queues support "
+                  "(number 700), sales; the numbers of dial_out[1]; nothing else") in dialling
