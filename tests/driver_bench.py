@@ -169,6 +169,14 @@ class Bench:
             self.legs[model.bridged_to].bridged_to = None
         self.send(sip.LegEnded(leg, status, reason))
 
+    def refer(self, leg: str, refer_to: str, replaces: str = "") -> str:
+        """The phone on *leg* sends a REFER: the SIP layer asks the core, and reports the
+        transfer it took. Returns the refusal ('' when taken)."""
+        why = self.core.transfer_refusal(leg, refer_to)
+        if not why:
+            self.send(sip.TransferRequested(leg, refer_to, replaces))
+        return why
+
     # -- looking -------------------------------------------------------------------------------
     def ringing(self) -> dict[str, str]:
         """Agent (user part of the URI) -> leg, for dialled legs still ringing."""

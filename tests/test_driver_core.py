@@ -472,3 +472,153 @@ def test_admission_names_where_the_trunks_audio_may_be(tmp_path: Path) -> None:
                 music_on_hold="moh.wav", now=0.0)
     assert core.admit("192.0.2.2") == ("gw2", 200, 30, ("198.51.100.0/24",))
     assert core.admit("192.0.2.1") == ("gw", 200, 30, ())
+
+
+# -- agents' transfers (REFER from the agent's phone) --------------------------------------------
+AGENT_RULES = """
+dial_out:
+  - {pattern: "^06[0-9]{6,8}$", uri: "sip:{number}@192.0.2.1", agent_transfers: true}
+  - {pattern: "^07[0-9]{6,8}$", uri: "sip:{number}@192.0.2.1"}
+"""
+
+
+def connected_to_anna(bench: Bench) -> tuple[str, str]:
+    """A caller connected to anna: (caller's leg, anna's leg)."""
+    leg = to_queue(bench)
+    anna = bench.ringing()["anna"]
+    bench.answer(anna)
+    return leg, anna
+
+
+def dialled_to(bench: Bench, prefix: str) -> str:
+    return next(x.leg for x in bench.legs.values() if x.uri.startswith(prefix))
+
+
+def test_an_agent_transfers_the_caller_to_an_extension(bench: Bench) -> None:
+    leg, anna = connected_to_anna(bench)
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    assert bench.refer(anna, "<sip:201@192.0.2.99:5060;user=phone>") == ""
+    assert bench.legs[anna].hangup_asked  # the agent's part is over
+    assert bench.core.router.agents["anna"].state == "available"  # wrap-up 0: free at once
+    assert call.phase is CallPhase.TRANSFERRING
+    assert bench.legs[leg].playing == ("moh.wav",)
+    target = dialled_to(bench, "sip:reception@192.0.2.20")  # ivr.yaml's URI, never the REFER's
+    assert bench.legs[target].uri == "sip:reception@192.0.2.20"
+    bench.settle()
+    assert bench.core.problems() == []
+    bench.answer(target)
+    assert bench.legs[leg].bridged_to == target
+    assert call.phase is CallPhase.TRANSFERRED
+    record = bench.record_of(leg)
+    assert (record.transferred_to, record.agent) == ("201", "anna")
+    bench.end(target)
+    bench.settle()
+    record = bench.record_of(record.call_id)
+    assert (record.outcome, record.end_reason) == ("completed", "transferred to 201")
+    assert bench.live() == []
+    assert bench.core.problems() == []
+
+
+def test_an_attended_transfer_hands_the_replaces_to_the_extension(bench: Bench) -> None:
+    _leg, anna = connected_to_anna(bench)
+    replaces = "abc%40192.0.2.10%3Bto-tag%3D1%3Bfrom-tag%3D2"
+    assert bench.refer(anna, f"<sip:201@192.0.2.99?Replaces={replaces}>", replaces) == ""
+    target = dialled_to(bench, "sip:reception@")
+    assert bench.legs[target].uri == f"sip:reception@192.0.2.20?Replaces={replaces}"
+
+
+@pytest.mark.parametrize(("status", "reason"), [(486, "Busy Here"), (404, "Not Found"),
+                                                (0, "no answer")])
+def test_a_transfer_the_target_does_not_take_puts_the_caller_back_in_the_queue(
+        bench: Bench, status: int, reason: str) -> None:
+    leg, anna = connected_to_anna(bench)
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    bench.refer(anna, "sip:201@192.0.2.99")
+    bench.settle()
+    target = dialled_to(bench, "sip:reception@")
+    if status:
+        bench.end(target, status, reason)
+    else:
+        bench.run_until(bench.now + 31)  # nobody answers within the transfer timeout
+        assert bench.legs[target].hangup_asked
+        bench.settle()
+    assert call.phase is CallPhase.QUEUED
+    assert call.call_id in bench.core.router.waiting
+    assert bench.core.router.waiting[call.call_id].queue == "support"
+    assert bench.legs[leg].playing == ("moh.wav",)
+    assert bench.record_of(leg).transferred_to is None
+    assert set(bench.ringing()) & {"anna", "marco"}  # offered again, first in line
+    assert bench.core.problems() == []
+
+
+def test_an_agent_transfers_the_caller_to_another_queue(bench: Bench) -> None:
+    leg, anna = connected_to_anna(bench)
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    assert bench.refer(anna, "sip:level2@192.0.2.99") == ""
+    assert call.phase is CallPhase.QUEUED
+    record = bench.record_of(leg)
+    assert (record.queue, record.transferred_to, record.agent) == ("level2", "level2", "anna")
+    bench.settle()
+    assert bench.core.router.agents["anna"].state == "available"
+    lia = bench.ringing()["lia"]
+    assert bench.core.problems() == []
+    bench.answer(lia)
+    assert call.phase is CallPhase.CONNECTED
+    assert bench.record_of(leg).agent == "lia"
+    assert bench.core.problems() == []
+
+
+def test_a_transfer_to_a_target_ivr_yaml_does_not_name_is_refused(tmp_path: Path) -> None:
+    bench = make_bench(tmp_path, config_extra=AGENT_RULES)
+    leg, anna = connected_to_anna(bench)
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    for target in ("sip:00390612345678@192.0.2.1", "sip:0712345678@192.0.2.1",
+                   "sip:reception@192.0.2.20", "<sip:202@192.0.2.99>", "sip:192.0.2.20",
+                   "tel:201"):
+        assert bench.refer(anna, target) == ("not an extension, a queue or a number agents "
+                                             "may transfer to"), target
+    assert call.phase is CallPhase.CONNECTED
+    assert bench.legs[leg].bridged_to == anna
+    assert not bench.legs[anna].hangup_asked
+    assert [x for x in bench.legs.values() if x.uri.startswith("sip:0")] == []
+    # a number a dial_out rule allows agents is taken, at the rule's URI
+    assert bench.refer(anna, "sip:06-1234-5678@192.0.2.250") == ""
+    assert bench.legs[dialled_to(bench, "sip:0")].uri == "sip:0612345678@192.0.2.1"
+    assert bench.core.problems() == []
+
+
+def test_a_refer_from_the_caller_or_a_leg_not_connected_is_refused(bench: Bench) -> None:
+    leg = to_queue(bench)
+    anna = bench.ringing()["anna"]
+    not_agents = "not an agent's call with a caller"
+    assert bench.refer(anna, "sip:201@192.0.2.99") == not_agents  # still ringing
+    bench.answer(anna)
+    assert bench.refer(leg, "sip:201@192.0.2.99") == not_agents  # the trunk's caller
+    assert bench.refer("L99", "sip:201@192.0.2.99") == not_agents
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    assert call.phase is CallPhase.CONNECTED
+    assert [x for x in bench.legs.values() if x.uri.startswith("sip:reception")] == []
+
+
+def test_the_caller_hanging_up_during_an_agents_transfer_ends_it(bench: Bench) -> None:
+    leg, anna = connected_to_anna(bench)
+    bench.refer(anna, "sip:201@192.0.2.99")
+    target = dialled_to(bench, "sip:reception@")
+    call_id = bench.record_of(leg).call_id
+    bench.end(leg)
+    bench.settle()
+    assert bench.legs[target].hangup_asked
+    record = bench.record_of(call_id)
+    assert (record.outcome, record.agent) == ("completed", "anna")
+    assert record.end_reason == "caller hung up during transfer to 201 by agent anna"
+    assert bench.live() == []
+    assert bench.core.problems() == []
+
+
+def test_a_transfer_reported_after_the_call_moved_on_does_nothing(bench: Bench) -> None:
+    leg, anna = connected_to_anna(bench)
+    bench.end(leg)  # the caller hangs up in the same poll as the agent's REFER
+    bench.settle()
+    bench.send(sip.TransferRequested(anna, "sip:201@192.0.2.99", ""))
+    assert [x for x in bench.legs.values() if x.uri.startswith("sip:reception")] == []
+    assert bench.core.problems() == []

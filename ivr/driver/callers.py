@@ -324,6 +324,9 @@ class Callers(CoreBase):
         phase = call.phase
         if phase is CallPhase.TRANSFERRED:
             return "completed", f"transferred to {call.transfer_to}"
+        if phase is CallPhase.TRANSFERRING and call.transfer_by:  # an agent served them
+            return "completed", f"caller hung up during transfer to {call.transfer_to} by " \
+                                f"agent {call.transfer_by}"
         if phase is CallPhase.TRANSFERRING:
             return "abandoned_ivr", f"caller hung up during transfer to {call.transfer_to}"
         if call.voicemail_left:

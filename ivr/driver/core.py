@@ -156,6 +156,8 @@ class Core(Callers, Queues, Transfers, Callbacks):
             self._leg_answered(msg.leg, now)
         elif isinstance(msg, sip.LegEnded):
             self._leg_ended(msg, now)
+        elif isinstance(msg, sip.TransferRequested):
+            self._agent_transfer(msg, now)
         elif isinstance(msg, sip.CallConfirmed):
             call = self._caller_of(msg.leg)
             if call is not None:

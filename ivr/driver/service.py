@@ -322,6 +322,12 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
                            config.sip_log_level,
                            refuse_strangers=config.sip_refuse_strangers)
     sip = SipStack(settings, admit)
+
+    def take_transfer(leg: str, refer_to: str) -> str:
+        core = holder.get("core")
+        return core.transfer_refusal(leg, refer_to) if core is not None else "starting"
+
+    sip.take_transfer = take_transfer
     metrics.watch_sip(sip.traffic_counts)
     sip.start()
     store = None

@@ -111,6 +111,8 @@ class CallerCall:
     transfer_ref: str | None = None
     transfer_to: str = ""
     transfer_deadline: float | None = None
+    transfer_by: str = ""
+    """The agent whose phone asked for the transfer in progress ('' for a flow's transfer)."""
     awaiting_render: int | None = None
     """Play id of a prompt being rendered for this call."""
     hangup_reason: str = ""

@@ -61,6 +61,22 @@ class LegEnded:
 
 
 @dataclass(frozen=True)
+class TransferRequested:
+    """An agent's phone asked to transfer its call (REFER), and the stack took the transfer:
+    it answered 202 and a final NOTIFY 200 and dials nothing itself. The driver moves the
+    caller to the destination *refer_to* names in ivr.yaml (the stack asked it first, see
+    :attr:`ivr.sip.stack.SipStack.take_transfer`)."""
+
+    leg: str
+    """The agent's leg the REFER came in."""
+    refer_to: str
+    """The Refer-To URI as the phone wrote it (never dialled as such)."""
+    replaces: str = ""
+    """The ``Replaces`` header of the Refer-To (still URI-escaped) in an attended transfer:
+    the phone's consultation call with the target; '' in a blind transfer."""
+
+
+@dataclass(frozen=True)
 class DigitReceived:
     leg: str
     digit: str
@@ -89,4 +105,4 @@ class RecordingEnded:
 
 
 SipEvent = (IncomingCall | CallRefused | LegAnswered | CallConfirmed | LegEnded | DigitReceived
-            | PlaybackEnded | RecordingEnded)
+            | PlaybackEnded | RecordingEnded | TransferRequested)

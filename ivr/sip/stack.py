@@ -37,6 +37,7 @@ from ivr.sip.events import (
     PlaybackEnded,
     RecordingEnded,
     SipEvent,
+    TransferRequested,
 )
 from ivr.sip.pjlog import DECOR, LOG_FILE_RECORDS, PjsipLog
 
@@ -131,6 +132,9 @@ def _build_patches() -> tuple[str, ...]:
 
 REQUEST_POLICY_PATCH = "0001-request-policy-hook.patch"
 LOG_RECORDS_PATCH = "0002-log-file-records.patch"
+TRANSFER_PATCH = "0003-transfer-taken-by-application.patch"
+_REPLACES = re.compile(r"[?&]replaces=([A-Za-z0-9%._~+!*'()@:=;-]{1,512})(?:[&>]|$)",
+                       re.IGNORECASE)
 
 
 class _Endpoint(pj.Endpoint):  # type: ignore[misc]
@@ -192,12 +196,20 @@ class _Leg(pj.Call):  # type: ignore[misc]
     def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
         # pjsua's default accepts every REFER (202) and dials the Refer-To target itself,
         # at our expense: a caller could have us call any number. Refused unless the stack's
-        # allow_transfer says otherwise. 403 comes first: should anything below raise, SWIG
-        # prints the error and pjsua still reads 403.
+        # take_transfer (or, below, allow_transfer) says otherwise. 403 comes first: should
+        # anything below raise, SWIG prints the error and pjsua still reads 403.
         prm.statusCode = 403
-        child = self.stack._transfer_leg(self, prm.dstUri)
+        target = str(prm.dstUri)
+        why = self.stack._take_transfer(self, target)
+        if not why:
+            # our build's flag: pjsua answers 202 and a final NOTIFY 200 and dials nothing;
+            # the driver moves the caller (TransferRequested)
+            prm.opt.flag = prm.opt.flag | pj.PJSUA_CALL_TRANSFER_TAKEN
+            prm.statusCode = 202
+            return
+        child = self.stack._transfer_leg(self, target)
         if child is None:
-            self.stack._refused_request(self, "refer", prm.dstUri, "403")
+            self.stack._refused_request(self, "refer", target, "403", why)
             return
         # Never accept without newCall. pjsua places the transfer call with this Call as its
         # user data, and pjsua2 (Call::lookup) then switches this object's id between the two
@@ -356,9 +368,18 @@ class SipStack:
         self._recordings: dict[str, _Recording] = {}
         self._next_leg = 0
         self.clock: Callable[[], float] = time.monotonic
+        self.take_transfer: Callable[[str, str], str] = lambda leg, target: "not allowed"
+        """Asked inside the callback of a REFER on *leg* to the Refer-To URI *target*: '' to
+        take the transfer (the stack answers 202 and a final NOTIFY 200, dials nothing, and
+        reports :class:`~ivr.sip.events.TransferRequested` for the driver to move the caller),
+        else why it is refused (403). It must be cheap and must not change state. Needs our
+        build's flag (:data:`TRANSFER_PATCH`); without it every REFER is refused."""
+        self.transfers_taken = False
+        """Whether this pjsua2 build can take a transfer without dialling (our patch)."""
         self.allow_transfer: Callable[[str, str], bool] = lambda leg, target: False
         """Whether pjsua may place the transfer (REFER) of *leg* to the Refer-To URI *target*
-        itself, as written (its callback cannot change the URI). Default: never (403)."""
+        itself, as written (its callback cannot change the URI). Default: never (403). The
+        switchboard never allows it (it moves callers itself, see :attr:`take_transfer`)."""
         self._unplaced: list[_Leg] = []
         """Transfer legs handed to pjsua in this poll: swept if it could not place them."""
 
@@ -372,6 +393,11 @@ class SipStack:
             log.warning("this pjsua2 build has no request policy hook (%s): OPTIONS, MESSAGE, "
                         "SUBSCRIBE... are answered by pjsua's defaults; run `make sipstack`",
                         REQUEST_POLICY_PATCH)
+        self.transfers_taken = TRANSFER_PATCH in patches and \
+            hasattr(pj, "PJSUA_CALL_TRANSFER_TAKEN")
+        if not self.transfers_taken:
+            log.warning("this pjsua2 build cannot take transfers (%s): agents' REFERs are "
+                        "refused; run `make sipstack`", TRANSFER_PATCH)
         ep = _Endpoint(self) if self.request_policy else pj.Endpoint()
         ep.libCreate()
         cfg = pj.EpConfig()
@@ -593,6 +619,27 @@ class SipStack:
         self._lines[trunk] += 1
         self._events.append(IncomingCall(leg_id, source, trunk, caller, called))
 
+    def _take_transfer(self, parent: _Leg, target: str) -> str:
+        """'' when the transfer of *parent* to *target* is ours to carry out (reported as
+        TransferRequested), else why it is refused."""
+        if parent.ended:
+            return "the call is ending"
+        try:
+            why = self.take_transfer(parent.leg, target)
+        except Exception:  # never into pjsip: the REFER is refused
+            log.exception("transfer policy failed; REFER refused")
+            return "transfer policy failed"
+        if why:
+            return why
+        if not self.transfers_taken:
+            return f"this pjsua2 build cannot take transfers ({TRANSFER_PATCH})"
+        match = _REPLACES.search(target)
+        replaces = match.group(1) if match else ""
+        log.info("leg %s: %s transfer to %s taken", parent.leg,
+                 "attended" if replaces else "blind", printable_target(target))
+        self._events.append(TransferRequested(parent.leg, target, replaces))
+        return ""
+
     def _transfer_leg(self, parent: _Leg, target: str) -> _Leg | None:
         """The leg pjsua is to place a transfer of *parent* on, or None to refuse it."""
         if parent.ended or self._account is None or not self.allow_transfer(parent.leg, target):
@@ -629,16 +676,19 @@ class SipStack:
                 del self._lines[leg.trunk]
             leg.trunk = ""
 
-    def _refused_request(self, leg: _Leg, kind: str, target: str, answer: str) -> None:
+    def _refused_request(self, leg: _Leg, kind: str, target: str, answer: str,
+                         why: str = "") -> None:
         """Count a request refused by policy and log it, once per leg and kind."""
         self.refused_requests[kind] += 1
+        if kind == "refer":
+            self._count_traffic("refused refer (403)")
         if kind in leg.refusals_logged:
             return
         leg.refusals_logged.add(kind)
         what = {"refer": "REFER", "replaces": "INVITE with Replaces",
                 "redirect": "redirect"}.get(kind, kind)
-        log.warning("leg %s: refused %s to %s (%s)", leg.leg, what, printable_target(target),
-                    answer)
+        log.warning("leg %s: refused %s to %s (%s)%s", leg.leg, what, printable_target(target),
+                    answer, f": {why}" if why else "")
 
     # -- commands --------------------------------------------------------------------------
     def answer(self, leg_id: str) -> None:
