@@ -228,3 +228,21 @@ def test_an_agents_refer_to_a_number_nothing_allows_dials_nothing_and_the_call_g
         assert premium.received == []
     finally:
         premium.stop()
+
+
+@pytest.mark.parametrize(("refer_to", "replaces"), [
+    ("<sip:201@pbx?Replaces=a%40b%3Bto-tag%3D1%3Bfrom-tag%3D2>",
+     "a%40b%3Bto-tag%3D1%3Bfrom-tag%3D2"),
+    ("sip:201@pbx?Require=replaces&Replaces=x%3Bto-tag%3D1", "x%3Bto-tag%3D1"),
+    ("<sip:201@pbx>", ""),
+    ("<sip:201@pbx?Replaces=a%0D%0AVia:x>", ""),  # would end the header: a second one
+    ("<sip:201@pbx?Replaces=a%00>", ""),
+    ("<sip:201@pbx?Replaces=a b>", ""),
+    ("<sip:201@pbx?Replaces=a>b>", "a"),  # the URI ends at its '>'
+])
+def test_the_replaces_of_an_attended_transfer_is_taken_as_written(refer_to: str,
+                                                                  replaces: str) -> None:
+    require_sip_stack()
+    from ivr.sip.stack import replaces_of
+
+    assert replaces_of(refer_to) == replaces

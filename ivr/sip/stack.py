@@ -135,6 +135,7 @@ LOG_RECORDS_PATCH = "0002-log-file-records.patch"
 TRANSFER_PATCH = "0003-transfer-taken-by-application.patch"
 _REPLACES = re.compile(r"[?&]replaces=([A-Za-z0-9%._~+!*'()@:=;-]{1,512})(?:[&>]|$)",
                        re.IGNORECASE)
+_ESCAPED_CONTROL = re.compile(r"%(?:[01][0-9a-f]|7f)", re.IGNORECASE)
 
 
 class _Endpoint(pj.Endpoint):  # type: ignore[misc]
@@ -633,8 +634,7 @@ class SipStack:
             return why
         if not self.transfers_taken:
             return f"this pjsua2 build cannot take transfers ({TRANSFER_PATCH})"
-        match = _REPLACES.search(target)
-        replaces = match.group(1) if match else ""
+        replaces = replaces_of(target)
         log.info("leg %s: %s transfer to %s taken", parent.leg,
                  "attended" if replaces else "blind", printable_target(target))
         self._events.append(TransferRequested(parent.leg, target, replaces))
@@ -963,6 +963,20 @@ class SipStack:
 def _host(address: str) -> str:
     """'192.0.2.7:5060' -> '192.0.2.7'; '[2001:db8::1]:5060' -> '2001:db8::1'."""
     return address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+
+
+def replaces_of(refer_to: str) -> str:
+    """The ``Replaces`` header a Refer-To URI carries (an attended transfer), still URI-escaped,
+    or '' (a blind transfer, or a value with characters no Replaces holds, control characters
+    escaped included)::
+
+        >>> replaces_of("<sip:201@pbx?Replaces=a%40b%3Bto-tag%3D1%3Bfrom-tag%3D2>")
+        'a%40b%3Bto-tag%3D1%3Bfrom-tag%3D2'
+    """
+    match = _REPLACES.search(refer_to)
+    if match is None or _ESCAPED_CONTROL.search(match.group(1)):
+        return ""  # a CR, LF or NUL escaped in it could make more than one header of it
+    return match.group(1)
 
 
 def printable_target(uri: str, limit: int = 80) -> str:
