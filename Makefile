@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= ivr.yaml
 
-.PHONY: help run run-edge test test-unit lint bench venv sipstack system-deps clean
+.PHONY: help run run-edge test test-unit lint bench bench-load venv sipstack system-deps clean
 
 help:
 	@echo "make run        run the switchboard on $(CONFIG) (the demo flow on loopback)"
@@ -14,6 +14,8 @@ help:
 	@echo "make test-unit  run only the tests that need no SIP stack"
 	@echo "make lint       ruff and mypy"
 	@echo "make bench      run the benchmarks and print their figures"
+	@echo "make bench-load real calls into a real switchboard, 10 to 250 at once (about 4 min):"
+	@echo "                a table and bench/results/DATE-LABEL.json (LABEL=run, CALLS=10,30,100,250)"
 	@echo "make sipstack   build (once, then cached) and install the pjsua2 SIP stack"
 	@echo "make clean      remove the virtualenv and runtime files"
 
@@ -61,6 +63,13 @@ lint: $(BIN)/.ready
 
 bench: $(BIN)/.ready
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Rounds of N pjsua2 calls into `ivr run` (bench/load/); the JSON records the machine, the stack
+# (`ivr --version`, with its patches) and the git revision.
+LABEL ?= run
+CALLS ?= 10,30,100,250
+bench-load: $(BIN)/.ready
+	$(BIN)/python -m bench.load --calls $(CALLS) --label $(LABEL)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
