@@ -107,6 +107,9 @@ class DialRule:
     agent_transfers: bool = False
     """Agents' phones may transfer callers (REFER) to this rule's numbers too; without it
     only a flow's transfer node may dial them."""
+    callbacks: bool = False
+    """Waiting callers whose number matches may be called back at this rule's URI; without
+    any such rule no caller is ever called back."""
 
     def target(self, number: str) -> str | None:
         if not _DIALLED.fullmatch(number) or not self.pattern.fullmatch(number):
@@ -181,8 +184,6 @@ class Config:
     recordings: Path = Path("var/recordings")
     """Folder of voicemail recordings (WAV, one per message, named by call id)."""
     feature_codes: FeatureCodes = field(default_factory=lambda: FeatureCodes())
-    callback: str | None = None
-    """URI template that calls a caller back through the gateway: 'sip:{number}@gw'."""
     edge: EdgeSettings | None = None
     """The SIP edge (Kamailio) in front, when agents' phones register; see ivr/edge.py."""
     retention_days: int = 0
@@ -233,10 +234,17 @@ class Config:
         return next((t for t in self.trunks if t.allows(address)), None)
 
     def callback_target(self, number: str) -> str | None:
-        """Where a callback to *number* (a caller who called in) goes, or None."""
-        if self.callback is None or not _DIALLED.fullmatch(number):
-            return None
-        return self.callback.replace("{number}", number)
+        """The SIP URI that calls *number* (a caller who called in) back, or None: refused.
+
+        The first ``dial_out`` rule with ``callbacks: true`` whose pattern matches the whole
+        number. The number is the caller ID the gateway presented, which anyone can forge:
+        only a rule decides whether it costs us a call.
+        """
+        for rule in self.dial_out:
+            uri = rule.target(number) if rule.callbacks else None
+            if uri is not None:
+                return uri
+        return None
 
     def transfer_target(self, destination: str) -> str | None:
         """The SIP URI a transfer to *destination* dials, or None: not allowed.
@@ -348,10 +356,10 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         sip_refuse_strangers=sip["refuse_strangers"],
         extensions={name: Extension(name, e["uri"])
                     for name, e in (top.get("extensions") or {}).items()},
-        dial_out=tuple(DialRule(r["pattern"], r["uri"], r["agent_transfers"])
+        dial_out=tuple(DialRule(r["pattern"], r["uri"], r["agent_transfers"], r["callbacks"])
                        for r in top.get("dial_out") or ()),
         recordings=top["recordings"], feature_codes=FeatureCodes(**codes), edge=edge,
-        callback=top.get("callback"), retention_days=top["retention_days"], routes=routes,
+        retention_days=top["retention_days"], routes=routes,
         queue_numbers={number: name for name, q in (top.get("queues") or {}).items()
                        if (number := normalise(q.get("number") or ""))})
 

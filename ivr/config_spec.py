@@ -324,7 +324,7 @@ _EXTENSION = Section("A fixed transfer destination.", (
     Key("description", Value("text", "A note for technicians.")),
 ))
 
-_DIAL_RULE = Section("Numbers a transfer may dial out to.", (
+_DIAL_RULE = Section("Numbers a transfer (or a callback) may dial out to.", (
     Key("pattern", Value("regex", "Regular expression the whole number (digits, * # +) must "
                                   "match; keep it narrow: every number it allows can cost "
                                   "money.", example="^0[1-9][0-9]{5,9}$"), required=True),
@@ -333,6 +333,11 @@ _DIAL_RULE = Section("Numbers a transfer may dial out to.", (
     Key("agent_transfers", Value("boolean", "Agents' phones may transfer callers (REFER) to "
                                             "these numbers too (default: only flows' "
                                             "transfer nodes may).", default=False)),
+    Key("callbacks", Value("boolean", "Waiting callers whose number this rule matches may be "
+                                      "called back (a queue's callback key) at its uri; a "
+                                      "caller ID can be forged, so keep the pattern to the "
+                                      "numbers you would call (default: no callbacks).",
+                           default=False)),
     Key("description", Value("text", "A note for technicians.")),
 ))
 
@@ -382,6 +387,13 @@ _ROUTE = Section("Where calls to one called number go.", (
 
 _ROUTE_KEY = r"^(default|[0-9*#+() .-]{1,64})$"
 
+CALLBACK_REMOVED = (
+    "a callback dials only a number a dial_out rule allows: add 'callbacks: true' to a rule "
+    "whose pattern matches the callers you will call back, e.g. dial_out: [{pattern: "
+    "'^3[0-9]{8,9}$', uri: 'sip:{number}@192.0.2.1', callbacks: true}] (Italian mobiles "
+    "through the gateway)")
+"""Why the top-level ``callback`` URI is refused: it dialled any caller ID, forged ones too."""
+
 IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are relative to the "
                    "file's folder.", (
     Key("sip", _SIP, required=True),
@@ -419,19 +431,17 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
                             key_pattern=DIALLED,
                             key_message="extension '{key}' must be a number a caller can key "
                                         "(digits, * # +)")),
-    Key("dial_out", ListOf("Rules for numbers a transfer may dial; nothing else is dialled.",
-                           _DIAL_RULE)),
+    Key("dial_out", ListOf("Rules for numbers a transfer or a callback may dial; nothing else "
+                           "is dialled.", _DIAL_RULE)),
     Key("feature_codes", _FEATURE_CODES),
-    Key("callback", Value("uri_template", "SIP URI that calls a waiting caller back through the "
-                                          "gateway; {number} is the caller's number.",
-                          needs_number=True, example="sip:{number}@192.0.2.1")),
     Key("edge", _EDGE),
     Key("retention_days", Value("integer", "Days call records, queue events and voicemails are "
                                            "kept (0: forever).", default=0, minimum=0,
                                 maximum=36500)),
 ), require_any=("flow", "routes"),
     require_any_message="missing required key 'flow' (the flow of every call) or 'routes' (a "
-                        "flow per called number)", rule=_flow_or_routes)
+                        "flow per called number)", rule=_flow_or_routes,
+    removed={"callback": CALLBACK_REMOVED})
 """The spec of ivr.yaml."""
 
 

@@ -163,13 +163,7 @@ def _dialling(config: Config) -> list[Finding]:
                                              f"{extension.uri}{through}"))
     out.extend(_dial_rule(i, rule) for i, rule in enumerate(config.dial_out))
     out.append(_agent_transfers(config))
-    if config.callback is None:
-        out.append(Finding("ok", "dialling", "callbacks are off (no 'callback' URI)"))
-    else:
-        out.append(Finding("warning", "dialling", f"callbacks dial the number a caller called "
-                           f"from, as the gateway presents it, at {config.callback}: no dial_out "
-                           "rule limits them, so a forged caller ID (an international or premium "
-                           "number) is called back"))
+    out.append(_callbacks(config))
     for agent in config.agents.values():
         trunk = _number_through_trunk(agent.uri, config.trunks)
         if trunk is not None:
@@ -200,10 +194,24 @@ def _agent_transfers(config: Config) -> Finding:
                                      f"{'; '.join(targets)}; nothing else")
 
 
+def _callbacks(config: Config) -> Finding:
+    """What a callback may dial: a caller's number (a caller ID anyone can forge) that a
+    ``dial_out`` rule with ``callbacks: true`` allows; each such rule is judged with the rest."""
+    rules = [f"dial_out[{i}]" for i, rule in enumerate(config.dial_out) if rule.callbacks]
+    if not rules:
+        return Finding("ok", "dialling", "callbacks dial nothing: no dial_out rule has "
+                                         "'callbacks: true'")
+    return Finding("ok", "dialling", f"callbacks may dial a waiting caller's number (its caller "
+                                     f"ID, which can be forged) only if {' or '.join(rules)} "
+                                     "allows it; nothing else")
+
+
 def _dial_rule(index: int, rule: DialRule) -> Finding:
     head = f"dial_out[{index}] '{rule.pattern.pattern}' -> {rule.uri}"
-    if rule.agent_transfers:
-        head += " (agents' transfers too)"
+    also = [what for what, on in (("agents' transfers", rule.agent_transfers),
+                                  ("callbacks", rule.callbacks)) if on]
+    if also:
+        head += f" ({' and '.join(also)} too)"
     try:
         nfa = Automaton.of(rule.pattern)
         costly = _costly(nfa)

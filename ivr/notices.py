@@ -27,6 +27,16 @@ ESCALATION_NOTICE = _say(
     "We are passing your call to a specialist. Please stay on the line.")
 """To a caller whose agent escalated the call: they wait again, for the next level."""
 
+CALLBACK_REFUSED_NOTICES: dict[str, Prompts] = {
+    "not allowed": _say("Non possiamo richiamarla a questo numero. Resti in linea, per favore.",
+                        "We cannot call you back on this number. Please stay on the line."),
+    "withheld": _say("Il suo numero è nascosto: non possiamo richiamarla. Resti in linea, per "
+                     "favore.", "Your number is withheld, so we cannot call you back. Please "
+                                "stay on the line."),
+}
+"""To a waiting caller whose callback key is refused (by the reason of
+:class:`~ivr.engine.CallbackRefused`): they keep their place."""
+
 FEATURE_NOTICES: dict[str, Prompts] = {
     "login": _say("Sei connesso.", "You are logged in."),
     "logout": _say("Sei disconnesso.", "You are logged out."),
@@ -41,8 +51,11 @@ NOTICES: dict[str, Prompts] = {
     **FEATURE_NOTICES,
     "announce": ANNOUNCE_PROMPT,
     "callback": CALLBACK_PROMPT,
+    "callback_refused": CALLBACK_REFUSED_NOTICES["not allowed"],
+    "callback_withheld": CALLBACK_REFUSED_NOTICES["withheld"],
     "confirm": CONFIRM_PROMPT,
 }
 """Every system notice by name, as Say prompts with 'it', 'en' and '*' texts."""
 
-__all__ = ["ESCALATION_NOTICE", "FEATURE_NOTICES", "NOTICES", "NOTICE_LANGUAGES"]
+__all__ = ["CALLBACK_REFUSED_NOTICES", "ESCALATION_NOTICE", "FEATURE_NOTICES", "NOTICES",
+           "NOTICE_LANGUAGES"]

@@ -36,10 +36,15 @@ queues:
   level2: {{agents: [lia], ring_timeout: 10, wrap_up: 0}}
 extensions:
   "201": {{uri: "sip:reception@192.0.2.20"}}
-callback: "sip:{{number}}@192.0.2.1"
+{dial_out}
 flow: flow.yaml
 store: calls.db
 """
+
+CALLBACK_RULES = """\
+dial_out:
+  - {pattern: "^3[0-9]{8,9}$", uri: "sip:{number}@192.0.2.1", callbacks: true}"""
+"""The bench's dial_out: mobile numbers may be called back (its callers call from 333...)."""
 
 FLOW = """
 flow: bench
@@ -249,10 +254,11 @@ def files_for(pieces: tuple[Any, ...]) -> tuple[str, ...] | None:
 
 
 def make_bench(tmp_path: Path, flow: str = FLOW, lines: int = 30,
-               strategy: str = "longest_idle", config_extra: str = "") -> Bench:
+               strategy: str = "longest_idle", config_extra: str = "",
+               dial_out: str = CALLBACK_RULES) -> Bench:
     (tmp_path / "flow.yaml").write_text(textwrap.dedent(flow))
-    (tmp_path / "ivr.yaml").write_text(CONFIG.format(lines=lines, strategy=strategy)
-                                       + config_extra)
+    (tmp_path / "ivr.yaml").write_text(CONFIG.format(lines=lines, strategy=strategy,
+                                                     dial_out=dial_out) + config_extra)
     config = load_config(tmp_path / "ivr.yaml")
     flow_obj = load_flow(tmp_path / "flow.yaml", known_queues=config.queues)
     ids = itertools.count(1)

@@ -161,7 +161,7 @@ dial_out:
         "'sip:{numbr}@192.0.2.1'; only {number} (the number dialled) can be used",
         "ivr.yaml:15:5: dial_out[3]: missing required key 'pattern'",
         "ivr.yaml:18:5: dial_out[4].trunk: unknown key 'trunk'; expected one of: "
-        "agent_transfers, description, pattern, uri",
+        "agent_transfers, callbacks, description, pattern, uri",
     ]
 
 
@@ -373,9 +373,8 @@ extensions:
   "201": {uri: "sip:reception@127.0.0.1:5090", name: reception, description: front desk}
 dial_out:
   - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1", description: landlines,
-     agent_transfers: true}
+     agent_transfers: true, callbacks: true}
 feature_codes: {login: "*51", logout: "*52", pause: "*53", unpause: "*54", escalate: "*8"}
-callback: "sip:{number}@192.0.2.1"
 edge:
   listen: 127.0.0.1:5060
   rpc_port: 5071
@@ -437,7 +436,8 @@ def test_every_key_at_once_is_loaded(tmp_path):
     assert c.dial_out[0].agent_transfers
     assert c.feature_codes.action_for("*53") == "pause"
     assert c.feature_codes.escalate == "*8"
-    assert c.callback_target("3331234567") == "sip:3331234567@192.0.2.1"
+    assert c.dial_out[0].callbacks
+    assert c.callback_target("0612345678") == "sip:0612345678@192.0.2.1"
     assert c.edge is not None
     assert c.edge.rpc_port == 5071
     assert c.agent_for("127.0.0.1", "anna") is c.agents["anna"]
@@ -458,7 +458,7 @@ def test_a_minimal_config_takes_the_defaults_of_the_spec(tmp_path):
     assert (c.sl_threshold, c.sl_window, c.log_level, c.retention_days) == (
         20.0, 3600.0, "info", 0)
     assert c.feature_codes == FeatureCodes()
-    assert c.callback is None
+    assert c.callback_target("0612345678") is None  # no rule allows callbacks
     assert c.trunks[0].lines == 30
     assert c.trunks[0].ping is None
 
@@ -553,15 +553,41 @@ def test_metrics_can_be_switched_off_in_every_spelling(tmp_path):
         "ivr.yaml:4:10: metrics: expected text, got true/false"]
 
 
-def test_callback_must_be_a_sip_uri_template_with_the_number(tmp_path):
-    assert config(tmp_path, 'callback: "sip:{number}@192.0.2.1"\n').callback_target("333") \
-        == "sip:333@192.0.2.1"
-    assert problems(tmp_path, "callback: sip:office@192.0.2.1\n") == [
-        "ivr.yaml:4:11: callback: 'sip:office@192.0.2.1' is not a SIP URI template with "
-        "{number}, such as sip:{number}@192.0.2.1"]
-    assert problems(tmp_path, 'callback: "sip:{caller}@192.0.2.1"\n') == [
-        "ivr.yaml:4:11: callback: unknown placeholder '{caller}' in 'sip:{caller}@192.0.2.1'; "
-        "only {number} (the number dialled) can be used"]
+CALLBACK_RULES = """\
+dial_out:
+  - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1"}
+  - {pattern: "^3[0-9]{8,9}$", uri: "sip:{number}@192.0.2.1", callbacks: true}
+  - {pattern: "^\\\\+393[0-9]{8,9}$", uri: "sip:{number}@192.0.2.9", callbacks: true,
+     agent_transfers: true}
+"""
+
+
+def test_callbacks_dial_only_numbers_a_dial_out_rule_with_callbacks_allows(tmp_path):
+    c = config(tmp_path, CALLBACK_RULES)
+    assert [(r.callbacks, r.agent_transfers) for r in c.dial_out] == [
+        (False, False), (True, False), (True, True)]
+    assert c.callback_target("3331234567") == "sip:3331234567@192.0.2.1"
+    assert c.callback_target("+393331234567") == "sip:+393331234567@192.0.2.9"
+    # a forged caller ID: premium, international, directory services, a landline that only a
+    # transfer rule allows, service codes, anything that is not keys of a phone
+    for number in ("899123456", "+39899123456", "00390612345678", "0012125550100", "1254",
+                   "178123456", "0612345678", "", "*21*3331234567#", "3331234567@evil",
+                   "333123456\n7", "33312345678901"):
+        assert c.callback_target(number) is None, number
+    assert c.transfer_target("3331234567") == "sip:3331234567@192.0.2.1"  # flows too, as ever
+
+
+def test_the_old_callback_uri_is_refused_with_what_to_write_instead(tmp_path):
+    """It called back any caller ID, forged premium numbers too: secure by default, a config
+    that had it stops at load and says how to allow callbacks."""
+    assert problems(tmp_path, 'callback: "sip:{number}@192.0.2.1"\n') == [
+        "ivr.yaml:4:11: callback: 'callback' was removed: a callback dials only a number a "
+        "dial_out rule allows: add 'callbacks: true' to a rule whose pattern matches the "
+        "callers you will call back, e.g. dial_out: [{pattern: '^3[0-9]{8,9}$', uri: "
+        "'sip:{number}@192.0.2.1', callbacks: true}] (Italian mobiles through the gateway)"]
+    assert problems(tmp_path, CALLBACK_RULES.replace("callbacks: true}", "callbacks: yes}")
+                    .replace("callbacks: true,", "callbacks: 1,")) == [
+        "ivr.yaml:7:79: dial_out[2].callbacks: expected true or false, got a whole number"]
 
 
 def test_missing_required_sections_and_music_on_hold(tmp_path):
@@ -635,8 +661,11 @@ def test_schema_refuses_what_the_loader_refuses():
     assert schema_errors(NO_FLOW) == [
         ": {'sip': {'listen': '127.0.0.1:5080'}, 'trunks': {'gw': {'sources': ['127.0.0.1']}}} "
         "is not valid under any of the given schemas"]
-    assert schema_errors(BASE + "callback: 'sip:office@192.0.2.1'\n") == [
-        "callback: 'sip:office@192.0.2.1' does not match '\\\\{number\\\\}'"]
+    assert schema_errors(BASE + "callback: 'sip:{number}@192.0.2.1'\n") == [
+        "callback: 'sip:{number}@192.0.2.1' should not be valid under {}"]
+    assert schema_errors(BASE + "dial_out: [{pattern: '^3', uri: 'sip:{number}@gw', "
+                                "callbacks: 'yes'}]\n") == [
+        "dial_out/0/callbacks: 'yes' is not of type 'boolean'"]
 
 
 def test_every_key_of_the_spec_has_a_description():

@@ -46,7 +46,7 @@ def test_a_loopback_switchboard_is_all_ok(tmp_path):
         ("ok", "every called number plays flow demo.yaml"),
         ("ok", "transfers dial nothing: no extensions, no dial_out rules"),
         ("ok", "agents' phones may transfer callers to nothing (every REFER is refused)"),
-        ("ok", "callbacks are off (no 'callback' URI)"),
+        ("ok", "callbacks dial nothing: no dial_out rule has 'callbacks: true'"),
         ("ok", "agents' phones rung: anna (sip:anna@127.0.0.1:5070)"),
         ("ok", "no SIP edge: no phone registers; agents are rung at the addresses in the "
                "configuration"),
@@ -78,8 +78,7 @@ extensions:
   "202": {uri: "sip:+393331234567@192.0.2.1"}
 dial_out:
   - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1"}
-  - {pattern: "\\\\d+", uri: "sip:{number}@192.0.2.1"}
-callback: "sip:{number}@192.0.2.1"
+  - {pattern: "\\\\d+", uri: "sip:{number}@192.0.2.1", callbacks: true}
 metrics: 192.0.2.5:9480
 flow: flows/demo.yaml
 """
@@ -102,15 +101,15 @@ def test_an_open_switchboard_is_reported_area_by_area(tmp_path):
                "through trunk 'gw')"),
         ("ok", "dial_out[0] '^0[1-9][0-9]{5,9}$' -> sip:{number}@192.0.2.1: numbers such as "
                "0100000; no international, satellite or premium number"),
-        ("danger", "dial_out[1] '\\d+' -> sip:{number}@192.0.2.1 allows international numbers "
+        ("danger", "dial_out[1] '\\d+' -> sip:{number}@192.0.2.1 (callbacks too) allows "
+                   "international numbers "
                    "(e.g. 001); satellite numbers (e.g. 00870); premium numbers (e.g. 890000); "
                    "numbers starting with any digit; numbers of 18 keys or more (e.g. "
                    "000000000000000000)"),
         ("ok", "agents' phones may transfer callers (REFER) to extensions 201, 202; nothing "
                "else"),
-        ("warning", "callbacks dial the number a caller called from, as the gateway presents "
-                    "it, at sip:{number}@192.0.2.1: no dial_out rule limits them, so a forged "
-                    "caller ID (an international or premium number) is called back"),
+        ("ok", "callbacks may dial a waiting caller's number (its caller ID, which can be "
+               "forged) only if dial_out[1] allows it; nothing else"),
         ("warning", "agent 'anna' is rung at sip:00390699999999@10.1.2.3, a number through "
                     "trunk 'gw': its calls go out through the gateway and may cost money"),
         ("ok", "agents' phones rung: anna (sip:00390699999999@10.1.2.3)"),
@@ -367,3 +366,33 @@ def test_what_agents_may_transfer_to_is_listed(tmp_path):
                   "number") in dialling
     assert ("ok", "agents' phones may transfer callers (REFER) to extension 201; queues support "
                   "(number 700), sales; the numbers of dial_out[1]; nothing else") in dialling
+
+
+CALLBACKS = """\
+sip: {listen: 127.0.0.1:5080}
+trunks: {gw: {sources: [192.0.2.1]}}
+dial_out:
+  - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1"}
+  - {pattern: "^3[0-9]{8,9}$", uri: "sip:{number}@192.0.2.1", callbacks: true}
+  - {pattern: "^\\\\+39[0-9]+$", uri: "sip:{number}@192.0.2.1", callbacks: true,
+     agent_transfers: true}
+flow: flows/demo.yaml
+"""
+
+
+def test_what_callbacks_may_dial_is_listed_and_broad_rules_are_judged(tmp_path):
+    dialling = facts(report(tmp_path, CALLBACKS), "dialling")
+    assert dialling[:4] == [
+        ("ok", "dial_out[0] '^0[1-9][0-9]{5,9}$' -> sip:{number}@192.0.2.1: numbers such as "
+               "0100000; no international, satellite or premium number"),
+        ("ok", "dial_out[1] '^3[0-9]{8,9}$' -> sip:{number}@192.0.2.1 (callbacks too): numbers "
+               "such as 300000000; no international, satellite or premium number"),
+        ("danger", "dial_out[2] '^\\+39[0-9]+$' -> sip:{number}@192.0.2.1 (agents' transfers "
+                   "and callbacks too) allows premium numbers (e.g. +39890000); numbers of 18 "
+                   "keys or more (e.g. +39000000000000000)"),
+        ("ok", "agents' phones may transfer callers (REFER) to the numbers of dial_out[2]; "
+               "nothing else"),
+    ]
+    assert dialling[4] == ("ok", "callbacks may dial a waiting caller's number (its caller ID, "
+                                 "which can be forged) only if dial_out[1] or dial_out[2] allows "
+                                 "it; nothing else")

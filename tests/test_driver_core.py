@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from ivr.driver import messages as m
 from ivr.driver.state import MOH_TOKEN, NOTICE_TOKEN, CallPhase
+from ivr.logs import mask_number
 from ivr.lookup import LookupResult
 from ivr.sip import events as sip
 from tests.driver_bench import Bench, make_bench
@@ -207,6 +209,7 @@ def test_callback_racing_its_caller(bench: Bench) -> None:
     bench.answer(ringing[agent])
     customer = [leg.leg for leg in bench.legs.values() if leg.uri.startswith("sip:333")]
     assert customer, "the caller is dialled back"
+    assert bench.legs[customer[0]].uri == "sip:3331234567@192.0.2.1"  # at the rule's URI
     bench.answer(customer[0])
     assert bench.records["c1-cb"].connected_at is not None
     bench.end(customer[0])
@@ -214,6 +217,43 @@ def test_callback_racing_its_caller(bench: Bench) -> None:
     assert bench.records["c1-cb"].outcome == "completed"
     assert bench.core.router.agents[agent].state == "available"
     assert bench.live() == []
+
+
+@pytest.mark.parametrize(("caller", "told"), [
+    ("899123456", "We cannot call you back on this number. Please stay on the line."),
+    ("+39899123456", "We cannot call you back on this number. Please stay on the line."),
+    ("0012125550100", "We cannot call you back on this number. Please stay on the line."),
+    ("", "Your number is withheld, so we cannot call you back. Please stay on the line."),
+])
+def test_a_callback_no_rule_allows_dials_nothing_and_the_caller_keeps_waiting(
+        bench: Bench, caplog: pytest.LogCaptureFixture, caller: str, told: str) -> None:
+    caplog.set_level(logging.INFO, logger="ivr")
+    leg = to_queue(bench, caller)
+    anna = bench.ringing()["anna"]
+    call = bench.core.calls[bench.record_of(leg).call_id]
+    bench.key(leg, "2")
+    assert not call.callback_requested
+    assert call.phase is CallPhase.QUEUED
+    assert call.call_id in bench.core.router.waiting  # the place is kept
+    assert bench.legs[leg].playing == (f"say:{told}",)
+    bench.prompt_done(leg)
+    assert bench.legs[leg].playing == ("moh.wav",)  # then the hold music again
+    assert bench.ringing() == {"anna": anna}  # still offered to the agent
+    assert bench.record_of(leg).ivr_path.endswith("support[2 no callback]")
+    if caller:
+        assert (f"call c1: callback to {mask_number(caller)} refused: no dial_out rule with "
+                "'callbacks: true' allows the number; the caller keeps waiting") in caplog.text
+        assert caller.lstrip("+") not in caplog.text  # numbers are masked in the log
+    bench.end(leg)
+    bench.settle()
+    record = bench.record_of(call.call_id)
+    assert (record.outcome, record.ivr_path) == ("abandoned_queue", "menu[1] > support[2 no "
+                                                                    "callback]")
+    bench.run_until(bench.now + 60)
+    assert not bench.core.callbacks
+    assert [x.uri for x in bench.legs.values() if not x.incoming] == ["sip:anna@192.0.2.10"]
+    assert bench.live() == []
+    assert bench.core.problems() == []
 
 
 def test_transfer_failure_goes_on_in_the_flow(bench: Bench) -> None:
@@ -475,11 +515,10 @@ def test_admission_names_where_the_trunks_audio_may_be(tmp_path: Path) -> None:
 
 
 # -- agents' transfers (REFER from the agent's phone) --------------------------------------------
-AGENT_RULES = """
+AGENT_RULES = """\
 dial_out:
   - {pattern: "^06[0-9]{6,8}$", uri: "sip:{number}@192.0.2.1", agent_transfers: true}
-  - {pattern: "^07[0-9]{6,8}$", uri: "sip:{number}@192.0.2.1"}
-"""
+  - {pattern: "^07[0-9]{6,8}$", uri: "sip:{number}@192.0.2.1"}"""
 
 
 def connected_to_anna(bench: Bench) -> tuple[str, str]:
@@ -569,7 +608,7 @@ def test_an_agent_transfers_the_caller_to_another_queue(bench: Bench) -> None:
 
 
 def test_a_transfer_to_a_target_ivr_yaml_does_not_name_is_refused(tmp_path: Path) -> None:
-    bench = make_bench(tmp_path, config_extra=AGENT_RULES)
+    bench = make_bench(tmp_path, dial_out=AGENT_RULES)
     leg, anna = connected_to_anna(bench)
     call = bench.core.calls[bench.record_of(leg).call_id]
     for target in ("sip:00390612345678@192.0.2.1", "sip:0712345678@192.0.2.1",

@@ -164,7 +164,9 @@ def test_callback_keeps_the_place_and_calls_the_caller_back_when_an_agent_is_fre
     sb = Switchboard(tmp_path, free_udp_port(), free_tcp_port(), agents={"anna": free_udp_port()},
                      flow=ROOT / "tests" / "flows_e2e" / "callback.yaml",
                      queues="  support: {agents: [anna]}",
-                     extra_config=f'callback: "sip:{{number}}@127.0.0.1:{customer_port}"\n')
+                     extra_config="dial_out:\n  - {pattern: '^3[0-9]{8,9}$', uri: "
+                                  f"'sip:{{number}}@127.0.0.1:{customer_port}', "
+                                  "callbacks: true}\n")
     sb.start()
     try:
         cli = [sys.executable, "-m", "ivr.cli", "agent"]

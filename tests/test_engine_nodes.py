@@ -292,7 +292,7 @@ def test_waiting_caller_hears_position_and_can_leave_with_an_exit_key(office):
 
 
 def test_callback_key_keeps_the_place_promises_a_call_and_hangs_up(tmp_path):
-    from ivr.engine import RequestCallback
+    from ivr.engine import CallbackRefused, RequestCallback
 
     flow = load_flow(ROOT / "tests" / "flows_e2e" / "callback.yaml")
     s = CallSession(flow, "c1", caller="3331234567")
@@ -307,4 +307,13 @@ def test_callback_key_keeps_the_place_promises_a_call_and_hangs_up(tmp_path):
     assert s.exit == {"callback": "3331234567", "hangup": "callback_requested"}
     withheld = CallSession(flow, "c2", caller="")
     withheld.start(0.0)
-    assert not any(isinstance(a, RequestCallback) for a in withheld.handle(DigitPressed("2"), 1))
+    assert withheld.handle(DigitPressed("2"), 1)[-1] == CallbackRefused("withheld")
+    assert withheld.state == "queued"
+    # a number no dial_out rule allows to call back (the driver tells the session at start)
+    premium = CallSession(flow, "c3", caller="899123456", callback_allowed=False)
+    premium.start(0.0)
+    actions = premium.handle(DigitPressed("2"), 1)
+    assert actions[-1] == CallbackRefused("not allowed")
+    assert not any(isinstance(a, RequestCallback) for a in actions)
+    assert premium.state == "queued"
+    assert premium.path_text().endswith("[2 no callback]")

@@ -200,6 +200,9 @@ class CoreBase:
     def _request_callback(self, call: CallerCall, now: float) -> None:
         raise NotImplementedError
 
+    def _callback_refused(self, call: CallerCall, reason: str) -> None:
+        raise NotImplementedError
+
     def _start_callback(self, call: CallerCall, now: float) -> None:
         raise NotImplementedError
 

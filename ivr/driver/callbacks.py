@@ -1,4 +1,12 @@
-"""Callbacks: a caller's place kept in the queue; the agent first, then the caller dialled."""
+"""Callbacks: a caller's place kept in the queue; the agent first, then the caller dialled.
+
+The caller's number is the caller ID the gateway presented, which anyone can forge (a premium
+or international number called back at our expense), so a callback dials only what a
+``dial_out`` rule with ``callbacks: true`` allows (:meth:`ivr.config.Config.callback_target`).
+The flow knows it from the call's start: a caller no rule allows (or whose number is withheld)
+who presses the callback key keeps waiting and is told why (:class:`~ivr.engine.CallbackRefused`);
+nothing is dialled.
+"""
 
 import logging
 
@@ -15,7 +23,9 @@ from ivr.driver.state import (
     LegRole,
     dial_failure,
 )
+from ivr.engine.session import resolve
 from ivr.logs import caller as shown
+from ivr.notices import CALLBACK_REFUSED_NOTICES
 from ivr.store import CallRecord
 from routing import StopRinging
 from routing.acd import LeaveQueue, MovedQueue, RoutingAction
@@ -27,11 +37,25 @@ class Callbacks(CoreBase):
     """Transitions of a callback."""
 
     # -- callbacks -----------------------------------------------------------------------------
+    def _callback_refused(self, call: CallerCall, reason: str) -> None:
+        """The flow refused a caller's callback key: they keep their place in the queue and
+        hear why, then the hold music again; the IVR path of the record shows it."""
+        if reason == "withheld":
+            log.info("call %s: callback refused: the caller's number is withheld; the caller "
+                     "keeps waiting", call.call_id)
+        else:
+            log.warning("call %s: callback to %s refused: no dial_out rule with 'callbacks: "
+                        "true' allows the number; the caller keeps waiting", call.call_id,
+                        shown(call.record.caller, log))
+        call.record.ivr_path = call.session.path_text()  # 'support[2 no callback]'
+        self._save(call.record)
+        notice = CALLBACK_REFUSED_NOTICES.get(reason, CALLBACK_REFUSED_NOTICES["not allowed"])
+        self._notice(call, resolve(notice, call.session.language))  # then the hold music
+
     def _request_callback(self, call: CallerCall, now: float) -> None:
-        if self.config.callback_target(call.record.caller) is None:
-            log.error("call %s: caller asked for a callback but ivr.yaml has no 'callback' URI "
-                      "(or the number cannot be dialled); the caller keeps waiting",
-                      call.call_id)
+        if self.config.callback_target(call.record.caller) is None:  # the flow asks first
+            log.error("call %s: callback asked for a number no dial_out rule allows; the "
+                      "caller keeps waiting", call.call_id)
             return
         call.callback_requested = True
         self._to(call, CallPhase.IVR, "callback requested")  # the confirmation, then hang-up

@@ -25,6 +25,7 @@ from ivr.driver.state import (
 from ivr.engine import (
     Action,
     Answer,
+    CallbackRefused,
     CallSession,
     DigitPressed,
     Enqueue,
@@ -83,7 +84,8 @@ class Callers(CoreBase):
                             flow=flow.name, flow_version=flow.version)
         session = CallSession(flow, call_id, caller, called,
                               started_at=dt.datetime.fromtimestamp(started, dt.UTC),
-                              overrides=self.overrides, language=route.language)
+                              overrides=self.overrides, language=route.language,
+                              callback_allowed=self.config.callback_target(caller) is not None)
         call = CallerCall(call_id, event.leg, event.trunk, session, record)
         self.calls[call_id] = call
         self.by_sip[event.leg] = call_id
@@ -175,6 +177,8 @@ class Callers(CoreBase):
                         action.state, call.call_id)
         elif isinstance(action, RequestCallback):
             self._request_callback(call, now)
+        elif isinstance(action, CallbackRefused):
+            self._callback_refused(call, action.reason)
         elif isinstance(action, LeaveQueueRequest):
             log.info("call %s: caller left queue %s by key", call.call_id, call.record.queue)
             self._to(call, CallPhase.IVR, "exit key")

@@ -5,6 +5,7 @@ from ivr.engine.session import (
     CALLBACK_PROMPT,
     Action,
     Answer,
+    CallbackRefused,
     CallSession,
     DigitPressed,
     Enqueue,
@@ -31,10 +32,9 @@ from ivr.engine.session import (
 )
 
 __all__ = [
-    "ANNOUNCE_PROMPT", "CALLBACK_PROMPT", "Action", "Answer", "CallSession", "DigitPressed",
-    "Enqueue", "Event", "HangupCall",
-    "HttpLookup", "LeaveQueueRequest", "LookupFinished", "PathStep", "PlayPrompt",
-    "PlaybackFinished", "PromptPiece", "QueueLeft", "RecordingFinished", "RequestCallback",
-    "SetOverrideState", "StartRecording", "StopPlayback", "TimerFired", "TransferCall",
-    "TransferFinished", "fill", "resolve",
+    "ANNOUNCE_PROMPT", "CALLBACK_PROMPT", "Action", "Answer", "CallSession", "CallbackRefused",
+    "DigitPressed", "Enqueue", "Event", "HangupCall", "HttpLookup", "LeaveQueueRequest",
+    "LookupFinished", "PathStep", "PlayPrompt", "PlaybackFinished", "PromptPiece", "QueueLeft",
+    "RecordingFinished", "RequestCallback", "SetOverrideState", "StartRecording", "StopPlayback",
+    "TimerFired", "TransferCall", "TransferFinished", "fill", "resolve",
 ]

@@ -183,6 +183,15 @@ class RequestCallback:
 
 
 @dataclass(frozen=True)
+class CallbackRefused:
+    """The caller pressed the callback key but cannot be called back: they keep waiting in
+    the queue, and the driver tells them so."""
+
+    reason: str
+    """'withheld' (no number to call) or 'not allowed' (no rule of ivr.yaml allows it)."""
+
+
+@dataclass(frozen=True)
 class SetOverrideState:
     override: str
     state: str
@@ -190,7 +199,7 @@ class SetOverrideState:
 
 Action = (Answer | PlayPrompt | StopPlayback | Enqueue | HangupCall | HttpLookup
           | StartRecording | TransferCall | SetOverrideState | LeaveQueueRequest
-          | RequestCallback)
+          | RequestCallback | CallbackRefused)
 
 
 @dataclass
@@ -273,10 +282,13 @@ class CallSession:
 
     def __init__(self, flow: Flow, call_id: str, caller: str = "", called: str = "",
                  started_at: dt.datetime | None = None,
-                 overrides: Mapping[str, str] | None = None, language: str | None = None):
+                 overrides: Mapping[str, str] | None = None, language: str | None = None,
+                 callback_allowed: bool = True):
         self.flow = flow
         self.call_id = call_id
         self.caller = caller
+        self.callback_allowed = callback_allowed
+        """False: no rule allows calling *caller* back, so a callback key is refused."""
         self.called = called
         self.language = language if language in flow.languages else flow.default_language
         self.variables: dict[str, str] = dict(flow.variables)
@@ -367,9 +379,10 @@ class CallSession:
             self.path[-1].digits = event.digit
             target = node.exit_keys[event.digit]
             if target == "callback":
-                if not self.caller:  # a withheld number cannot be called back
-                    self.state = "queued"
-                    return []
+                if not self.caller or not self.callback_allowed:
+                    self.state = "queued"  # the place is kept; the caller is told why not
+                    self.path[-1].digits = f"{event.digit} no callback"
+                    return [CallbackRefused("not allowed" if self.caller else "withheld")]
                 self._after_play = "callback"
                 self.exit = {"callback": self.caller}
                 return [RequestCallback(), *self._play(CALLBACK_PROMPT, barge_in=False)]
@@ -781,9 +794,9 @@ class CallSession:
 
 
 __all__ = [
-    "ANNOUNCE_PROMPT", "CALLBACK_PROMPT", "Action", "Answer", "CallSession", "DigitPressed",
-    "Enqueue", "Event", "HangupCall", "HttpLookup", "LeaveQueueRequest", "LookupFinished",
-    "PathStep", "PlayPrompt", "PlaybackFinished", "PromptPiece", "QueueLeft", "RecordingFinished",
-    "RequestCallback", "SetOverrideState", "StartRecording", "StopPlayback", "TimerFired",
-    "TransferCall", "TransferFinished", "fill", "hours_state", "resolve",
+    "ANNOUNCE_PROMPT", "CALLBACK_PROMPT", "Action", "Answer", "CallSession", "CallbackRefused",
+    "DigitPressed", "Enqueue", "Event", "HangupCall", "HttpLookup", "LeaveQueueRequest",
+    "LookupFinished", "PathStep", "PlayPrompt", "PlaybackFinished", "PromptPiece", "QueueLeft",
+    "RecordingFinished", "RequestCallback", "SetOverrideState", "StartRecording", "StopPlayback",
+    "TimerFired", "TransferCall", "TransferFinished", "fill", "hours_state", "resolve",
 ]
