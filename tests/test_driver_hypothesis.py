@@ -1,8 +1,11 @@
 """The whole driver core under random SIP events and timings (hypothesis state machine).
 
-Invariants after every step: the call machines and the router agree on every caller, no agent
-is on two calls. At the end, once every leg has ended: every call has exactly one closed record,
-no record is left in progress, and every agent is free again.
+Callers call from numbers a callback may dial, from numbers it may not (premium) and withheld;
+agents' phones send REFERs (blind and attended) to extensions, queues, numbers their rules allow
+or not, also from legs that may not transfer, and now and then a transfer reaches the core after
+the call moved on. Invariants after every step: the call machines and the router agree on every
+caller, no agent is on two calls. At the end, once every leg has ended: every call has exactly
+one closed record, no record is left in progress, and every agent is free again.
 """
 
 from __future__ import annotations
@@ -16,9 +19,17 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from ivr.driver import messages as m
 from ivr.sip import events as sip
-from tests.driver_bench import Bench, make_bench
+from tests.driver_bench import CALLBACK_RULES, Bench, make_bench
 
 STRATEGIES = ("longest_idle", "ring_all", "round_robin", "top_down")
+DIAL_OUT = CALLBACK_RULES + """
+  - {pattern: "^06[0-9]{6,8}$", uri: "sip:{number}@192.0.2.1", agent_transfers: true}"""
+"""Mobiles may be called back; agents may transfer to 06 numbers."""
+CALLERS = {"mobile": "333{n:07d}", "premium": "899{n:06d}", "withheld": ""}
+"""Caller IDs by kind: a callback may dial the first only."""
+REFER_TO = ("sip:201@192.0.2.99", "sip:level2@192.0.2.99", "sip:support@192.0.2.99",
+            "sip:0612345678@192.0.2.1", "sip:00390612345678@192.0.2.1", "sip:lia@192.0.2.12")
+"""An extension, two queues, a number agents may dial, one they may not, an agent's phone."""
 
 
 class DriverMachine(RuleBasedStateMachine):
@@ -36,7 +47,8 @@ class DriverMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.bench is None)
     @rule(strategy=st.sampled_from(STRATEGIES), lines=st.integers(1, 4))
     def setup(self, strategy: str, lines: int) -> None:
-        self.bench = make_bench(Path(self._tmp.name), strategy=strategy, lines=lines)
+        self.bench = make_bench(Path(self._tmp.name), strategy=strategy, lines=lines,
+                                dial_out=DIAL_OUT)
 
     def _incoming_live(self) -> list[str]:
         return [x.leg for x in self.b.legs.values() if x.incoming and not x.ended]
@@ -46,17 +58,36 @@ class DriverMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.bench is not None)
     @rule(confirm=st.booleans(), trunk_source=st.sampled_from(["192.0.2.1", "192.0.2.1",
-                                                                "198.51.100.9"]))
-    def call_in(self, confirm: bool, trunk_source: str) -> None:
+                                                                "198.51.100.9"]),
+          kind=st.sampled_from(["mobile", "mobile", "premium", "withheld"]))
+    def call_in(self, confirm: bool, trunk_source: str, kind: str) -> None:
+        self._place(kind, trunk_source, confirm)
+
+    def _place(self, kind: str, source: str = "192.0.2.1", confirm: bool = True) -> str:
         live = len([c for c in self.b.core.calls.values() if c.trunk == "gw"])
-        _trunk, _status, lines, _media = self.b.core.admit(trunk_source)
-        if lines and live >= lines:  # the SIP layer refuses it with 486 (tested there)
-            self.b.send(sip.CallRefused(trunk_source, "333", "800", 486, "Busy Here", "gw"))
-            self.calls_placed += 1
-            return
-        self.b.incoming(caller=f"333{self.calls_placed:04d}", source=trunk_source,
-                        confirm=confirm)
+        _trunk, _status, lines, _media = self.b.core.admit(source)
         self.calls_placed += 1
+        if lines and live >= lines:  # the SIP layer refuses it with 486 (tested there)
+            self.b.send(sip.CallRefused(source, "333", "800", 486, "Busy Here", "gw"))
+            return ""
+        return self.b.incoming(caller=CALLERS[kind].format(n=self.calls_placed), source=source,
+                               confirm=confirm)
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(kind=st.sampled_from(["mobile", "mobile", "premium", "withheld"]),
+          then=st.sampled_from(["wait", "answer", "answer", "callback"]))
+    def call_to_the_queue(self, kind: str, then: str) -> None:
+        """A caller straight to the support queue, then an agent answers, or the caller asks
+        for a callback: the states that transfers and callbacks start from, reached often."""
+        leg = self._place(kind)
+        if not leg:
+            return
+        self.b.key(leg, "1")
+        ringing = self.b.ringing()
+        if then == "answer" and ringing:
+            self.b.answer(next(iter(ringing.values())))
+        elif then == "callback":
+            self.b.key(leg, "2")
 
     @precondition(lambda self: self.bench is not None)
     @rule(data=st.data(), digit=st.sampled_from("123789*#"))
@@ -71,6 +102,22 @@ class DriverMachine(RuleBasedStateMachine):
         legs = self._outgoing_live()
         if legs:
             self.b.key(data.draw(st.sampled_from(legs)), "*9")
+
+    @precondition(lambda self: self.bench is not None)
+    @rule(data=st.data(), refer_to=st.sampled_from(REFER_TO), attended=st.booleans(),
+          late=st.sampled_from([False, False, False, True]))
+    def refer(self, data: st.DataObject, refer_to: str, attended: bool, late: bool) -> None:
+        """A phone's REFER, mostly from an answered agent's leg; *late*: the SIP layer took it
+        but the call moved on before the core hears of it (or took one it should not have)."""
+        answered = [x for x in self._outgoing_live() if self.b.legs[x].answered]
+        legs = answered if answered and data.draw(st.booleans()) else \
+            self._outgoing_live() + self._incoming_live()
+        if not legs:
+            return
+        leg = data.draw(st.sampled_from(legs))
+        replaces = "a1b2%40192.0.2.10;to-tag=t1;from-tag=f1" if attended else ""
+        if self.b.refer(leg, refer_to, replaces) and late:
+            self.b.send(sip.TransferRequested(leg, refer_to, replaces))
 
     @precondition(lambda self: self.bench is not None)
     @rule(data=st.data())
@@ -134,11 +181,26 @@ class DriverMachine(RuleBasedStateMachine):
             return
         bridged: dict[str, int] = {}
         for leg in self.b.legs.values():
-            if not leg.incoming and not leg.ended and leg.bridged_to:
+            # a leg the core hangs up is off the call already (its BYE is on the way)
+            if not leg.incoming and not leg.ended and not leg.hangup_asked and leg.bridged_to:
                 agent = leg.uri.split(":")[1].split("@")[0]
                 if agent in self.b.core.router.agents:  # not a transfer destination
                     bridged[agent] = bridged.get(agent, 0) + 1
         assert all(n <= 1 for n in bridged.values()), bridged
+
+    @invariant()
+    def nothing_dialled_that_ivr_yaml_does_not_allow(self) -> None:
+        if self.bench is None:
+            return
+        config = self.b.core.config
+        fixed = {a.uri for a in config.agents.values()} | {
+            e.uri for e in config.extensions.values()}
+        for leg in self.b.legs.values():
+            uri = leg.uri.split("?")[0]  # an attended transfer's Replaces is no destination
+            if leg.incoming or uri in fixed:
+                continue
+            number = uri.split(":")[1].split("@")[0]
+            assert uri in (config.transfer_target(number), config.callback_target(number)), uri
 
     def teardown(self) -> None:
         try:
