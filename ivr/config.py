@@ -110,6 +110,10 @@ class DialRule:
     callbacks: bool = False
     """Waiting callers whose number matches may be called back at this rule's URI; without
     any such rule no caller is ever called back."""
+    flows: bool = True
+    """A flow's transfer node may dial this rule's numbers; false for a rule meant only for
+    callbacks or agents' transfers (a mobile-number callback rule must not let a flow's
+    ``{digits}`` transfer dial mobiles)."""
 
     def target(self, number: str) -> str | None:
         if not _DIALLED.fullmatch(number) or not self.pattern.fullmatch(number):
@@ -256,7 +260,7 @@ class Config:
         if extension is not None:
             return extension.uri
         for rule in self.dial_out:
-            uri = rule.target(destination)
+            uri = rule.target(destination) if rule.flows else None
             if uri is not None:
                 return uri
         return None
@@ -356,7 +360,8 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         sip_refuse_strangers=sip["refuse_strangers"],
         extensions={name: Extension(name, e["uri"])
                     for name, e in (top.get("extensions") or {}).items()},
-        dial_out=tuple(DialRule(r["pattern"], r["uri"], r["agent_transfers"], r["callbacks"])
+        dial_out=tuple(DialRule(r["pattern"], r["uri"], r["agent_transfers"], r["callbacks"],
+                                r["flows"])
                        for r in top.get("dial_out") or ()),
         recordings=top["recordings"], feature_codes=FeatureCodes(**codes), edge=edge,
         retention_days=top["retention_days"], routes=routes,

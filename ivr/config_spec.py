@@ -338,6 +338,9 @@ _DIAL_RULE = Section("Numbers a transfer (or a callback) may dial out to.", (
                                       "caller ID can be forged, so keep the pattern to the "
                                       "numbers you would call (default: no callbacks).",
                            default=False)),
+    Key("flows", Value("boolean", "Flows' transfer nodes may dial these numbers (default); "
+                                  "false for a rule meant only for callbacks or agents' "
+                                  "transfers.", default=True)),
     Key("description", Value("text", "A note for technicians.")),
 ))
 

@@ -208,10 +208,10 @@ def _callbacks(config: Config) -> Finding:
 
 def _dial_rule(index: int, rule: DialRule) -> Finding:
     head = f"dial_out[{index}] '{rule.pattern.pattern}' -> {rule.uri}"
-    also = [what for what, on in (("agents' transfers", rule.agent_transfers),
-                                  ("callbacks", rule.callbacks)) if on]
-    if also:
-        head += f" ({' and '.join(also)} too)"
+    users = [what for what, on in (("flows' transfers", rule.flows),
+                                   ("agents' transfers", rule.agent_transfers),
+                                   ("callbacks", rule.callbacks)) if on]
+    head += f" (for {', '.join(users) or 'nothing: no use enabled'})"
     try:
         nfa = Automaton.of(rule.pattern)
         costly = _costly(nfa)

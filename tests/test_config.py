@@ -161,7 +161,7 @@ dial_out:
         "'sip:{numbr}@192.0.2.1'; only {number} (the number dialled) can be used",
         "ivr.yaml:15:5: dial_out[3]: missing required key 'pattern'",
         "ivr.yaml:18:5: dial_out[4].trunk: unknown key 'trunk'; expected one of: "
-        "agent_transfers, callbacks, description, pattern, uri",
+        "agent_transfers, callbacks, description, flows, pattern, uri",
     ]
 
 
@@ -682,3 +682,14 @@ def test_every_key_of_the_spec_has_a_description():
             walk(sub, path)
 
     walk(config_schema(), "")
+
+
+def test_a_rule_with_flows_false_opens_no_flow_transfer(tmp_path):
+    c = config(tmp_path, """\
+dial_out:
+  - {pattern: "^3[0-9]{8,9}$", uri: "sip:{number}@192.0.2.1", callbacks: true, flows: false}
+  - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1"}
+""")
+    assert c.callback_target("3331234567") == "sip:3331234567@192.0.2.1"
+    assert c.transfer_target("3331234567") is None
+    assert c.transfer_target("0612345678") == "sip:0612345678@192.0.2.1"

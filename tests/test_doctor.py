@@ -99,9 +99,11 @@ def test_an_open_switchboard_is_reported_area_by_area(tmp_path):
         ("ok", "transfers may dial extension '201': sip:reception@10.0.0.20"),
         ("ok", "transfers may dial extension '202': sip:+393331234567@192.0.2.1 (a number "
                "through trunk 'gw')"),
-        ("ok", "dial_out[0] '^0[1-9][0-9]{5,9}$' -> sip:{number}@192.0.2.1: numbers such as "
-               "0100000; no international, satellite or premium number"),
-        ("danger", "dial_out[1] '\\d+' -> sip:{number}@192.0.2.1 (callbacks too) allows "
+        ("ok", "dial_out[0] '^0[1-9][0-9]{5,9}$' -> sip:{number}@192.0.2.1 (for flows' "
+               "transfers): numbers such as 0100000; no international, satellite or "
+               "premium number"),
+        ("danger", "dial_out[1] '\\d+' -> sip:{number}@192.0.2.1 (for flows' transfers, "
+                   "callbacks) allows "
                    "international numbers "
                    "(e.g. 001); satellite numbers (e.g. 00870); premium numbers (e.g. 890000); "
                    "numbers starting with any digit; numbers of 18 keys or more (e.g. "
@@ -271,7 +273,7 @@ def test_dial_out_rules_are_judged_by_what_they_accept(tmp_path, pattern, level,
     config = dataclasses.replace(load_config(tmp_path / "ivr.yaml"), dial_out=(rule,))
     [finding] = [f for f in security_report(config, tmp_path / "ivr.yaml")
                  if f.text.startswith("dial_out[0]")]
-    head = f"dial_out[0] '{pattern}' -> sip:{{number}}@192.0.2.1"
+    head = f"dial_out[0] '{pattern}' -> sip:{{number}}@192.0.2.1 (for flows' transfers)"
     separator = ": " if level == "ok" or text.startswith("cannot") else " "
     assert (finding.level, finding.text) == (level, head + separator + text)
 
@@ -361,9 +363,9 @@ flow: flows/demo.yaml
 def test_what_agents_may_transfer_to_is_listed(tmp_path):
     findings = report(tmp_path, AGENT_TRANSFERS)
     dialling = facts(findings, "dialling")
-    assert ("ok", "dial_out[1] '^06[0-9]{6,8}$' -> sip:{number}@192.0.2.1 (agents' transfers "
-                  "too): numbers such as 06000000; no international, satellite or premium "
-                  "number") in dialling
+    assert ("ok", "dial_out[1] '^06[0-9]{6,8}$' -> sip:{number}@192.0.2.1 (for flows' "
+                  "transfers, agents' transfers): numbers such as 06000000; no "
+                  "international, satellite or premium number") in dialling
     assert ("ok", "agents' phones may transfer callers (REFER) to extension 201; queues support "
                   "(number 700), sales; the numbers of dial_out[1]; nothing else") in dialling
 
@@ -373,7 +375,7 @@ sip: {listen: 127.0.0.1:5080}
 trunks: {gw: {sources: [192.0.2.1]}}
 dial_out:
   - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1"}
-  - {pattern: "^3[0-9]{8,9}$", uri: "sip:{number}@192.0.2.1", callbacks: true}
+  - {pattern: "^3[0-9]{8,9}$", uri: "sip:{number}@192.0.2.1", callbacks: true, flows: false}
   - {pattern: "^\\\\+39[0-9]+$", uri: "sip:{number}@192.0.2.1", callbacks: true,
      agent_transfers: true}
 flow: flows/demo.yaml
@@ -383,13 +385,14 @@ flow: flows/demo.yaml
 def test_what_callbacks_may_dial_is_listed_and_broad_rules_are_judged(tmp_path):
     dialling = facts(report(tmp_path, CALLBACKS), "dialling")
     assert dialling[:4] == [
-        ("ok", "dial_out[0] '^0[1-9][0-9]{5,9}$' -> sip:{number}@192.0.2.1: numbers such as "
-               "0100000; no international, satellite or premium number"),
-        ("ok", "dial_out[1] '^3[0-9]{8,9}$' -> sip:{number}@192.0.2.1 (callbacks too): numbers "
-               "such as 300000000; no international, satellite or premium number"),
-        ("danger", "dial_out[2] '^\\+39[0-9]+$' -> sip:{number}@192.0.2.1 (agents' transfers "
-                   "and callbacks too) allows premium numbers (e.g. +39890000); numbers of 18 "
-                   "keys or more (e.g. +39000000000000000)"),
+        ("ok", "dial_out[0] '^0[1-9][0-9]{5,9}$' -> sip:{number}@192.0.2.1 (for flows' "
+               "transfers): numbers such as 0100000; no international, satellite or "
+               "premium number"),
+        ("ok", "dial_out[1] '^3[0-9]{8,9}$' -> sip:{number}@192.0.2.1 (for callbacks): "
+               "numbers such as 300000000; no international, satellite or premium number"),
+        ("danger", "dial_out[2] '^\\+39[0-9]+$' -> sip:{number}@192.0.2.1 (for flows' "
+                   "transfers, agents' transfers, callbacks) allows premium numbers "
+                   "(e.g. +39890000); numbers of 18 keys or more (e.g. +39000000000000000)"),
         ("ok", "agents' phones may transfer callers (REFER) to the numbers of dial_out[2]; "
                "nothing else"),
     ]
