@@ -12,14 +12,16 @@ one clock for every process of the machine.
 What it stamps, per call:
 
 - ``invite``: the INVITE sent (makeCall returned), ``confirmed``: the 200 OK taken (ACK sent).
-- per key: the call to ``sendDtmf`` and the frame tick its first RFC 4733 packet went out at.
-- ``next``: from the first packet of key 2 to the first frame of the next prompt heard (level
-  above ``next_level``), tick to tick.
+- per key: the call to ``sendDtmf`` and the frame tick its first RFC 4733 packet went out at
+  (the next tick of the peer's clock, :class:`~bench.load.peer.FrameClock`).
+- ``next_latency``: from that tick to the tick of the first frame of the next prompt heard
+  (a level of ``next_level`` or more).
 - gaps: every run of silent frames while the menu prompt plays (from its first frame heard to
-  the next key press or the end), in frames of 20 ms; a loud prompt, a key's wait and the
-  queue are not counted.
+  the next key or the end) and while the agent's tone plays (from its first frame to the end
+  of the call), counted in frames; the wait after a key and the music on hold are not.
 - the process's own stalls: loop turns longer than ``STALL_S`` (the peer could not read its
-  sockets meanwhile, so a gap that overlaps one may be the peer's own).
+  sockets meanwhile, so a gap that overlaps one may be the peer's own), and its frame clock's
+  health (ticks it missed, the longest interval between two ticks).
 """
 
 from __future__ import annotations
@@ -71,9 +73,11 @@ class Record:
     # listening state: wait_audio -> menu (listening) -> await_next -> next -> menu ...
     #                                 menu -> queue -> agent (listening)
     state: str = "wait_audio"
-    gap_from: float | None = None
+    gap_from: int | None = None
+    """The tick of the first silent frame of the gap going on."""
     armed_at: float | None = None
-    key_tick: float = 0.0
+    key_tick: int = 0
+    key_sent: float = 0.0
     pending_keys: list[tuple[float, str]] = field(default_factory=list)
     hangup_at: float | None = None
 
@@ -132,6 +136,7 @@ class Caller:
         self.calls: list[Call] = []
         self.records: list[Record] = []
         self.stalls: list[tuple[float, float]] = []
+        self.ambiguous_keys = 0
 
     # -- calls ---------------------------------------------------------------------------------
     def dial(self, spec: dict[str, Any]) -> None:
@@ -162,12 +167,19 @@ class Caller:
         prm = pj.CallSendDtmfParam()
         prm.digits = digit
         prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
+        self.clock.observe(time.monotonic())
+        before = self.clock.count
         call.sendDtmf(prm)
+        # The key goes out at the next tick; one that came while sendDtmf ran may have been
+        # too early for it (counted: the key is then timed at the tick after).
+        ticked = self.clock.observe(time.monotonic())
+        self.ambiguous_keys += ticked
         record = call.record
-        tick = self.clock.tick_after(now)
-        record.keys.append({"digit": digit, "sent": now, "first_packet": tick})
+        tick = before + 1 + ticked
+        record.keys.append({"digit": digit, "sent": now, "tick": tick})
         self._stop_listening(record, now)
         record.key_tick = tick
+        record.key_sent = now
         if digit == "2":
             record.state = "await_next"
         else:
@@ -186,23 +198,23 @@ class Caller:
         record.armed_at = now
         record.gap_from = None
 
-    def listen(self, call: Call, now: float) -> None:
-        """One reading of the level of the frame the call last heard."""
-        assert call.audio is not None
-        # pjsua2's "tx" level is what the call's port gives the bridge: the audio it received
-        level = call.audio.getTxLevel()
+    def listen(self, call: Call, level: int, tick: int, now: float) -> None:
+        """The level of the frame the call heard at tick *tick* (read at *now*)."""
         record = call.record
         state = record.state
         if state in LISTENING:
-            self._gap(record, level, now)
+            self._gap(record, level, tick)
         elif state == "wait_audio":
             if level > self.silence:
                 self._arm(record, "menu", now)
         elif state == "await_next":
-            if level >= self.loud:
-                record.next_latency.append(self.clock.tick_before(now) - record.key_tick)
+            if level >= self.loud and tick > record.key_tick:
+                heard, sent = self.clock.time_of(tick), self.clock.time_of(record.key_tick)
+                assert heard is not None
+                assert sent is not None
+                record.next_latency.append(heard - sent)
                 record.state = "next"
-            elif now - record.key_tick > NEXT_TIMEOUT_S:
+            elif now - record.key_sent > NEXT_TIMEOUT_S:
                 record.next_latency.append(None)
                 record.state = "next"
         elif state == "next":
@@ -211,19 +223,34 @@ class Caller:
         elif state == "queue" and self.silence < level <= self.agent_top:
             self._arm(record, "agent", now)  # music on hold is louder: this is the agent
 
-    def _gap(self, record: Record, level: int, now: float) -> None:
+    def _gap(self, record: Record, level: int, tick: int) -> None:
         if level <= self.silence:
             if record.gap_from is None:
-                record.gap_from = self.clock.tick_before(now)
+                record.gap_from = tick
             return
         if record.gap_from is not None:
-            length = self.clock.tick_before(now) - record.gap_from
-            if length >= 2 * FRAME_S - 1e-6:
-                record.gaps.append((round(record.gap_from, 4), round(length, 4), record.state))
+            length = (tick - record.gap_from) * FRAME_S
+            if tick - record.gap_from >= 2:
+                began = self.clock.time_of(record.gap_from) or 0.0
+                record.gaps.append((round(began, 4), round(length, 4), record.state))
             record.max_gap[record.state] = max(record.max_gap[record.state], length)
             record.gap_from = None
 
     # -- the loop ------------------------------------------------------------------------------
+    def levels(self, live: list[Call]) -> None:
+        """Read the level of every listening call's last frame. A pass during which the clock
+        ticked is dropped (its levels are of two different frames): the next one, a couple of
+        milliseconds later, reads the same frames."""
+        calls = [c for c in live if c.audio is not None and not c.done]
+        self.clock.observe(time.monotonic())
+        # pjsua2's "tx" level is what the call's port gives the bridge: the audio it received
+        read = [c.audio.getTxLevel() for c in calls]  # type: ignore[union-attr]
+        now = time.monotonic()
+        if self.clock.observe(now):
+            return
+        for call, level in zip(calls, read, strict=True):
+            self.listen(call, level, self.clock.count, now)
+
     def run(self) -> None:  # noqa: C901 - the one loop: dial, keys, levels, hang-ups, progress
         end = float(self.plan["end"])
         last = time.monotonic()
@@ -252,9 +279,7 @@ class Caller:
                     call.hangup(pj.CallOpParam())
             if now >= next_level:
                 next_level = now + LEVEL_EVERY_S
-                for call in live:
-                    if call.audio is not None and not call.done:
-                        self.listen(call, now)
+                self.levels(live)
             if now >= next_progress:
                 next_progress = now + 1.0
                 up = sum(1 for c in live if c.record.confirmed is not None)
@@ -265,8 +290,13 @@ class Caller:
                 call.record.ended_by = call.record.ended_by or "end"
 
     def result(self) -> dict[str, Any]:
+        for record in self.records:
+            for key in record.keys:
+                key["first_packet"] = self.clock.time_of(key["tick"])
         return {"name": self.plan["name"], "calls": [r.summary() for r in self.records],
-                "stalls": self.stalls, "clock_late": self.clock.late}
+                "stalls": self.stalls, "ticks_missed": self.clock.missed,
+                "longest_tick": self.clock.longest_tick, "ambiguous_keys": self.ambiguous_keys,
+                "cpu_s": time.process_time()}
 
     def close(self) -> None:
         self.endpoint.shutdown([self.calls])
@@ -288,9 +318,10 @@ def main() -> int:
     plan = json.loads(Path(sys.argv[1]).read_text())
     caller = Caller(plan)
     try:
-        emit("ready", name=plan["name"], phase=caller.clock.phase)
+        emit("ready", name=plan["name"])
         shift_plan(plan, float(sys.stdin.readline()))
         caller.todo = sorted(((c["at"], c) for c in plan["calls"]), key=lambda item: item[0])
+        caller.clock.restart()
         caller.run()
         result = caller.result()
     except KeyboardInterrupt:

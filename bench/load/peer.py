@@ -17,11 +17,11 @@ Measurement choices, and why:
   recorder per call would mean files and a clock to line up afterwards; stream statistics
   (jitter, loss) smooth a stall away. The level is exact to a frame and costs a call per
   frame.
-- **The frame clock.** The null sound device's clock ticks every 20 ms from a fixed start;
-  at a tick the bridge takes each call's frame and gives each call its frame, and the stream
-  sends then (a queued RFC 4733 key goes out at the first tick after ``sendDtmf``). The peer
-  learns the tick phase once from a player's position (:class:`FrameClock`), so a key's first
-  packet and the frame a prompt is first heard in are known to the tick.
+- **The frame clock.** The null sound device's clock ticks every 20 ms; at a tick the bridge
+  takes each call's frame and gives each call its frame, and the stream sends then (a queued
+  RFC 4733 key goes out at the first tick after ``sendDtmf``). The peer numbers and times the
+  ticks as they happen (:class:`FrameClock`), so a key's first packet and the frame a prompt
+  is first heard in are timed to the tick actually used, to about a millisecond.
 
 Each peer prints JSON lines on stdout: progress while it runs, then one ``result``.
 """
@@ -119,81 +119,74 @@ class Endpoint:
 
 
 class FrameClock:
-    """The peer's 20 ms frame ticks on the monotonic clock, learned from a player's position.
+    """The peer's 20 ms frame ticks, numbered and timed on the monotonic clock.
 
-    A looping silent player sent to the null device moves one frame per tick. The clock thread
-    schedules tick k at start + k x 20 ms, sleeps whole milliseconds toward it (so a tick can
-    come up to 1 ms early) and can wake late when the machine is busy, never by much early.
-    So the schedule's phase is the earliest a tick is seen: :meth:`observe`, called every loop
-    turn, reads the position and moves the phase earlier (in small steps) whenever a tick comes
-    before it; a tick seen after its slot tells how late the clock thread was (:attr:`late`:
-    the peer's own lateness, which a key's send time and a frame's time heard may carry).
+    At each tick of the null sound device's clock the bridge takes one frame from every call
+    (what the caller hears in that frame) and gives one to every call (a queued RFC 4733 key
+    goes out then). A looping silent player sent to the null device moves one frame per tick:
+    :meth:`observe`, called every loop turn (about every millisecond), reads its position, so
+    a move is a tick between the previous read and this one. Tick *n* (``count`` after it) is
+    timed at the middle of that bracket; when the loop missed ticks (a stall of the peer), the
+    ticks it missed are timed back from the read, 20 ms apart, and counted in ``missed``.
     """
 
-    def __init__(self, endpoint: Endpoint, workdir: Path):
+    def __init__(self, endpoint: Endpoint, workdir: Path, seconds: int = 60):
         path = workdir / f"clock-{os.getpid()}.wav"
         with wave.open(str(path), "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
             out.setframerate(8000)
-            out.writeframes(bytes(2 * 8000))
+            out.writeframes(bytes(2 * 8000 * seconds))
         self.player = pj.AudioMediaPlayer()
         self.player.createPlayer(str(path), 0)
         self.player.startTransmit(endpoint.sink())
-        self.late = 0.0
-        """The latest a tick was seen after its slot (s): an upper bound of the clock's
-        own lateness, to the loop's turn."""
-        self.phase = self._calibrate()
+        self.wrap = 8000 * seconds
+        self.count = 0
+        self.times: list[float] = []
+        """times[n]: when tick n happened (n = count after it)."""
+        self._step = 0
+        self.restart()
+
+    def restart(self) -> None:
+        """Start counting (again) from now: the peer did not watch the clock until now."""
+        self.count = 0
+        self.times = [time.monotonic()]
+        self.missed = 0
+        self.longest_tick = (0.0, 0.0)
+        """The longest interval between two ticks seen one by one (20 ms for a steady clock),
+        and when it ended."""
         self._pos = self.player.getPos()
-        self._read_at = time.monotonic()
+        self._read_at = self.times[0]
 
-    def _calibrate(self, moves: int = 25, limit_s: float = 2.0) -> float:
-        """Read the position back to back until it moved *moves* times; the phase is where
-        the moves start on the 20 ms circle (after its widest empty arc)."""
-        seen: list[float] = []
-        last = self.player.getPos()
-        before = time.monotonic()
-        give_up = before + limit_s
-        while len(seen) < moves and before < give_up:
-            now = time.monotonic()
-            pos = self.player.getPos()
-            if pos != last:
-                if now - before < 0.0005:  # a tight bracket only
-                    seen.append(now % FRAME_S)
-                last = pos
-            before = now
-        if not seen:
-            raise RuntimeError("the null sound device's clock does not tick")
-        seen.sort()
-        arcs = [(seen[(i + 1) % len(seen)] - seen[i]) % FRAME_S for i in range(len(seen))]
-        widest = max(range(len(seen)), key=lambda i: arcs[i]) if len(seen) > 1 else -1
-        return seen[(widest + 1) % len(seen)]
-
-    def observe(self, now: float) -> None:
-        """One loop turn: a move of the position since the last turn is a tick in between."""
+    def observe(self, now: float) -> bool:
+        """One loop turn: True if the clock ticked since the previous read."""
         pos = self.player.getPos()
-        if pos != self._pos:
-            offset = (now - self.phase) % FRAME_S  # after the last slot
-            if offset > FRAME_S / 2 and now - self._read_at < 0.001:
-                # seen before its slot: the phase is earlier (or the tick was over half a
-                # frame late, which is rare). A step of 0.2 ms at most, so that such a tick
-                # cannot move it by much.
-                self.phase = (self.phase - min(0.0002, FRAME_S - offset)) % FRAME_S
-            elif self._read_at > now - offset:
-                # the tick was not there at the previous read: it came that late at least
-                self.late = max(self.late, self._read_at - (now - offset))
-            self._pos = pos
+        moved = (pos - self._pos) % self.wrap
+        if moved == 0:
+            self._read_at = now
+            return False
+        if not self._step:
+            self._step = moved  # samples (or bytes) per frame, whatever the unit
+        # The player's position can step back and forth by odd amounts when it refills its
+        # buffer from the file; those are one tick each. Whole frames at once: missed ticks.
+        frames = moved // self._step if moved % self._step == 0 and moved <= 50 * self._step \
+            else 1
+        if frames == 1:
+            at = (self._read_at + now) / 2
+            if len(self.times) > 1:  # the interval from the restart is not a tick's
+                self.longest_tick = max(self.longest_tick, (at - self.times[-1], at))
+            self.times.append(at)
+        else:
+            self.missed += frames - 1
+            self.times.extend(now - (frames - 1 - i) * FRAME_S for i in range(frames))
+        self.count += frames
+        self._pos = pos
         self._read_at = now
+        return True
 
-    def tick_after(self, t: float) -> float:
-        """The first slot at or after *t*: when a frame queued at *t* is sent."""
-        k = math.ceil((t - self.phase) / FRAME_S - 1e-9)
-        return self.phase + k * FRAME_S
-
-    def tick_before(self, t: float) -> float:
-        """The last slot at or before *t*: when the frame seen at *t* was taken."""
-        k = math.floor((t - self.phase) / FRAME_S + 1e-9)
-        return self.phase + k * FRAME_S
+    def time_of(self, tick: int) -> float | None:
+        """When tick *tick* happened, if it has."""
+        return self.times[tick] if 0 <= tick < len(self.times) else None
 
 
 def write_tone(path: Path, freq: float, amplitude: int, seconds: float, rate: int = 8000) -> None:

@@ -11,12 +11,13 @@ up to four caller processes (so that the callers' packets are not all sent in on
    its RSS at load are read here, with nothing but audio going on;
 3. **keys**: every call presses 2 once (the next prompt, then back to the menu), spread over a
    few seconds;
-4. **churn**: some calls (20 from N = 60 up) press 1, one every 0.3 s: an agent is rung and
-   answers, the caller hangs up 1.5 s later and dials again 0.3 s after that, so calls end
-   and start while all the others keep listening to the menu.
+4. **churn**: some calls (20 from N = 60 up) press 1, one every 0.5 s: an agent is rung,
+   answers with a steady tone and hangs up after a second (or the caller 1.5 s after its
+   key), the caller dials again 0.3 s later, so calls end and start while all the others keep
+   listening to the menu.
 
 Figures per round: calls up and failed; INVITE -> 200 OK; key 1 (its first RFC 4733 packet) ->
-the agent's INVITE (the k-th key 1 is matched with the k-th INVITE; keys are 0.3 s apart); key
+the agent's INVITE (the k-th key 1 is matched with the k-th INVITE; keys are 0.5 s apart); key
 2 -> the first frame of the next prompt the caller hears; the longest run of silent frames in
 the menu prompt a caller hears (and the 99th percentile of each call's longest, and the longest
 that began during the churn); CPU; RSS idle (ready, no call) and at load; start -> ready.
@@ -34,6 +35,7 @@ import json
 import math
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -55,15 +57,16 @@ AGENT_LEVEL = 20
 hold, the menu tone, is above."""
 
 PROCESSES = 4
-KEY_GAP_1 = 0.3
+KEY_GAP_1 = 0.5
 """Seconds between two key-1 presses (and so between two agent INVITEs)."""
-HOLD_AFTER_1 = 2.0
+HOLD_AFTER_1 = 1.5
 """A caller sent to an agent hangs up this long after its key (if the agent has not)."""
 REDIAL_GAP = 0.3
 AGENTS = 8
-TALK_S = 1.5
-"""The agent hangs up this long after answering. With a key 1 every 0.3 s, about 5 agent legs
-at once: 250 callers and 5 agents fill the SIP stack's 256 calls."""
+TALK_S = 1.0
+"""The agent hangs up this long after answering: with a key 1 every 0.5 s, two or three agent
+legs at once. The SIP stack takes 256 calls per process (PJSUA_MAX_CALLS): 250 callers leave
+room for 6 agent legs and a caller's new call arriving before its last one is gone."""
 
 
 # -- ports -------------------------------------------------------------------------------------
@@ -234,7 +237,8 @@ def figures(n: int, results: list[dict[str, Any]], agents: dict[str, Any],
     dropped = [c for c in up if c["ended_by"] == "remote"
                and not any(k["digit"] == "1" for k in c["keys"])]
     setup = [c["confirmed"] - c["invite"] for c in up if c["invite"] is not None]
-    key1 = sorted(k["first_packet"] for c in calls for k in c["keys"] if k["digit"] == "1")
+    key1 = sorted(k["first_packet"] for c in calls for k in c["keys"]
+                  if k["digit"] == "1" and k["first_packet"] is not None)
     invites = sorted(row["invite"] for row in agents.get("invites", []))
     to_agent = [inv - key for key, inv in zip(key1, invites, strict=False)]
     nexts = [x for c in calls for x in c["next_latency"] if x is not None]
@@ -259,7 +263,15 @@ def figures(n: int, results: list[dict[str, Any]], agents: dict[str, Any],
         "agent_gap_ms": gap_figures(calls, "agent", churn_from),
         "peers": {"longest_stall_ms": ms(max(stalls, default=0.0)),
                   "stalls_over_20ms": sum(1 for x in stalls if x > 0.020),
-                  "clock_late_ms": ms(max((r["clock_late"] for r in results), default=0.0))},
+                  "ticks_missed": sum(r["ticks_missed"] for r in results),
+                  "longest_tick_ms": ms(max((r["longest_tick"][0] for r in results),
+                                            default=0.0)),
+                  "longest_tick_at_s": max(((round(r["longest_tick"][1] - t0, 2),
+                                             r["longest_tick"][0]) for r in results),
+                                           key=lambda x: x[1], default=(0.0, 0.0))[0],
+                  "keys_timed_a_tick_later": sum(r["ambiguous_keys"] for r in results),
+                  "callers_cpu_percent": round(100 * sum(r["cpu_s"] for r in results)
+                                               / max(1.0, s["end"]), 1)},
     }
 
 
@@ -444,15 +456,26 @@ def main(argv: list[str] | None = None) -> int:
     if any(c < 1 or c > 250 for c in counts):
         parser.error("each number of calls must be 1 to 250 (the SIP stack's 256 calls per "
                      "process take the callers and the agents' legs)")
+    # Ctrl-C and SIGTERM end the bench through its clean-up (every process it started is
+    # stopped), even when it was started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     check_stack()
     timing = Timing(window=args.window or (2.0 if args.short else 5.0))
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="centralino-bench-load-") as tmp:
-        warm_prompt_cache(Path(tmp))
-        for n in counts:
-            progress(f"round N={n}: {timing.schedule(n)['end']:.0f} s of calls")
-            rows.append(run_round(n, timing, Path(tmp) / f"n{n}"))
+    try:
+        with tempfile.TemporaryDirectory(prefix="centralino-bench-load-") as tmp:
+            warm_prompt_cache(Path(tmp))
+            for n in counts:
+                progress(f"round N={n}: {timing.schedule(n)['end']:.0f} s of calls")
+                rows.append(run_round(n, timing, Path(tmp) / f"n{n}"))
+    except KeyboardInterrupt:
+        progress("interrupted: every process of the bench stopped")
+        return 130
+    except RuntimeError as exc:
+        progress(f"the load bench failed: {exc}")
+        return 1
     print()
     print(table(rows))
     report = {"label": args.label, "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -466,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"\nwritten {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def check_stack() -> None:
