@@ -67,55 +67,75 @@ class Executor:
         self.renderer = renderer
         self.wall = wall
         self.clock = clock
+        self.errors = 0
+        """Effects that failed (each logged with its trace)."""
 
-    def run(self, effects: list[m.Effect]) -> list[m.Message]:  # noqa: C901 - one arm per kind
-        """Carry out *effects* in order; returns what the SIP layer answered at once."""
+    def run(self, effects: list[m.Effect]) -> list[m.Message]:
+        """Carry out *effects* in order; returns what the SIP layer answered at once.
+
+        One effect that fails (the SIP stack refusing a command on a call that ended a moment
+        ago, say) is logged with its trace and does not stop the others, nor the loop: every
+        other call goes on. A dial or a bridge that fails answers as failed, so the core
+        takes its usual path for it.
+        """
         back: list[m.Message] = []
-        sip = self.sip
         for fx in effects:
-            if isinstance(fx, m.AnswerLeg):
-                sip.answer(fx.leg)
-            elif isinstance(fx, m.HangupLeg):
-                sip.hangup(fx.leg, fx.status)
-            elif isinstance(fx, m.Dial):
-                back.append(m.Dialled(fx.ref, sip.dial(fx.uri)))
-            elif isinstance(fx, m.Play):
-                sip.play(fx.leg, list(fx.files) if len(fx.files) > 1 else fx.files[0],
-                         fx.token, fx.loop)
-            elif isinstance(fx, m.StopPlay):
-                sip.stop_playback(fx.leg)
-            elif isinstance(fx, m.Bridge):
-                back.append(m.Bridged(fx.a, fx.b, sip.bridge(fx.a, fx.b)))
-            elif isinstance(fx, m.Record):
-                sip.start_recording(fx.leg, fx.path, fx.token, fx.max_seconds,
-                                    fx.silence_seconds, fx.beep)
-            elif isinstance(fx, m.StopRecord):
-                sip.stop_recording(fx.leg, fx.reason)
-            elif isinstance(fx, m.RenderPrompt):
-                self.renderer.submit(fx.call_id, fx.play_id, fx.pieces,
-                                     self.clock() + fx.deadline)
-            elif isinstance(fx, m.StartLookup):
-                self.lookups.submit(fx.call_id, fx.request_id, fx.url, fx.timeout)
-            elif isinstance(fx, m.CancelLookups):
-                self.lookups.cancel(fx.call_id)
-            elif isinstance(fx, m.SaveRecord):
-                self.store.save(fx.record)
-            elif isinstance(fx, m.SaveQueueEvents):
-                self.store.add_events(list(fx.rows))
-                for row in fx.rows:
-                    self.metrics.queue_event(row.kind, row.queue, row.at, row.detail)
-            elif isinstance(fx, m.SaveAgentState):
-                self.store.set_agent_state(fx.agent, fx.state, fx.reason, fx.at)
-            elif isinstance(fx, m.SaveOverride):
-                self.store.set_override(fx.name, fx.state, fx.at)
-            elif isinstance(fx, m.CountCallEnded):
-                self.metrics.call_ended(fx.trunk, fx.outcome)
-            elif isinstance(fx, m.CountIvrPath):
-                self.metrics.ivr_path(fx.flow, fx.steps, fx.gave_up_at)
-            elif isinstance(fx, m.CountTransition):
-                self.metrics.transition(fx.machine, fx.old, fx.new)
-            elif isinstance(fx, m.FlowInService):
-                if fx.reloaded:
-                    self.metrics.reload_done(ok=True)
-                self.metrics.flow_loaded(fx.name, fx.version, self.wall())
+            try:
+                self._carry_out(fx, back)
+            except Exception:  # one command's failure must not end every call
+                log.exception("could not carry out %s", type(fx).__name__)
+                self.errors += 1
+                if isinstance(fx, m.Dial):
+                    back.append(m.Dialled(fx.ref, None))
+                elif isinstance(fx, m.Bridge):
+                    back.append(m.Bridged(fx.a, fx.b, False))
         return back
+
+    def _carry_out(  # noqa: C901 - one arm per kind
+            self, fx: m.Effect, back: list[m.Message]) -> None:
+        sip = self.sip
+        if isinstance(fx, m.AnswerLeg):
+            sip.answer(fx.leg)
+        elif isinstance(fx, m.HangupLeg):
+            sip.hangup(fx.leg, fx.status)
+        elif isinstance(fx, m.Dial):
+            back.append(m.Dialled(fx.ref, sip.dial(fx.uri)))
+        elif isinstance(fx, m.Play):
+            sip.play(fx.leg, list(fx.files) if len(fx.files) > 1 else fx.files[0],
+                     fx.token, fx.loop)
+        elif isinstance(fx, m.StopPlay):
+            sip.stop_playback(fx.leg)
+        elif isinstance(fx, m.Bridge):
+            back.append(m.Bridged(fx.a, fx.b, sip.bridge(fx.a, fx.b)))
+        elif isinstance(fx, m.Record):
+            sip.start_recording(fx.leg, fx.path, fx.token, fx.max_seconds,
+                                fx.silence_seconds, fx.beep)
+        elif isinstance(fx, m.StopRecord):
+            sip.stop_recording(fx.leg, fx.reason)
+        elif isinstance(fx, m.RenderPrompt):
+            self.renderer.submit(fx.call_id, fx.play_id, fx.pieces,
+                                 self.clock() + fx.deadline)
+        elif isinstance(fx, m.StartLookup):
+            self.lookups.submit(fx.call_id, fx.request_id, fx.url, fx.timeout)
+        elif isinstance(fx, m.CancelLookups):
+            self.lookups.cancel(fx.call_id)
+        elif isinstance(fx, m.SaveRecord):
+            self.store.save(fx.record)
+        elif isinstance(fx, m.SaveQueueEvents):
+            self.store.add_events(list(fx.rows))
+            for row in fx.rows:
+                self.metrics.queue_event(row.kind, row.queue, row.at, row.detail)
+        elif isinstance(fx, m.SaveAgentState):
+            self.store.set_agent_state(fx.agent, fx.state, fx.reason, fx.at)
+        elif isinstance(fx, m.SaveOverride):
+            self.store.set_override(fx.name, fx.state, fx.at)
+        elif isinstance(fx, m.CountCallEnded):
+            self.metrics.call_ended(fx.trunk, fx.outcome)
+        elif isinstance(fx, m.CountIvrPath):
+            self.metrics.ivr_path(fx.flow, fx.steps, fx.gave_up_at)
+        elif isinstance(fx, m.CountTransition):
+            self.metrics.transition(fx.machine, fx.old, fx.new)
+        elif isinstance(fx, m.FlowInService):
+            if fx.reloaded:
+                self.metrics.reload_done(ok=True)
+            self.metrics.flow_loaded(fx.name, fx.version, self.wall())

@@ -11,6 +11,7 @@ pjsua2 object.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import logging
@@ -697,7 +698,13 @@ class SipStack:
             return
         op = pj.CallOpParam()
         op.statusCode = 200
-        leg.answer(op)
+        try:
+            leg.answer(op)
+        except Exception as exc:  # noqa: BLE001 - pjsua2 raises its own Error type
+            # the far end gave up (CANCEL) or pjsua ended the INVITE session in the same poll:
+            # pjsua reports the leg's end, the core hears LegEnded as for any hang-up
+            log.warning("leg %s: cannot answer: %s", leg_id, _describe(exc))
+            self.hangup(leg_id)
 
     def dial(self, uri: str) -> str | None:
         """Call *uri* (an agent); returns the leg, or None if the call could not be started."""
@@ -839,8 +846,16 @@ class SipStack:
             return False
         self.stop_playback(a)
         self.stop_playback(b)
-        leg_a.audio.startTransmit(leg_b.audio)
-        leg_b.audio.startTransmit(leg_a.audio)
+        try:
+            leg_a.audio.startTransmit(leg_b.audio)
+            leg_b.audio.startTransmit(leg_a.audio)
+        except Exception as exc:  # noqa: BLE001 - a leg's media went away in this poll
+            log.warning("cannot connect %s and %s: %s", a, b, _describe(exc))
+            for src, dst in ((leg_a, leg_b), (leg_b, leg_a)):
+                with contextlib.suppress(Exception):
+                    if src.audio is not None and dst.audio is not None:
+                        src.audio.stopTransmit(dst.audio)
+            return False
         self._bridges[a], self._bridges[b] = b, a
         return True
 
