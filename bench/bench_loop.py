@@ -7,11 +7,18 @@ a stand-in that replays events (keys, prompt ends) and does nothing with command
 polling is measured by the load bench, not here. Each turn advances a simulated clock by 20 ms
 and is timed with the real clock. Prints p50/p99/max of the turn time in milliseconds; the goal
 is p99 under 20 ms.
+
+Then the quiet case, which is most of a switchboard's life: the same 100 calls in the menu with
+no key pressed, turns of 10 ms (the loop's poll when nothing is due), and the loop's own CPU
+time per second of it (ms per s, i.e. thousandths of a core), pjsua2 aside. `--profile` prints
+where the busy turns' time goes (cProfile).
 """
 
 from __future__ import annotations
 
+import cProfile
 import platform
+import pstats
 import random
 import statistics
 import sys
@@ -118,6 +125,20 @@ class NoLookups:
         return 0
 
 
+def quiet(loop: Loop, clock: list[float], seconds: float = 30.0) -> None:
+    """The calls in the menu, no key pressed: the loop's cost per second of switchboard time."""
+    calls = len(loop.core.calls)
+    n = int(seconds / 0.01)
+    spent = 0.0
+    for _ in range(n):
+        clock[0] += 0.01
+        t0 = time.perf_counter()
+        loop.step(0)
+        spent += time.perf_counter() - t0
+    print(f"quiet: {calls} calls in the menu, no keys, {n} turns of 10 ms: loop CPU "
+          f"{spent * 1000 / seconds:.2f} ms per s, {spent * 1e6 / n:.1f} us per turn")
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-loop-"))
     (work / "flow.yaml").write_text(textwrap.dedent(FLOW))
@@ -153,6 +174,9 @@ def main() -> None:
             scripts[f"L{i}"] = ["1", *list(str(rng.randrange(10 ** 5, 10 ** 9))), "#", "1"]
         else:
             scripts[f"L{i}"] = ["7", "7", "7", "2"] if i % 4 == 0 else ["7"]
+    profile = cProfile.Profile() if "--profile" in sys.argv else None
+    if profile is not None:
+        profile.enable()
     turns: list[float] = []
     for turn in range(TURNS):
         clock[0] += 0.02
@@ -163,6 +187,10 @@ def main() -> None:
         t0 = time.perf_counter()
         loop.step(0)
         turns.append((time.perf_counter() - t0) * 1000)
+    if profile is not None:
+        profile.disable()
+        pstats.Stats(profile).sort_stats("tottime").print_stats(15)
+    busy_ms = sum(turns) / (TURNS * 0.02)
     turns.sort()
     p50 = statistics.median(turns)
     p99 = turns[int(len(turns) * 0.99)]
@@ -170,7 +198,8 @@ def main() -> None:
           f"{platform.python_version()}, {len(turns)} turns, {CALLS} calls, {VARIABLE} "
           f"hearing read-backs, {replay.commands} SIP commands")
     print(f"loop turn: p50 {p50:.3f} ms, p99 {p99:.3f} ms, max {turns[-1]:.3f} ms "
-          f"(goal: p99 < 20 ms)")
+          f"(goal: p99 < 20 ms); loop CPU {busy_ms:.2f} ms per s")
+    quiet(loop, clock)
     unwritten = store.close()
     renderer.close()
     print(f"records unwritten at close: {unwritten}")

@@ -21,6 +21,10 @@ from prometheus_client.registry import Collector
 
 from ivr import __version__
 
+SNAPSHOT_WAIT = 0.25
+"""Seconds a scrape waits for the loop to publish a fresh snapshot before it takes the last
+one (the loop answers within one turn, 10 ms, unless it is stuck)."""
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -188,7 +192,12 @@ class Metrics:
         self._outcomes: dict[str, deque[tuple[float, float, bool]]] = {}
         """Queue -> (when, wait, answered) of recent callers, for service levels."""
         self._lock = threading.Lock()
+        self._published = threading.Condition(self._lock)
         self._snapshot = Snapshot()
+        self._asked = 0
+        """Snapshots asked for by scrapes so far (see :meth:`fresh_snapshot`)."""
+        self._answered = 0
+        self._on_demand = False
         self.calls = Counter("ivr_calls", "Calls ended, by trunk and outcome.",
                              ["trunk", "outcome"], registry=registry)
         self.build = Info("ivr_build", "Version of the switchboard and its SIP stack.",
@@ -232,7 +241,7 @@ class Metrics:
         self.loop_errors = Counter("ivr_loop_errors", "Messages whose handling raised: the "
                                    "call they concern is ended, the switchboard goes on.",
                                    registry=registry)
-        registry.register(_StateCollector(self.snapshot))
+        registry.register(_StateCollector(self.fresh_snapshot))
         registry.register(_ServiceLevelCollector(self))
         registry.register(_FlowCollector(self.flow_in_service))
         if process:
@@ -313,12 +322,40 @@ class Metrics:
         if gave_up_at:
             self.node_hangups.labels(flow=flow, node=gave_up_at).inc()
 
-    def publish(self, snapshot: Snapshot) -> None:
-        with self._lock:
+    def snapshots_on_demand(self) -> None:
+        """A loop publishes snapshots when :meth:`snapshot_asked` says a scrape waits for one:
+        from now on a scrape asks and waits for it (see :meth:`fresh_snapshot`)."""
+        self._on_demand = True
+
+    def snapshot_asked(self) -> int:
+        """The latest request for a snapshot not answered yet, or 0. Read by the loop every
+        turn, so without the lock (two integer reads)."""
+        asked = self._asked
+        return asked if asked != self._answered else 0
+
+    def publish(self, snapshot: Snapshot, answers: int = 0) -> None:
+        """The state now; *answers* is the request (:meth:`snapshot_asked`) it answers."""
+        with self._published:
             self._snapshot = snapshot
+            if answers > self._answered:
+                self._answered = answers
+                self._published.notify_all()
 
     def snapshot(self) -> Snapshot:
+        """The last snapshot published."""
         with self._lock:
+            return self._snapshot
+
+    def fresh_snapshot(self) -> Snapshot:
+        """For a scrape: a snapshot the loop publishes after this call, or the last one if
+        the loop does not answer within :data:`SNAPSHOT_WAIT` (or publishes on its own
+        rhythm only, as in tests)."""
+        with self._published:
+            if not self._on_demand:
+                return self._snapshot
+            self._asked += 1
+            ticket = self._asked
+            self._published.wait_for(lambda: self._answered >= ticket, SNAPSHOT_WAIT)
             return self._snapshot
 
     def watch_sip(self, read: Callable[[], tuple[dict[str, int],

@@ -40,7 +40,7 @@ EXIT_UNWRITTEN = 3
 """Exit status of a stop that could not write every record to the store (they are in the
 fallback file, which the next start imports)."""
 PUBLISH_EVERY = 1.0
-"""Seconds between snapshots for /metrics when nothing happens."""
+"""Seconds between two snapshots of the state when no scrape asks for one."""
 
 
 class Inbox:
@@ -65,7 +65,14 @@ class Inbox:
 
 
 class Loop:
-    """One turn of the switchboard is :meth:`step`; see the module doc."""
+    """One turn of the switchboard is :meth:`step`; see the module doc.
+
+    A turn with nothing to do costs nothing on the Python side: the core's next deadline is
+    computed again only after the core handled something (deadlines change only then), the
+    core is ticked only when a message came or a deadline is due, and the state snapshot for
+    /metrics is made when a scrape asks for it (or once per :data:`PUBLISH_EVERY`), not after
+    every message.
+    """
 
     def __init__(self, core: Core, executor: Executor, sip: Sip, inbox: Inbox,
                  metrics: Metrics, clock: Callable[[], float] = time.monotonic):
@@ -76,13 +83,19 @@ class Loop:
         self.metrics = metrics
         self.clock = clock
         self._published = -math.inf
+        self._deadline: float | None = None
+        self._deadline_stale = True
         self.turns = 0
+        metrics.snapshots_on_demand()
 
     def step(self, max_wait_ms: int = 10) -> int:
         """One turn: SIP events and the inbox, due timers, the snapshot. Returns how many
         messages were handled."""
         now = self.clock()
-        deadline = self.core.next_deadline()
+        if self._deadline_stale:
+            self._deadline = self.core.next_deadline()
+            self._deadline_stale = False
+        deadline = self._deadline
         wait = max_wait_ms if deadline is None else \
             max(0, min(max_wait_ms, math.ceil((deadline - now) * 1000)))
         if not self.inbox.empty():
@@ -93,16 +106,19 @@ class Loop:
         for message in self.inbox.take():
             self.feed(message)
             handled += 1
-        self.feed(m.Tick())
         now = self.clock()
-        if handled or now - self._published >= PUBLISH_EVERY:
-            self.metrics.publish(self.core.snapshot(now))
+        if handled or (deadline is not None and deadline <= now):
+            self.feed(m.Tick())
+        asked = self.metrics.snapshot_asked()
+        if asked or now - self._published >= PUBLISH_EVERY:
+            self.metrics.publish(self.core.snapshot(now), answers=asked)
             self._published = now
         self.turns += 1
         return handled
 
     def feed(self, message: m.Message) -> None:
         """Hand *message* to the core and carry out its effects, and the answers those give."""
+        self._deadline_stale = True
         pending: deque[m.Message] = deque([message])
         while pending:
             msg = pending.popleft()
@@ -115,6 +131,7 @@ class Loop:
             pending.extend(self.executor.run(effects))
 
     def run_effects(self, effects: list[m.Effect]) -> None:
+        self._deadline_stale = True
         for answer in self.executor.run(effects):
             self.feed(answer)
 
