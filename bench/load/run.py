@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.load.switchboard import ROOT, Switchboard
+from bench.load.switchboard import IVR, ROOT, Switchboard
 
 SILENCE_LEVEL = 1
 """A frame at or below this level (pjsua2's 0-100 scale) is silence; the menu tone is 26."""
@@ -388,7 +388,7 @@ def machine() -> dict[str, Any]:
 def versions() -> dict[str, str]:
     out: dict[str, str] = {}
     try:
-        text = subprocess.run([str(ROOT / ".venv" / "bin" / "ivr"), "--version"], text=True,
+        text = subprocess.run([*IVR, "--version"], text=True,
                               capture_output=True, timeout=60, check=False).stdout
         out["ivr"] = text.strip()
     except (OSError, subprocess.SubprocessError) as exc:

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ from pathlib import Path
 from bench.load.peer import write_tone
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+IVR = (sys.executable, "-m", "ivr.cli")
+"""The switchboard runs on the bench's own interpreter: run the bench with another virtualenv's
+python (one holding another build of the SIP stack, say) and that build is measured."""
 
 MENU_TONE = (400.0, 4000)
 """Menu prompt: frequency (Hz), amplitude (of 32767)."""
@@ -151,7 +155,7 @@ log_level: info
             with self.log_path.open("wb") as log:
                 self.started_at = time.monotonic()
                 self.proc = subprocess.Popen(
-                    [str(ROOT / ".venv" / "bin" / "ivr"), "run", "--config", str(config)],
+                    [*IVR, "run", "--config", str(config)],
                     cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
                     start_new_session=True)
             deadline = self.started_at + timeout
