@@ -28,12 +28,15 @@ class PurgeResult:
     voicemails: int = 0
     callbacks: int = 0
     """Callback call records (the switchboard calling the caller back), included in ``calls``."""
+    tickets: int = 0
     missing_files: int = 0
     failed_files: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         text = (f"removed {self.calls} call record(s) ({self.callbacks} callback(s)), "
                 f"{self.queue_events} queue event(s), {self.voicemails} voicemail file(s)")
+        if self.tickets:
+            text += f", {self.tickets} ticket(s)"
         if self.missing_files:
             text += f"; {self.missing_files} voicemail file(s) were already gone"
         if self.failed_files:
@@ -72,7 +75,8 @@ def _delete_files(paths: list[str], recordings: Path | None, result: PurgeResult
 
 
 def _purge(db: sqlite3.Connection, where: str, params: tuple[object, ...],
-           events_where: str | None, events_params: tuple[object, ...]) -> tuple[
+           events_where: str | None, events_params: tuple[object, ...],
+           tickets_where: str, tickets_params: tuple[object, ...]) -> tuple[
                PurgeResult, list[str]]:
     result = PurgeResult()
     db.execute("BEGIN IMMEDIATE")
@@ -90,6 +94,10 @@ def _purge(db: sqlite3.Connection, where: str, params: tuple[object, ...],
         if events_where:
             result.queue_events += db.execute(f"DELETE FROM queue_events WHERE {events_where}",
                                               events_params).rowcount
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='tickets'").fetchone():
+            # (a file from before tickets has none)
+            result.tickets = db.execute(f"DELETE FROM tickets WHERE {tickets_where}",
+                                        tickets_params).rowcount
         result.calls = db.execute(f"DELETE FROM calls WHERE {where}", params).rowcount
         db.execute("COMMIT")
     except BaseException:
@@ -114,7 +122,7 @@ def purge_older_than(store_path: Path, days: float, now: float,
     try:
         result, files = _purge(
             db, "outcome != 'in_progress' AND COALESCE(ended_at, started_at) < ?", (cutoff,),
-            "at < ?", (cutoff,))
+            "at < ?", (cutoff,), "updated_at < ?", (cutoff,))
     finally:
         db.close()
     _delete_files(files, recordings, result)
@@ -124,13 +132,18 @@ def purge_older_than(store_path: Path, days: float, now: float,
 
 def purge_caller(store_path: Path, number: str, recordings: Path | None = None) -> PurgeResult:
     """Remove one person's data: the calls from *number*, the callbacks made to it, the queue
-    events of those calls and their voicemail files."""
+    events of those calls, their tickets and their voicemail files."""
     if not number.strip():
         raise ValueError("give the caller's number")
     db = _connect(store_path)
     try:
+        where_caller = "caller = ? OR (source = 'callback' AND called = ?)"
         result, files = _purge(
-            db, "caller = ? OR (source = 'callback' AND called = ?)", (number, number), None, ())
+            db, where_caller, (number, number), None, (),
+            # the tickets kept under the number, and those of the removed calls (a ticket kept
+            # under an account number keyed in the flow)
+            f"customer = ? OR number IN (SELECT ticket FROM calls WHERE {where_caller})",
+            (number, number, number))
     finally:
         db.close()
     _delete_files(files, recordings, result)

@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from ivr.tickets import Ticket, TicketEntry
+
 log = logging.getLogger("ivr.store")
 T = TypeVar("T")
 
@@ -73,7 +75,10 @@ CREATE TABLE IF NOT EXISTS calls (
     outcome TEXT NOT NULL,
     end_reason TEXT NOT NULL DEFAULT '',
     voicemail_path TEXT,
-    transferred_to TEXT
+    transferred_to TEXT,
+    ticket TEXT,
+    ticket_seq INTEGER,
+    disposition TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
 CREATE INDEX IF NOT EXISTS calls_outcome ON calls(outcome);
@@ -108,11 +113,27 @@ CREATE TABLE IF NOT EXISTS agent_commands (
     requested_at REAL NOT NULL,
     done_at REAL
 );
+CREATE TABLE IF NOT EXISTS tickets (
+    number TEXT PRIMARY KEY,
+    customer TEXT NOT NULL,
+    status TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    queue TEXT NOT NULL DEFAULT '',
+    agent TEXT NOT NULL DEFAULT '',
+    opened_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    closed_at REAL,
+    calls INTEGER NOT NULL DEFAULT 0,
+    history TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS tickets_customer ON tickets(customer);
+CREATE INDEX IF NOT EXISTS tickets_status ON tickets(status);
 """
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _ADDED_COLUMNS = {
     # table -> column -> type: a file made before them gets them with ALTER TABLE
-    "calls": {"voicemail_path": "TEXT", "transferred_to": "TEXT"},  # version 2
+    "calls": {"voicemail_path": "TEXT", "transferred_to": "TEXT",  # version 2
+              "ticket": "TEXT", "ticket_seq": "INTEGER", "disposition": "TEXT"},  # version 4
     "queue_events": {"event_id": "TEXT"},  # version 3: the fallback file's dedupe key
 }
 
@@ -167,6 +188,12 @@ class CallRecord:
     """The caller's message (a WAV file), when they left one."""
     transferred_to: str | None = None
     """The extension or number the call was put through to by a transfer."""
+    ticket: str | None = None
+    """The number of the caller's ticket this call belongs to (see ivr.tickets)."""
+    ticket_seq: int | None = None
+    """1 if this call opened its ticket, 2 for the ticket's second call..."""
+    disposition: str | None = None
+    """The code the agent keyed for this call (``dispositions`` in ivr.yaml), the last one."""
 
     def finish(self, ended_at: float, outcome: str, reason: str = "") -> None:
         """Close the record, deriving wait and talk times from the timestamps."""
@@ -243,6 +270,47 @@ class _Override:
     changed_at: float
 
 
+_TICKET_COLUMNS = ("number", "customer", "status", "level", "queue", "agent", "opened_at",
+                   "updated_at", "closed_at", "calls", "history")
+_SAVE_TICKET = (f"INSERT OR REPLACE INTO tickets ({','.join(_TICKET_COLUMNS)}) "
+                f"VALUES ({','.join('?' for _ in _TICKET_COLUMNS)})")
+
+
+@dataclass(frozen=True)
+class _TicketRow:
+    """A ticket as the writer keeps it: history already serialized (an immutable copy)."""
+
+    number: str
+    customer: str
+    status: str
+    level: int
+    queue: str
+    agent: str
+    opened_at: float
+    updated_at: float
+    closed_at: float | None
+    calls: int
+    history: str
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> _TicketRow:
+        history = json.dumps([asdict(e) for e in ticket.history], sort_keys=True)
+        return cls(ticket.number, ticket.customer, ticket.status, ticket.level, ticket.queue,
+                   ticket.agent, ticket.opened_at, ticket.updated_at, ticket.closed_at,
+                   ticket.calls, history)
+
+    def params(self) -> list[Any]:
+        return [getattr(self, c) for c in _TICKET_COLUMNS]
+
+
+def ticket_of_row(row: Mapping[str, Any]) -> Ticket:
+    """A stored ticket (a row of the ``tickets`` table) as the model's :class:`Ticket`."""
+    history = tuple(TicketEntry(**entry) for entry in json.loads(row["history"] or "[]"))
+    return Ticket(row["number"], row["customer"], row["status"], int(row["level"]),
+                  row["queue"], row["agent"], float(row["opened_at"]), float(row["updated_at"]),
+                  row["closed_at"], history, int(row["calls"]))
+
+
 @dataclass
 class _Batch:
     """Items waiting to be written, each with the sequence number it was queued under."""
@@ -251,9 +319,11 @@ class _Batch:
     events: list[tuple[int, _Event]] = dataclasses.field(default_factory=list)
     states: list[tuple[int, _AgentState]] = dataclasses.field(default_factory=list)
     overrides: list[tuple[int, _Override]] = dataclasses.field(default_factory=list)
+    tickets: list[tuple[int, _TicketRow]] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.calls) + len(self.events) + len(self.states) + len(self.overrides)
+        return (len(self.calls) + len(self.events) + len(self.states) + len(self.overrides)
+                + len(self.tickets))
 
 
 class _Latest(Generic[T]):
@@ -383,6 +453,7 @@ class CallStore:
         self._events: list[tuple[int, _Event]] = []
         self._states: _Latest[_AgentState] = _Latest()
         self._overrides: _Latest[_Override] = _Latest()
+        self._tickets: _Latest[_TicketRow] = _Latest()
         self._writer: threading.Thread | None = None
         self._closing = False
         self._retry_now = False
@@ -504,6 +575,14 @@ class CallStore:
             self._overrides.put(name, self._next_seq(), change)
             self._wake_writer()
 
+    def save_ticket(self, ticket: Ticket) -> None:
+        """Queue a copy of *ticket* to be inserted or replaced; returns at once."""
+        row = _TicketRow.of(ticket)
+        _check_values("ticket", asdict(row))
+        with self._cond:
+            self._tickets.put(row.number, self._next_seq(), row)
+            self._wake_writer()
+
     def _next_seq(self) -> int:
         if self._closed:
             raise StoreError(f"the call records at {self.path} are closed: nothing can be "
@@ -526,11 +605,12 @@ class CallStore:
             return self._pending_count()
 
     def _pending_count(self) -> int:
-        return len(self._calls) + len(self._events) + len(self._states) + len(self._overrides)
+        return (len(self._calls) + len(self._events) + len(self._states) + len(self._overrides)
+                + len(self._tickets))
 
     def _oldest_pending(self) -> int | None:
         seqs = [self._calls.oldest(), self._states.oldest(), self._overrides.oldest(),
-                self._events[0][0] if self._events else None]
+                self._tickets.oldest(), self._events[0][0] if self._events else None]
         return min((s for s in seqs if s is not None), default=None)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -557,7 +637,7 @@ class CallStore:
     # -- the writer thread ------------------------------------------------------------------
     def _snapshot(self) -> _Batch:
         return _Batch(self._calls.snapshot(), list(self._events), self._states.snapshot(),
-                      self._overrides.snapshot())
+                      self._overrides.snapshot(), self._tickets.snapshot())
 
     def _forget(self, batch: _Batch) -> None:
         """Drop what *batch* committed, unless it was queued again meanwhile."""
@@ -568,6 +648,8 @@ class CallStore:
             self._states.written(st.agent, seq)
         for seq, ov in batch.overrides:
             self._overrides.written(ov.name, seq)
+        for seq, t in batch.tickets:
+            self._tickets.written(t.number, seq)
 
     def _open_writer(self) -> sqlite3.Connection:
         db = sqlite3.connect(str(self.path), isolation_level=None, timeout=WRITER_BUSY_TIMEOUT)
@@ -585,6 +667,7 @@ class CallStore:
                                          for _, s in batch.states])
             for _, ov in batch.overrides:
                 _apply_override(db, ov)
+            db.executemany(_SAVE_TICKET, [t.params() for _, t in batch.tickets])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -692,6 +775,7 @@ class CallStore:
                 self._events.clear()
                 self._states.clear()
                 self._overrides.clear()
+                self._tickets.clear()
                 self._cond.notify_all()
         with self._db_lock:
             self.db.close()
@@ -901,6 +985,23 @@ class CallStore:
             return {row["name"]: row["state"]
                     for row in self.db.execute("SELECT name, state FROM overrides")}
 
+    # -- tickets ------------------------------------------------------------------------------
+    def open_tickets(self) -> tuple[list[Ticket], int]:
+        """The open and escalated tickets, and the highest ticket number ever stored (new
+        numbers go on after it): read once at start into the driver's TicketBook."""
+        with self._db_lock:
+            rows = self.db.execute("SELECT * FROM tickets WHERE status IN ('open', 'escalated') "
+                                   "ORDER BY opened_at").fetchall()
+            highest = self.db.execute("SELECT MAX(CAST(number AS INTEGER)) FROM tickets "
+                                      "WHERE number GLOB '[0-9]*'").fetchone()[0]
+        return [ticket_of_row(r) for r in rows], int(highest or 0)
+
+    def ticket(self, number: str) -> Ticket | None:
+        """The committed ticket *number*, or None."""
+        with self._db_lock:
+            row = self.db.execute("SELECT * FROM tickets WHERE number=?", (number,)).fetchone()
+        return None if row is None else ticket_of_row(row)
+
     # -- reads --------------------------------------------------------------------------------
     def get(self, call_id: str) -> sqlite3.Row | None:
         """The committed row of *call_id*, or None."""
@@ -968,6 +1069,8 @@ def _fallback_objects(batch: _Batch) -> Iterator[dict[str, Any]]:
     for _, ov in batch.overrides:
         yield {"type": "override", "name": ov.name, "state": ov.state,
                "changed_at": ov.changed_at}
+    for _, t in batch.tickets:
+        yield {"type": "ticket", "ticket": asdict(t)}
 
 
 def _import_call(db: sqlite3.Connection, obj: dict[str, Any]) -> None:
@@ -985,13 +1088,18 @@ def _import_state(db: sqlite3.Connection, obj: dict[str, Any]) -> None:
     db.execute(_IMPORT_STATE, (obj["agent"], obj["state"], obj["reason"], float(obj["at"])))
 
 
+def _import_ticket(db: sqlite3.Connection, obj: dict[str, Any]) -> None:
+    row = _TicketRow(**{k: obj["ticket"][k] for k in _TICKET_COLUMNS})
+    db.execute(_SAVE_TICKET, row.params())
+
+
 def _import_override(db: sqlite3.Connection, obj: dict[str, Any]) -> None:
     _apply_override(db, _Override(obj["name"], obj["state"], float(obj["changed_at"])))
 
 
 _IMPORTERS: dict[str, Callable[[sqlite3.Connection, dict[str, Any]], None]] = {
     "call": _import_call, "queue_event": _import_event, "agent_state": _import_state,
-    "override": _import_override,
+    "override": _import_override, "ticket": _import_ticket,
 }
 
 
@@ -1005,4 +1113,4 @@ def _fsync_folder(folder: Path) -> None:
 
 
 __all__ = ["OUTCOMES", "SCHEMA_VERSION", "CallRecord", "CallStore", "QueueEventRow",
-           "StoreError", "StoreInUse"]
+           "StoreError", "StoreInUse", "ticket_of_row"]

@@ -30,6 +30,7 @@ from ivr.logs import Summarizer, escape
 from ivr.sip import policy
 from ivr.sip.events import (
     CallConfirmed,
+    CallRecordingEnded,
     CallRefused,
     DigitReceived,
     IncomingCall,
@@ -311,6 +312,17 @@ class _Recording:
         self.peak = 0
 
 
+@dataclass
+class _CallRecording:
+    """A bridged call being recorded: one mono recorder per leg, fed by what that leg sends."""
+
+    key: str
+    legs: tuple[str, str]
+    parts: tuple[str, str]
+    recorders: list[tuple[str, pj.AudioMediaRecorder]]
+    started: float
+
+
 @dataclass(frozen=True)
 class _WavInfo:
     seconds: float
@@ -368,6 +380,7 @@ class SipStack:
         self._ended: list[str] = []
         self._wav_info: dict[str, _WavInfo] = {}
         self._recordings: dict[str, _Recording] = {}
+        self._call_recordings: dict[str, _CallRecording] = {}
         self._next_leg = 0
         self.clock: Callable[[], float] = time.monotonic
         self.take_transfer: Callable[[str, str], str] = lambda leg, target: "not allowed"
@@ -488,6 +501,8 @@ class SipStack:
         for rec in list(self._recordings.values()):
             self._close_recording(rec, "hangup")
         self._recordings.clear()
+        for call_rec in list(self._call_recordings.values()):
+            self._close_call_recording(call_rec, "hangup")
         self._players.clear()
         self._pending_play.clear()
         self._legs.clear()
@@ -531,6 +546,10 @@ class SipStack:
             ended = [leg for leg in self._ended if leg in self._recordings]
             if ended:
                 self._events = self._with_hangup_recordings(self._events, ended)
+        if self._call_recordings and self._ended:
+            for call_rec in [r for r in self._call_recordings.values()
+                             if set(r.legs) & set(self._ended)]:
+                self._events.append(self._close_call_recording(call_rec, "hangup"))
         for leg in self._ended:
             self._players.pop(leg, None)
             self._pending_play.pop(leg, None)
@@ -834,6 +853,58 @@ class SipStack:
         rec = self._recordings.pop(leg_id, None)
         if rec is not None:
             self._events.append(self._close_recording(rec, reason))
+
+    def record_call(self, key: str, legs: tuple[str, str], parts: tuple[str, str]) -> bool:
+        """Record a bridged call: what each of *legs* sends into the mono WAV file of *parts*
+        at the same index (8 kHz, 16-bit), started in the same media frame so the two stay
+        aligned. It ends on :meth:`stop_call_recording` or when either leg ends; then
+        ``CallRecordingEnded(key, parts, seconds, reason)`` is reported. False (logged) if it
+        cannot start; nothing is reported then."""
+        if key in self._call_recordings:
+            return False
+        recorders: list[tuple[str, pj.AudioMediaRecorder]] = []
+        sources = []
+        try:
+            for leg_id, path in zip(legs, parts, strict=True):
+                leg = self._legs.get(leg_id)
+                if leg is None or leg.ended or leg.audio is None:
+                    raise RuntimeError(f"leg {leg_id} has no audio")
+                os.makedirs(os.path.dirname(path) or ".", mode=0o750, exist_ok=True)
+                recorder = pj.AudioMediaRecorder()
+                recorder.createRecorder(path)
+                recorders.append((leg_id, recorder))
+                sources.append(leg.audio)
+            for audio, (_, recorder) in zip(sources, recorders, strict=True):
+                audio.startTransmit(recorder)
+        except Exception as exc:  # noqa: BLE001 - a pjsua2 call on a leg that may be gone
+            log.error("cannot record call %s: %s", key, _describe(exc))
+            self._close_call_recording(_CallRecording(key, legs, parts, recorders, 0.0), "error")
+            return False
+        self._call_recordings[key] = _CallRecording(key, legs, parts, recorders, self.clock())
+        return True
+
+    def stop_call_recording(self, key: str, reason: str) -> None:
+        """End a call's recording now (e.g. the disk is nearly full); CallRecordingEnded
+        follows."""
+        call_rec = self._call_recordings.get(key)
+        if call_rec is not None:
+            self._events.append(self._close_call_recording(call_rec, reason))
+
+    def _close_call_recording(self, call_rec: _CallRecording,
+                              reason: str) -> CallRecordingEnded:
+        """Detach and release both recorders (which closes the files)."""
+        self._call_recordings.pop(call_rec.key, None)
+        for leg_id, recorder in call_rec.recorders:
+            leg = self._legs.get(leg_id)
+            if leg is not None and leg.audio is not None:
+                try:
+                    leg.audio.stopTransmit(recorder)
+                except Exception as exc:  # noqa: BLE001 - the leg may be gone
+                    log.debug("stopTransmit to the recorder of %s: %s", leg_id,
+                              _describe(exc))
+        call_rec.recorders.clear()  # the last references: pjsua2 closes the files here
+        seconds = self.clock() - call_rec.started if call_rec.started else 0.0
+        return CallRecordingEnded(call_rec.key, call_rec.parts, round(seconds, 3), reason)
 
     def stop_playback(self, leg_id: str) -> None:
         self._pending_play.pop(leg_id, None)
