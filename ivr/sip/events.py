@@ -104,5 +104,17 @@ class RecordingEnded:
     """'silence', 'max_length', 'key' (the driver stopped it), 'hangup' or 'error'."""
 
 
+@dataclass(frozen=True)
+class CallRecordingEnded:
+    """A bridged call's recording (:meth:`SipStack.record_call`) is over, its parts closed."""
+
+    key: str
+    parts: tuple[str, str]
+    """The mono WAV files: what the caller sent, what the agent sent."""
+    seconds: float
+    reason: str
+    """'hangup' (a leg ended) or the reason given to :meth:`SipStack.stop_call_recording`."""
+
+
 SipEvent = (IncomingCall | CallRefused | LegAnswered | CallConfirmed | LegEnded | DigitReceived
-            | PlaybackEnded | RecordingEnded | TransferRequested)
+            | PlaybackEnded | RecordingEnded | TransferRequested | CallRecordingEnded)
