@@ -81,12 +81,40 @@ class FeatureCodes:
     pause: str = "*43"
     unpause: str = "*44"
     escalate: str = "*9"
+    listen: str = "*51"
+    whisper: str = "*52"
+    barge: str = "*53"
 
     def action_for(self, dialled: str) -> str | None:
         for action in ("login", "logout", "pause", "unpause"):
             if getattr(self, action) == dialled:
                 return action
         return None
+
+    def supervision_for(self, dialled: str) -> tuple[str, str] | None:
+        """(mode, agent's name or number) for a supervision code followed by what names the
+        agent ('*51anna' -> ('listen', 'anna')), or None. The longest code that fits wins."""
+        codes = sorted(((getattr(self, mode), mode) for mode in SUPERVISION_MODES),
+                       key=lambda item: -len(item[0]))
+        for code, mode in codes:
+            if dialled.startswith(code) and len(dialled) > len(code):
+                return mode, dialled[len(code):]
+        return None
+
+
+SUPERVISION_MODES = ("listen", "whisper", "barge")
+"""What a supervisor does on an agent's call: hear both; be heard by the agent; by both."""
+
+
+@dataclass(frozen=True)
+class Supervisor:
+    """``supervisors: {laura: {uri: sip:laura@..., queues: [support]}}``."""
+
+    name: str
+    uri: str
+    queues: tuple[str, ...]
+    announce: bool = False
+    """The agent hears a short tone when this supervisor joins."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +226,7 @@ class Config:
     queue_numbers: dict[str, str] = field(default_factory=dict)
     """A queue's ``number`` (normalised) -> the queue: what phones that dial only digits
     transfer to."""
+    supervisors: dict[str, Supervisor] = field(default_factory=dict)
 
     def route_for(self, called: str) -> Route | None:
         """The route of a call to *called* (a number, or the user part or URI it came in),
@@ -227,6 +256,24 @@ class Config:
         for agent in self.agents.values():
             m = re.match(r"sips?:([^@]+)@\[?([^\]:;>]+)", agent.uri)
             if m and m.group(1) == user and m.group(2) == address:
+                return agent
+        return None
+
+    def supervisor_for(self, address: str, user: str) -> Supervisor | None:
+        """The supervisor whose phone this is: the URI's user and host must both match."""
+        for sup in self.supervisors.values():
+            m = re.match(r"sips?:([^@]+)@\[?([^\]:;>]+)", sup.uri)
+            if m and m.group(1) == user and m.group(2) == address:
+                return sup
+        return None
+
+    def agent_named(self, text: str) -> Agent | None:
+        """The agent a supervisor names: by name, or by the user of the agent's URI."""
+        if text in self.agents:
+            return self.agents[text]
+        for agent in self.agents.values():
+            m = re.match(r"sips?:([^@]+)@", agent.uri)
+            if m and m.group(1) == text:
                 return agent
         return None
 
@@ -366,7 +413,9 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         recordings=top["recordings"], feature_codes=FeatureCodes(**codes), edge=edge,
         retention_days=top["retention_days"], routes=routes,
         queue_numbers={number: name for name, q in (top.get("queues") or {}).items()
-                       if (number := normalise(q.get("number") or ""))})
+                       if (number := normalise(q.get("number") or ""))},
+        supervisors={name: Supervisor(name, v["uri"], tuple(v["queues"]), v["announce"])
+                     for name, v in (top.get("supervisors") or {}).items()})
 
 
 def _queue(name: str, q: dict[str, Any]) -> QueueSpec:

@@ -159,9 +159,17 @@ Spec = Value | Section | MapOf | ListOf | Either
 # -- the rules that look across keys ---------------------------------------------------------------
 
 def _feature_codes_differ(values: dict[str, Any], cursor: Cursor) -> None:
-    codes = [values.get(k) for k in ("login", "logout", "pause", "unpause")]
+    codes = [values.get(k) for k in ("login", "logout", "pause", "unpause", "listen",
+                                     "whisper", "barge")]
     if None not in codes and len(set(codes)) != len(codes):
         cursor.error("feature codes must differ from each other")
+        return
+    for key in ("login", "logout", "pause", "unpause"):
+        code = values.get(key) or ""
+        for prefix in ("listen", "whisper", "barge"):
+            if code.startswith(values.get(prefix) or "\0"):
+                cursor.error(f"{key} code {code} starts with the {prefix} code: it would "
+                             f"name an agent after it")
 
 
 def _route_key(key: str) -> str | None:
@@ -358,7 +366,29 @@ _FEATURE_CODES = Section("Codes agents dial from their phone, or press during a 
     Key("pause", _code("Pause (no calls offered).", "*43")),
     Key("unpause", _code("Back from a pause.", "*44")),
     Key("escalate", _code("Pressed during a call: hand the caller to the next level.", "*9")),
+    Key("listen", _code("A supervisor dials it and an agent's name or number: listen to the "
+                        "agent's call.", "*51")),
+    Key("whisper", _code("A supervisor dials it and an agent's name or number: speak to the "
+                         "agent only.", "*52")),
+    Key("barge", _code("A supervisor dials it and an agent's name or number: join the call.",
+                       "*53")),
 ), rule=_feature_codes_differ)
+
+_SUPERVISOR = Section("A supervisor, who may listen to, whisper in or join the calls of agents "
+                      "of their queues, from their own phone.", (
+    Key("uri", Value("text", "SIP URI of the supervisor's phone: calls from its user and host "
+                             "may use the supervision codes.", pattern=SIP_URI,
+                     message="'{value}' is not a SIP URI such as sip:laura@192.0.2.20:5060",
+                     example="sip:laura@192.0.2.20:5060"), required=True),
+    Key("name", Value("text", "Full name, for the log.")),
+    Key("queues", ListOf("Queues whose agents' calls this supervisor may join.",
+                         Value("ref", "A queue name from 'queues'.", ref="queues")),
+        required=True),
+    Key("announce", Value("boolean", "The agent hears a short tone when this supervisor "
+                                     "joins (labour rules in several countries).",
+                          default=False)),
+))
+
 
 _EDGE = Section("The SIP edge (Kamailio) in front, when agents' phones register.", (
     Key("listen", Value("address", "Address:port Kamailio listens on for phones and trunks.",
@@ -437,6 +467,8 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
     Key("dial_out", ListOf("Rules for numbers a transfer or a callback may dial; nothing else "
                            "is dialled.", _DIAL_RULE)),
     Key("feature_codes", _FEATURE_CODES),
+    Key("supervisors", MapOf("Supervisors by name, and the queues they may watch.",
+                             _SUPERVISOR)),
     Key("edge", _EDGE),
     Key("retention_days", Value("integer", "Days call records, queue events and voicemails are "
                                            "kept (0: forever).", default=0, minimum=0,

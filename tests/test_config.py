@@ -374,7 +374,8 @@ extensions:
 dial_out:
   - {pattern: "^0[1-9][0-9]{5,9}$", uri: "sip:{number}@192.0.2.1", description: landlines,
      agent_transfers: true, callbacks: true}
-feature_codes: {login: "*51", logout: "*52", pause: "*53", unpause: "*54", escalate: "*8"}
+feature_codes: {login: "*51", logout: "*52", pause: "*53", unpause: "*54", escalate: "*8",
+                listen: "*61", whisper: "*62", barge: "*63"}
 edge:
   listen: 127.0.0.1:5060
   rpc_port: 5071
@@ -436,6 +437,7 @@ def test_every_key_at_once_is_loaded(tmp_path):
     assert c.dial_out[0].agent_transfers
     assert c.feature_codes.action_for("*53") == "pause"
     assert c.feature_codes.escalate == "*8"
+    assert c.feature_codes.supervision_for("*63201") == ("barge", "201")
     assert c.dial_out[0].callbacks
     assert c.callback_target("0612345678") == "sip:0612345678@192.0.2.1"
     assert c.edge is not None

@@ -24,6 +24,8 @@ from ivr.driver.state import (
     FilesFor,
     Leg,
     LegPhase,
+    Supervision,
+    SupervisionPhase,
 )
 from ivr.engine import (
     Action,
@@ -70,6 +72,8 @@ class CoreBase:
         self.by_sip: dict[str, str] = {}
         """SIP leg -> the caller's call id (incoming legs) or an outgoing leg's ref."""
         self.feature_legs: set[str] = set()
+        self.supervisions: dict[str, Supervision] = {}
+        """Supervisors' sessions by their SIP leg."""
         self.bridging: dict[tuple[str, str], str] = {}
         """(a, b) of a bridge asked for -> the ref of the outgoing leg it joins."""
         self.trunk_state: dict[str, bool] = {}
@@ -139,6 +143,15 @@ class CoreBase:
         log.debug("callback %s: %s -> %s (%s)", cb.call_id, old.value, new.value, why)
         self._count("callback", old.value, new.value)
 
+    def _sup_to(self, sess: Supervision, new: SupervisionPhase, why: str) -> None:
+        old = sess.phase
+        if old is new:
+            return
+        sess.phase = new
+        log.debug("supervision %s (%s on agent %s): %s -> %s (%s)", sess.leg, sess.supervisor,
+                  sess.agent, old.value, new.value, why)
+        self._count("supervision", old.value, new.value)
+
     def _count(self, machine: str, old: str, new: str) -> None:
         key = (machine, old, new)
         self.transitions[key] = self.transitions.get(key, 0) + 1
@@ -167,6 +180,12 @@ class CoreBase:
         raise NotImplementedError
 
     def _caller_ended(self, call: CallerCall, event: sip.LegEnded, now: float) -> None:
+        raise NotImplementedError
+
+    def _supervision_call(self, event: sip.IncomingCall, now: float) -> bool:
+        raise NotImplementedError
+
+    def _refused(self, event: sip.CallRefused, now: float) -> None:
         raise NotImplementedError
 
     def _routing(self, actions: list[RoutingAction], now: float) -> None:

@@ -59,7 +59,7 @@ class Callers(CoreBase):
 
     # -- incoming calls ------------------------------------------------------------------------
     def _incoming(self, event: sip.IncomingCall, now: float) -> None:
-        if self._feature_call(event, now):
+        if self._supervision_call(event, now) or self._feature_call(event, now):
             return
         route = self.config.route_for(event.called)
         if route is None:

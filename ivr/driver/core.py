@@ -39,6 +39,7 @@ from ivr.driver.state import (
     LegRole,
     uri_host,
 )
+from ivr.driver.supervision import Supervisions
 from ivr.driver.transfers import Transfers
 from ivr.engine import (
     TimerFired,
@@ -49,7 +50,7 @@ from ivr.sip import events as sip
 
 log = logging.getLogger("ivr.driver")
 
-class Core(Callers, Queues, Transfers, Callbacks):
+class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
     """The switchboard's state and decisions. See the module doc."""
 
     # -- admission: asked by the SIP layer while it holds the INVITE ---------------------------
@@ -64,7 +65,8 @@ class Core(Callers, Queues, Transfers, Callbacks):
         ``edge.agent_sources``) are the media networks then."""
         trunk = self.config.trunk_for(address)
         if trunk is None:
-            if any(uri_host(a.uri) == address for a in self.config.agents.values()):
+            if any(uri_host(a.uri) == address for a in self.config.agents.values()) \
+                    or any(uri_host(s.uri) == address for s in self.config.supervisors.values()):
                 return AGENTS_TRUNK, 200, 0, ()  # an agent's phone: feature codes only
             return None, 403, 0, ()
         edge = self.config.edge
@@ -80,6 +82,8 @@ class Core(Callers, Queues, Transfers, Callbacks):
         """Take one message; returns the effects to carry out, in order."""
         self._fx = []
         self._dispatch(message, now)
+        if self.supervisions:
+            self._supervision_sweep(now)
         self._queue_log()
         fx, self._fx = self._fx, []
         return fx
@@ -90,6 +94,8 @@ class Core(Callers, Queues, Transfers, Callbacks):
         self.stopping = True
         for call in self.calls.values():
             self._emit(m.HangupLeg(call.leg))
+        for sup_leg in self.supervisions:
+            self._emit(m.HangupLeg(sup_leg))
         for leg in self.legs.values():
             if leg.live and leg.sip is not None:
                 self._emit(m.HangupLeg(leg.sip))
@@ -104,6 +110,8 @@ class Core(Callers, Queues, Transfers, Callbacks):
             self._caller_ended(call, sip.LegEnded(call.leg, 0, "switchboard stopped"), now)
         for cb in list(self.callbacks.values()):
             self._callback_done(cb, "interrupted", "switchboard stopped", now)
+        for sess in list(self.supervisions.values()):
+            self._end_supervision(sess, "switchboard stopped", now, hang_up=False)
         self._queue_log()
         fx, self._fx = self._fx, []
         return fx
@@ -146,6 +154,8 @@ class Core(Callers, Queues, Transfers, Callbacks):
             self._incoming(msg, now)
         elif isinstance(msg, sip.CallRefused):
             self._refused(msg, now)
+        elif isinstance(msg, sip.DigitReceived) and msg.leg in self.supervisions:
+            self._supervisor_key(msg, now)
         elif isinstance(msg, sip.DigitReceived):
             self._digit(msg, now)
         elif isinstance(msg, sip.PlaybackEnded):
@@ -154,6 +164,8 @@ class Core(Callers, Queues, Transfers, Callbacks):
             self._recording_ended(msg, now)
         elif isinstance(msg, sip.LegAnswered):
             self._leg_answered(msg.leg, now)
+        elif isinstance(msg, sip.LegEnded) and msg.leg in self.supervisions:
+            self._supervisor_left(msg, now)
         elif isinstance(msg, sip.LegEnded):
             self._leg_ended(msg, now)
         elif isinstance(msg, sip.TransferRequested):
@@ -204,7 +216,7 @@ class Core(Callers, Queues, Transfers, Callbacks):
     # -- checks, for tests ---------------------------------------------------------------------
     def problems(self) -> list[str]:
         """Disagreements between the call machines and the router (empty: all agree)."""
-        return self._router_problems() + self._call_problems()
+        return self._router_problems() + self._call_problems() + self._supervision_problems()
 
     def _router_problems(self) -> list[str]:
         out: list[str] = []

@@ -134,6 +134,22 @@ class Bridge:
 
 
 @dataclass(frozen=True)
+class Connect:
+    """Send leg *src*'s audio to leg *dst*, one direction only (a supervisor's session)."""
+
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """Stop what :class:`Connect` started."""
+
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True)
 class Record:
     leg: str
     path: str
@@ -228,4 +244,4 @@ class FlowInService:
 Effect = (AnswerLeg | HangupLeg | Dial | Play | StopPlay | Bridge | Record | StopRecord
           | RenderPrompt | StartLookup | CancelLookups | SaveRecord | SaveQueueEvents
           | SaveAgentState | SaveOverride | CountCallEnded | CountIvrPath | CountTransition
-          | FlowInService)
+          | FlowInService | Connect | Disconnect)

@@ -134,6 +134,35 @@ class Callback:
     customer_ref: str | None = None
 
 
+class SupervisionPhase(enum.Enum):
+    JOINED = "joined"
+    """The supervisor's leg is answered and joined to the agent's call in its mode."""
+    ENDED = "ended"
+
+
+@dataclass
+class Supervision:
+    """A supervisor on an agent's call: their leg (the call they placed) and what it hears."""
+
+    leg: str
+    """The supervisor's SIP leg (an incoming call from their phone)."""
+    supervisor: str
+    agent: str
+    call_id: str
+    """The caller's call the agent is on."""
+    mode: str
+    """'listen', 'whisper' or 'barge'."""
+    queue: str = ""
+    """The queue of the agent's call."""
+    phase: SupervisionPhase = SupervisionPhase.JOINED
+    links: frozenset[tuple[str, str]] = frozenset()
+    """(source leg, destination leg) audio connections made for this session."""
+
+
+ANNOUNCE_TOKEN = -2
+"""Token of the tone an agent hears when a supervisor joins their call."""
+
+
 GAVE_UP_REASONS = frozenset({"menu_failures", "collect_failures"})
 """Ends where the IVR gave up on the caller (too many invalid keys or timeouts)."""
 

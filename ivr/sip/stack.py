@@ -376,6 +376,9 @@ class SipStack:
         self._players: dict[str, _Player] = {}
         self._pending_play: dict[str, tuple[tuple[str, ...], int, bool]] = {}
         self._bridges: dict[str, str] = {}
+        self._links: set[tuple[str, str]] = set()
+        """One-way audio connections (source leg, destination leg) made by :meth:`connect`,
+        apart from the two-way bridges; those waiting for a leg's media included."""
         self._events: list[SipEvent] = []
         self._ended: list[str] = []
         self._wav_info: dict[str, _WavInfo] = {}
@@ -554,6 +557,7 @@ class SipStack:
             self._players.pop(leg, None)
             self._pending_play.pop(leg, None)
             self._bridges.pop(leg, None)
+            self._links = {link for link in self._links if leg not in link}
             self._legs.pop(leg, None)
         self._ended.clear()
         events, self._events = self._events, []
@@ -930,6 +934,36 @@ class SipStack:
         self._bridges[a], self._bridges[b] = b, a
         return True
 
+    def connect(self, src: str, dst: str) -> None:
+        """Send *src*'s audio to *dst* too, one way (a supervisor listening, whispering):
+        nothing either plays stops, no bridge changes. A leg whose media is not up yet is
+        connected when it is."""
+        if src == dst or src not in self._legs or dst not in self._legs:
+            return
+        self._links.add((src, dst))
+        self._transmit(src, dst, start=True)
+
+    def disconnect(self, src: str, dst: str) -> None:
+        """Undo :meth:`connect`. A two-way bridge between the legs is left as it is."""
+        if (src, dst) not in self._links:
+            return
+        self._links.discard((src, dst))
+        if self._bridges.get(src) != dst:
+            self._transmit(src, dst, start=False)
+
+    def _transmit(self, src: str, dst: str, *, start: bool) -> None:
+        leg_a, leg_b = self._legs.get(src), self._legs.get(dst)
+        if not leg_a or not leg_b or leg_a.audio is None or leg_b.audio is None:
+            return
+        try:
+            if start:
+                leg_a.audio.startTransmit(leg_b.audio)
+            else:
+                leg_a.audio.stopTransmit(leg_b.audio)
+        except Exception as exc:  # noqa: BLE001 - a leg's media went away in this poll
+            log.warning("cannot %s audio %s -> %s: %s", "connect" if start else "disconnect",
+                        src, dst, _describe(exc))
+
     # -- internals -------------------------------------------------------------------------
     def _with_hangup_recordings(self, events: list[SipEvent], legs: list[str]) -> list[SipEvent]:
         """*events* with a RecordingEnded ('hangup') just before the LegEnded of each leg."""
@@ -1028,6 +1062,8 @@ class SipStack:
             self._events.append(PlaybackEnded(player.leg, player.token))
 
     def _media_ready(self, leg_id: str) -> None:
+        for src, dst in [link for link in self._links if leg_id in link]:
+            self._transmit(src, dst, start=True)
         pending = self._pending_play.pop(leg_id, None)
         if pending is not None:
             paths, token, loop = pending
