@@ -529,6 +529,11 @@ class SipStack:
         """Run the stack for up to *timeout_ms* and return what happened, in order."""
         assert self._ep is not None, "start() first"
         self._ep.libHandleEvents(timeout_ms)
+        if timeout_ms > 0:
+            # What the media thread reports (a caller's key, RFC 4733) waits in pjsua2's job
+            # queue, which libHandleEvents runs before it waits, not after: without this a key
+            # that came during the wait was handled only after the next turn's wait too.
+            self._ep.libHandleEvents(0)
         if self._unplaced:
             self._sweep_unplaced()
         now = time.monotonic()
