@@ -220,6 +220,11 @@ class Config:
     """The SIP edge (Kamailio) in front, when agents' phones register; see ivr/edge.py."""
     retention_days: int = 0
     """Days call records, queue events and voicemails are kept by ``ivr purge``; 0: forever."""
+    recorded_queues: frozenset[str] = frozenset()
+    """Queues with ``record: true``: their bridged calls are recorded (stereo WAV under
+    ``recordings``/calls, caller left, agent right)."""
+    recording_min_free_mb: int = 200
+    """Free disk, MB, under which no call recording starts (and those running stop)."""
     routes: dict[str, Route] = field(default_factory=dict)
     """Called number (normalised) or ``default`` -> its route; empty: every call goes to
     ``flow``."""
@@ -412,6 +417,9 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
                        for r in top.get("dial_out") or ()),
         recordings=top["recordings"], feature_codes=FeatureCodes(**codes), edge=edge,
         retention_days=top["retention_days"], routes=routes,
+        recorded_queues=frozenset(name for name, q in (top.get("queues") or {}).items()
+                                  if q["record"]),
+        recording_min_free_mb=top["recording_min_free_mb"],
         queue_numbers={number: name for name, q in (top.get("queues") or {}).items()
                        if (number := normalise(q.get("number") or ""))},
         supervisors={name: Supervisor(name, v["uri"], tuple(v["queues"]), v["announce"])

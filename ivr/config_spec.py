@@ -298,6 +298,9 @@ _QUEUE = Section("A queue of callers waiting for agents.", (
                                 "(besides its name); an extension of the same number wins.",
                         pattern=DIALLED, message="'{value}' is not a number a phone can dial "
                                                  "(digits, * # +)", example="700")),
+    Key("record", Value("boolean", "Record this queue's calls with agents (stereo WAV under "
+                                   "'recordings'/calls: caller left, agent right); the flow's "
+                                   "own prompt should say so.", default=False)),
     Key("description", Value("text", "A note for technicians.")),
 ), require_any=("agents", "tiers"), require_any_message="a queue needs 'agents' (level 1) or "
                                                         "'tiers'")
@@ -451,8 +454,12 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
                         )),
     Key("store", Value("path", "The call record database (SQLite).",
                        default="var/centralino.db")),
-    Key("recordings", Value("path", "Folder of voicemail messages, one WAV file per message.",
+    Key("recordings", Value("path", "Folder of voicemail messages, one WAV file per message, "
+                                    "and of recorded calls (in calls/).",
                             default="var/recordings")),
+    Key("recording_min_free_mb", Value("integer", "Free disk space (MB) under 'recordings' below "
+                                                  "which calls are not recorded; calls go on.",
+                                       default=200, minimum=0, maximum=1000000)),
     Key("prompts", _PROMPTS),
     Key("music_on_hold", Value("path", "WAV file played to waiting callers (default: a tone "
                                        "made in the prompt cache).",

@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -241,6 +248,16 @@ class Metrics:
         self.loop_errors = Counter("ivr_loop_errors", "Messages whose handling raised: the "
                                    "call they concern is ended, the switchboard goes on.",
                                    registry=registry)
+        self.recordings = Counter("ivr_recordings", "Recordings of bridged calls by result: "
+                                  "saved, failed (the stereo file could not be made), "
+                                  "not_started (the stack refused), skipped_low_disk, "
+                                  "stopped_low_disk.", ["result"], registry=registry)
+        for result in ("saved", "failed", "not_started", "skipped_low_disk",
+                       "stopped_low_disk"):
+            self.recordings.labels(result=result)
+        self.recordings_suspended = Gauge("ivr_recordings_suspended", "1 while free disk under "
+                                          "'recordings' is below recording_min_free_mb: no "
+                                          "call is recorded.", registry=registry)
         registry.register(_StateCollector(self.fresh_snapshot))
         registry.register(_ServiceLevelCollector(self))
         registry.register(_FlowCollector(self.flow_in_service))

@@ -37,6 +37,8 @@ CALLER_PART = ".caller.part.wav"
 AGENT_PART = ".agent.part.wav"
 CHUNK_FRAMES = 8000
 """Samples per channel read at a time (one second at 8 kHz): memory stays small."""
+NOT_STARTED = "not started"
+"""The error of a :class:`RecordingDone` for a recording the SIP stack could not start."""
 CHECK_EVERY = 10.0
 """Seconds between two looks at the free disk space."""
 

@@ -29,6 +29,9 @@ class PurgeResult:
     callbacks: int = 0
     """Callback call records (the switchboard calling the caller back), included in ``calls``."""
     tickets: int = 0
+    recordings: int = 0
+    """Recorded calls' WAV files deleted (their call records went)."""
+    recording_files: list[str] = field(default_factory=list)
     missing_files: int = 0
     failed_files: list[str] = field(default_factory=list)
 
@@ -37,6 +40,8 @@ class PurgeResult:
                 f"{self.queue_events} queue event(s), {self.voicemails} voicemail file(s)")
         if self.tickets:
             text += f", {self.tickets} ticket(s)"
+        if self.recordings:
+            text += f", {self.recordings} call recording(s)"
         if self.missing_files:
             text += f"; {self.missing_files} voicemail file(s) were already gone"
         if self.failed_files:
@@ -74,6 +79,36 @@ def _delete_files(paths: list[str], recordings: Path | None, result: PurgeResult
             result.failed_files.append(str(target))
 
 
+def _recording_paths(db: sqlite3.Connection, where: str,
+                     params: tuple[object, ...]) -> list[str]:
+    """The recorded calls' files of the calls *where* selects (none in a file from before
+    call recording, which lacks the column)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(calls)")}
+    if "recording_path" not in columns:
+        return []
+    return [r[0] for r in db.execute(
+        f"SELECT recording_path FROM calls WHERE ({where}) AND recording_path IS NOT NULL",
+        params)]
+
+
+def _delete_recordings(result: PurgeResult) -> None:
+    """Delete the recorded calls' files, and any mono part a failed join left beside one."""
+    from ivr.recording import part_paths
+
+    for path in result.recording_files:
+        for part in part_paths(path):
+            with contextlib.suppress(FileNotFoundError):
+                Path(part).unlink()
+        try:
+            Path(path).unlink()
+            result.recordings += 1
+        except FileNotFoundError:
+            pass  # never written: the call ended before any sound, or the join failed
+        except OSError as exc:
+            log.error("cannot delete a call recording: %s", exc.strerror or exc)
+            result.failed_files.append(path)
+
+
 def _purge(db: sqlite3.Connection, where: str, params: tuple[object, ...],
            events_where: str | None, events_params: tuple[object, ...],
            tickets_where: str, tickets_params: tuple[object, ...]) -> tuple[
@@ -86,6 +121,7 @@ def _purge(db: sqlite3.Connection, where: str, params: tuple[object, ...],
         ids = [r[0] for r in rows]
         files = [r[1] for r in rows if r[1]]
         result.callbacks = sum(1 for r in rows if r[2] == "callback")
+        result.recording_files = _recording_paths(db, where, params)
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             marks = ",".join("?" for _ in chunk)
@@ -126,6 +162,7 @@ def purge_older_than(store_path: Path, days: float, now: float,
     finally:
         db.close()
     _delete_files(files, recordings, result)
+    _delete_recordings(result)
     log.info("retention (%g days): %s", days, result.summary())
     return result
 
@@ -147,4 +184,5 @@ def purge_caller(store_path: Path, number: str, recordings: Path | None = None) 
     finally:
         db.close()
     _delete_files(files, recordings, result)
+    _delete_recordings(result)
     return result

@@ -133,7 +133,8 @@ SCHEMA_VERSION = 4
 _ADDED_COLUMNS = {
     # table -> column -> type: a file made before them gets them with ALTER TABLE
     "calls": {"voicemail_path": "TEXT", "transferred_to": "TEXT",  # version 2
-              "ticket": "TEXT", "ticket_seq": "INTEGER", "disposition": "TEXT"},  # version 4
+              "ticket": "TEXT", "ticket_seq": "INTEGER", "disposition": "TEXT",  # version 4
+              "recording_path": "TEXT"},  # a recorded call's stereo WAV (version 4 too)
     "queue_events": {"event_id": "TEXT"},  # version 3: the fallback file's dedupe key
 }
 
@@ -194,6 +195,9 @@ class CallRecord:
     """1 if this call opened its ticket, 2 for the ticket's second call..."""
     disposition: str | None = None
     """The code the agent keyed for this call (``dispositions`` in ivr.yaml), the last one."""
+    recording_path: str | None = None
+    """The recording of the call with its agent (stereo WAV: caller left, agent right), when
+    its queue records calls; set when the recording starts."""
 
     def finish(self, ended_at: float, outcome: str, reason: str = "") -> None:
         """Close the record, deriving wait and talk times from the timestamps."""

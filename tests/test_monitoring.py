@@ -104,7 +104,8 @@ def test_alert_names():
     assert set(alert_exprs()) == {
         "CentralinoDown", "QueueServiceLevelLow", "QueueNoAgentLoggedIn",
         "QueueAbandonmentHigh", "FlowReloadFailed", "AgentPhoneUnregistered",
-        "GatewayUnreachable", "CallRecordsNotWritten"}
+        "GatewayUnreachable", "CallRecordsNotWritten", "CallRecordingSuspended",
+        "CallRecordingsFailing"}
 
 
 NO_AGENT_TEST = """

@@ -77,6 +77,11 @@ class CoreBase:
         self.bridging: dict[tuple[str, str], str] = {}
         """(a, b) of a bridge asked for -> the ref of the outgoing leg it joins."""
         self.trunk_state: dict[str, bool] = {}
+        self.call_recordings: dict[str, str] = {}
+        """Call id -> the stereo file of its recording in progress (until the parts are
+        handed to the worker: that may be after the call ended)."""
+        self.recordings_suspended = False
+        """The disk under ``recordings`` is under its floor: no recording starts."""
         self.transitions: dict[tuple[str, str, str], int] = {}
         self.stopping = False
         self._next_ref = 0

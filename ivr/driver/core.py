@@ -46,6 +46,7 @@ from ivr.engine import (
 )
 from ivr.lookup import LookupResult
 from ivr.metrics import Snapshot
+from ivr.recording import RecordingDisk, RecordingDone
 from ivr.sip import events as sip
 
 log = logging.getLogger("ivr.driver")
@@ -182,6 +183,8 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
             self._prompt_ready(msg, now)
         elif isinstance(msg, LookupResult):
             self._lookup_done(msg, now)
+        elif isinstance(msg, (sip.CallRecordingEnded, RecordingDone, RecordingDisk)):
+            self._recording_message(msg, now)
         elif isinstance(msg, m.Registrations):
             self._registrations(msg.names, now)
         elif isinstance(msg, m.TrunkReachability):
@@ -241,7 +244,7 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
         return out
 
     def _call_problems(self) -> list[str]:
-        out: list[str] = []
+        out: list[str] = self._recording_problems()
         for call in self.calls.values():
             if call.phase is CallPhase.QUEUED and call.call_id not in self.router.waiting:
                 out.append(f"call {call.call_id} is queued, the router does not have it")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ivr.driver import messages as m
 from ivr.metrics import Metrics
+from ivr.recording import NOT_STARTED, RecordingDone
 from ivr.sip.events import SipEvent
 from ivr.store import CallRecord, QueueEventRow
 
@@ -36,6 +37,8 @@ class Sip(Protocol):
     def start_recording(self, leg_id: str, path: str, token: int, max_seconds: float,
                         silence_seconds: float, beep: str | None = None) -> None: ...
     def stop_recording(self, leg_id: str, reason: str = "key") -> None: ...
+    def record_call(self, key: str, legs: tuple[str, str], parts: tuple[str, str]) -> bool: ...
+    def stop_call_recording(self, key: str, reason: str) -> None: ...
 
 
 class Store(Protocol):
@@ -56,13 +59,22 @@ class Renderer(Protocol):
     def submit(self, key: str, play_id: int, pieces: Any, deadline_s: float) -> None: ...
 
 
+class Recorder(Protocol):
+    """Joins a call recording's parts into its stereo file (see :mod:`ivr.recording`)."""
+
+    def submit(self, call_id: str, caller_part: str, agent_part: str, path: str) -> None: ...
+
+
 class Executor:
     """Carries effects out; see the module doc."""
 
     def __init__(self, sip: Sip, store: Store, metrics: Metrics, lookups: Lookups,
                  renderer: Renderer, wall: Callable[[], float],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, *,
+                 recorder: Recorder | None = None):
         self.sip = sip
+        self.recorder = recorder
+        """None: recordings' parts are left as they are (a switchboard without the worker)."""
         self.store = store
         self.metrics = metrics
         self.lookups = lookups
@@ -91,6 +103,8 @@ class Executor:
                     back.append(m.Dialled(fx.ref, None))
                 elif isinstance(fx, m.Bridge):
                     back.append(m.Bridged(fx.a, fx.b, False))
+                elif isinstance(fx, m.RecordCall):
+                    back.append(RecordingDone(fx.call_id, fx.path, 0.0, NOT_STARTED))
         return back
 
     def _carry_out(  # noqa: C901 - one arm per kind
@@ -118,6 +132,20 @@ class Executor:
                                 fx.silence_seconds, fx.beep)
         elif isinstance(fx, m.StopRecord):
             sip.stop_recording(fx.leg, fx.reason)
+        elif isinstance(fx, m.RecordCall):
+            if not sip.record_call(fx.call_id, fx.legs, fx.parts):
+                back.append(RecordingDone(fx.call_id, fx.path, 0.0, NOT_STARTED))
+        elif isinstance(fx, m.StopCallRecording):
+            sip.stop_call_recording(fx.call_id, fx.reason)
+        elif isinstance(fx, m.JoinRecording):
+            if self.recorder is None:
+                log.warning("call %s: no worker joins the recording's parts", fx.call_id)
+            else:
+                self.recorder.submit(fx.call_id, fx.parts[0], fx.parts[1], fx.path)
+        elif isinstance(fx, m.CountRecording):
+            self.metrics.recordings.labels(result=fx.result).inc()
+        elif isinstance(fx, m.RecordingsSuspended):
+            self.metrics.recordings_suspended.set(int(fx.suspended))
         elif isinstance(fx, m.RenderPrompt):
             self.renderer.submit(fx.call_id, fx.play_id, fx.pieces,
                                  self.clock() + fx.deadline)

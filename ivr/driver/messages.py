@@ -14,6 +14,7 @@ from typing import Any
 
 from ivr.flow import Flow
 from ivr.lookup import LookupResult
+from ivr.recording import RecordingDisk, RecordingDone
 from ivr.sip.events import SipEvent
 from ivr.store import CallRecord, QueueEventRow
 
@@ -91,7 +92,8 @@ class Tick:
     """Time passed: fire what is due. The loop sends one every turn."""
 
 
-Message = (SipEvent | Dialled | Bridged | PromptReady | LookupResult | Registrations
+Message = (RecordingDone | RecordingDisk
+           | SipEvent | Dialled | Bridged | PromptReady | LookupResult | Registrations
            | TrunkReachability | AgentCommand | FlowReady | Tick)
 
 
@@ -241,7 +243,45 @@ class FlowInService:
     reloaded: bool = field(default=False)
 
 
-Effect = (AnswerLeg | HangupLeg | Dial | Play | StopPlay | Bridge | Record | StopRecord
+@dataclass(frozen=True)
+class RecordCall:
+    """Record the bridged call *call_id*: each of *legs* (caller, agent) into the mono part of
+    *parts* at the same index; *path* is the stereo file they will make."""
+
+    call_id: str
+    legs: tuple[str, str]
+    parts: tuple[str, str]
+    path: str
+
+
+@dataclass(frozen=True)
+class StopCallRecording:
+    call_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class JoinRecording:
+    """Hand a finished recording's parts to the worker that makes the stereo file."""
+
+    call_id: str
+    parts: tuple[str, str]
+    path: str
+
+
+@dataclass(frozen=True)
+class CountRecording:
+    result: str
+    """'saved', 'failed', 'not_started', 'skipped_low_disk', 'stopped_low_disk'."""
+
+
+@dataclass(frozen=True)
+class RecordingsSuspended:
+    suspended: bool
+
+
+Effect = (RecordCall | StopCallRecording | JoinRecording | CountRecording | RecordingsSuspended
+          | AnswerLeg | HangupLeg | Dial | Play | StopPlay | Bridge | Record | StopRecord
           | RenderPrompt | StartLookup | CancelLookups | SaveRecord | SaveQueueEvents
           | SaveAgentState | SaveOverride | CountCallEnded | CountIvrPath | CountTransition
           | FlowInService | Connect | Disconnect)

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from ivr.driver import messages as m
-from ivr.driver.base import CoreBase
+from ivr.driver.recordings import Recordings
 from ivr.driver.state import (
     MOH_TOKEN,
     NOTICE_TOKEN,
@@ -36,8 +36,8 @@ from routing.acd import Announce, LeaveQueue, MovedQueue, RoutingAction
 log = logging.getLogger("ivr.driver")
 
 
-class Queues(CoreBase):
-    """Transitions of queued callers and agents' legs."""
+class Queues(Recordings):
+    """Transitions of queued callers and agents' legs (a queue's calls may be recorded)."""
 
     # -- queues --------------------------------------------------------------------------------
     def _enqueue(self, call: CallerCall, action: Enqueue, now: float) -> None:
@@ -198,6 +198,7 @@ class Queues(CoreBase):
         waited = call.record.connected_at - (call.record.queued_at or call.record.started_at)
         log.info("call %s: connected to agent %s after %.1f s in queue %s", call.call_id,
                  leg.agent, waited, call.record.queue)
+        self._start_call_recording(call, leg)
         self._save(call.record)
         self._routing(actions, now)
 

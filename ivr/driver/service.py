@@ -319,6 +319,7 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
     from ivr.lookup import Lookups
     from ivr.preflight import check_startup
     from ivr.prompts import PromptLibrary, PromptRenderer, RenderDone, music_on_hold
+    from ivr.recording import RecordingWorker
     from ivr.sip.stack import SipSettings, SipStack, stack_version
     from ivr.store import CallStore
 
@@ -348,6 +349,7 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
     metrics.watch_sip(sip.traffic_counts)
     sip.start()
     store = None
+    recorder: RecordingWorker | None = None
     try:
         store = CallStore.open_for_service(config.store)
         metrics.watch_store(store.pending_count, lambda: store.write_errors if store else 0)
@@ -379,12 +381,19 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
             inbox.post(m.PromptReady(done.key, done.play_id, done.files, done.error))
 
         renderer = PromptRenderer(prompts, post=rendered)
-        executor = Executor(sip, store, metrics, lookups, renderer, time.time)
+        if config.recorded_queues:
+            recorder = RecordingWorker(config.recordings, config.recording_min_free_mb,
+                                       inbox.post)
+            recorder.start()
+        executor = Executor(sip, store, metrics, lookups, renderer, time.time,
+                            recorder=recorder)
         loop = Loop(core, executor, sip, inbox, metrics)
         code = _serve(config, flows, load_flow_file, loop, prompts, store, lookups, inbox,
                       metrics, stack_version())
     finally:
         sip.shutdown()
+        if recorder is not None:
+            recorder.stop()  # the recordings of the last calls are joined first
         unwritten = store.close() if store is not None else 0
     if unwritten:
         log.error("stopped with %d record(s) not written to %s: they are kept in the fallback "

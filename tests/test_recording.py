@@ -1,0 +1,169 @@
+"""Recordings of bridged calls: the stereo file from two mono parts, the worker, the disk floor,
+the link in the call record and its deletion by retention and purge."""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import wave
+from array import array
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr.recording import (
+    CHUNK_FRAMES,
+    InterleaveError,
+    RecordingDisk,
+    RecordingDone,
+    RecordingWorker,
+    call_recording_path,
+    interleave,
+    part_paths,
+)
+from ivr.retention import purge_caller, purge_older_than
+from ivr.store import CallRecord, CallStore
+
+T0 = 1_800_000_000.0
+
+
+def write_mono(path: Path, samples: list[int], rate: int = 8000, channels: int = 1) -> str:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(array("h", samples).tobytes())
+    return str(path)
+
+
+def read_stereo(path: str) -> tuple[int, list[tuple[int, int]]]:
+    with wave.open(path, "rb") as w:
+        assert w.getnchannels() == 2
+        assert w.getsampwidth() == 2
+        data = array("h")
+        data.frombytes(w.readframes(w.getnframes()))
+        return w.getframerate(), list(zip(data[0::2], data[1::2], strict=True))
+
+
+def test_caller_goes_left_agent_right_and_the_shorter_part_is_padded(tmp_path: Path) -> None:
+    left = write_mono(tmp_path / "l.wav", [1, -2, 3, 32767, -32768])
+    right = write_mono(tmp_path / "r.wav", [10, 20])
+    seconds = interleave(left, right, str(tmp_path / "out.wav"))
+    rate, frames = read_stereo(str(tmp_path / "out.wav"))
+    assert rate == 8000
+    assert frames == [(1, 10), (-2, 20), (3, 0), (32767, 0), (-32768, 0)]
+    assert seconds == 5 / 8000
+
+
+def test_parts_longer_than_one_chunk_keep_every_sample_in_place(tmp_path: Path) -> None:
+    n = CHUNK_FRAMES * 2 + 3
+    left = write_mono(tmp_path / "l.wav", [i % 1000 for i in range(n)], rate=16000)
+    right = write_mono(tmp_path / "r.wav", [-(i % 777) for i in range(n - 5)], rate=16000)
+    interleave(left, right, str(tmp_path / "out.wav"))
+    rate, frames = read_stereo(str(tmp_path / "out.wav"))
+    assert rate == 16000
+    assert frames == [(i % 1000, -(i % 777) if i < n - 5 else 0) for i in range(n)]
+
+
+@pytest.mark.parametrize(("right_rate", "right_channels", "message"), [
+    (16000, 1, r"8000 Hz, .* 16000 Hz"),
+    (8000, 2, "is not 16-bit mono"),
+])
+def test_parts_that_do_not_match_are_refused_and_nothing_is_written(
+        tmp_path: Path, right_rate: int, right_channels: int, message: str) -> None:
+    left = write_mono(tmp_path / "l.wav", [1, 2])
+    right = write_mono(tmp_path / "r.wav", [1, 2], rate=right_rate, channels=right_channels)
+    with pytest.raises(InterleaveError, match=message):
+        interleave(left, right, str(tmp_path / "out.wav"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.wav", "r.wav"]
+
+
+def test_paths_are_named_by_call_id_under_recordings_calls(tmp_path: Path) -> None:
+    path = call_recording_path(tmp_path, "c7")
+    assert path == tmp_path / "calls" / "c7.wav"
+    assert part_paths(path) == (str(tmp_path / "calls" / "c7.caller.part.wav"),
+                                str(tmp_path / "calls" / "c7.agent.part.wav"))
+
+
+def test_worker_joins_the_parts_deletes_them_and_answers(tmp_path: Path) -> None:
+    posted: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    worker = RecordingWorker(tmp_path, 100, posted.put, free_mb=lambda _: 1000.0)
+    worker.start()
+    path = str(call_recording_path(tmp_path, "c1"))
+    Path(path).parent.mkdir()
+    caller, agent = part_paths(path)
+    write_mono(Path(caller), [5] * 80)
+    write_mono(Path(agent), [7] * 80)
+    worker.submit("c1", caller, agent, path)
+    missing = str(tmp_path / "calls" / "c2.caller.part.wav")
+    worker.submit("c2", missing, agent + "x", path + "2")
+    assert posted.get(timeout=10) == RecordingDone("c1", path, 0.01)
+    failed = posted.get(timeout=10)
+    worker.stop()
+    assert (failed.call_id, failed.seconds) == ("c2", 0.0)
+    assert "cannot read" in failed.error
+    assert read_stereo(path)[1] == [(5, 7)] * 80
+    assert not Path(caller).exists()
+    assert not Path(agent).exists()
+
+
+def test_worker_says_when_the_disk_goes_under_the_floor_and_back(tmp_path: Path) -> None:
+    free = [500.0]
+    posted: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    worker = RecordingWorker(tmp_path, 200, posted.put, check_every=0.01,
+                             free_mb=lambda _: free[0])
+    worker.start()
+    free[0] = 150.0
+    assert posted.get(timeout=10) == RecordingDisk(True, 150.0)
+    free[0] = 250.0
+    assert posted.get(timeout=10) == RecordingDisk(False, 250.0)
+    worker.stop()
+    assert posted.empty()  # said once per crossing, not at every look
+
+
+def test_a_low_disk_at_start_is_said_at_once(tmp_path: Path) -> None:
+    posted: list[Any] = []
+    RecordingWorker(tmp_path, 200, posted.append, free_mb=lambda _: 10.0).check_disk()
+    assert posted == [RecordingDisk(True, 10.0)]
+
+
+def saved_calls(tmp_path: Path) -> tuple[Path, list[Path]]:
+    db = tmp_path / "calls.db"
+    store = CallStore(db)
+    paths = []
+    for call_id, caller, at in (("c1", "333", T0 - 40 * 86400), ("c2", "444", T0)):
+        path = call_recording_path(tmp_path / "recordings", call_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"RIFF")
+        paths.append(path)
+        record = CallRecord(call_id, started_at=at, caller=caller, recording_path=str(path))
+        record.finish(at + 60, "completed")
+        store.save(record)
+    store.flush()
+    store.close()
+    conn = sqlite3.connect(str(db))
+    assert conn.execute("SELECT recording_path FROM calls WHERE call_id='c1'").fetchone() == (
+        str(paths[0]),)
+    conn.close()
+    return db, paths
+
+
+def test_purge_caller_deletes_the_recording_and_any_part_left(tmp_path: Path) -> None:
+    db, (first, second) = saved_calls(tmp_path)
+    left_over = Path(part_paths(first)[1])
+    left_over.write_bytes(b"RIFF")  # a join that failed kept its parts
+    result = purge_caller(db, "333")
+    assert (result.calls, result.recordings) == (1, 1)
+    assert "1 call recording(s)" in result.summary()
+    assert not first.exists()
+    assert not left_over.exists()
+    assert second.exists()
+
+
+def test_retention_deletes_old_calls_recordings(tmp_path: Path) -> None:
+    db, (old, new) = saved_calls(tmp_path)
+    result = purge_older_than(db, 30, T0)
+    assert result.recordings == 1
+    assert not old.exists()
+    assert new.exists()
