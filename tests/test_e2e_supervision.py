@@ -10,9 +10,10 @@ are read from the peers' clocks (one machine: the same wall clock):
 - whisper: anna hears laura, the caller does not;
 - barge: both do.
 
-A phone that is not a supervisor's dialling the same code is refused (403) and the call goes
-on. Tones are chosen as in tests/support/audio.py: 2700 Hz is no DTMF tone, no note (or low
-harmonic) of the music on hold and no harmonic of the other two.
+Laura's supervisors entry has ``announce: true``: anna (only) hears the switchboard's beep when
+laura joins. A phone that is not a supervisor's dialling the same code is refused (403) and the
+call goes on. Tones are chosen as in tests/support/audio.py: 2700 Hz is no DTMF tone, no note
+(or low harmonic) of the music on hold and no harmonic of the other two.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ from tests.support.audio import (
 pytestmark = pytest.mark.e2e
 
 SUPERVISOR_TONE_HZ = 2700.0
-TONES = (CALLER_TONE_HZ, AGENT_TONE_HZ, SUPERVISOR_TONE_HZ)
+BEEP_HZ = 1000.0
+"""The switchboard's beep (service.beep_file), which announces the supervisor to the agent."""
+TONES = (CALLER_TONE_HZ, AGENT_TONE_HZ, SUPERVISOR_TONE_HZ, BEEP_HZ)
 MODE_S = 5.0
 """Seconds the supervisor stays in each mode (listen, whisper, barge)."""
 MARGIN_S = 1.2
@@ -64,7 +67,7 @@ def board(tmp_path: Path) -> Iterator[tuple[Switchboard, int]]:
                      agents={"anna": free_udp_port()}, ring_timeout=10.0,
                      extra_config="supervisors:\n"
                                   f"  laura: {{uri: \"sip:laura@127.0.0.1:{laura_port}\", "
-                                  "queues: [support]}\n")
+                                  "queues: [support], announce: true}\n")
     sb.start()
     yield sb, laura_port
     assert sb.stop() == 0, sb.log_tail()
@@ -154,6 +157,14 @@ def test_listen_whisper_barge_and_a_stranger_refused(board: tuple[Switchboard, i
     assert share("caller", "whisper", SUPERVISOR_TONE_HZ) <= RARELY, timelines
     assert share("anna", "barge", SUPERVISOR_TONE_HZ) >= MOSTLY, timelines
     assert share("caller", "barge", SUPERVISOR_TONE_HZ) >= MOSTLY, timelines
+
+    def announced(who: str) -> float:
+        tones, t0 = by[who]
+        joined = spans["listen"][0] - t0
+        return tones.between(joined - 1.0, joined + 3.0).seconds(BEEP_HZ)
+
+    assert announced("anna") >= 0.2, timelines
+    assert announced("caller") == 0.0, timelines
 
     def logged() -> list[tuple[str, str]] | None:
         rows = [(e["kind"], e["detail"]["mode"]) for e in sb.queue_events()
