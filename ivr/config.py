@@ -118,6 +118,17 @@ class Supervisor:
 
 
 @dataclass(frozen=True)
+class Disposition:
+    """``dispositions: {"1": {label: resolved, resolves: true}}``: an outcome the agent keys
+    (* and the code) during the call or its wrap-up."""
+
+    code: str
+    label: str
+    resolves: bool = False
+    """Keying it resolves the caller's ticket."""
+
+
+@dataclass(frozen=True)
 class Extension:
     """A fixed transfer destination: ``extensions: {"201": {uri: sip:reception@...}}``."""
 
@@ -231,6 +242,10 @@ class Config:
     queue_numbers: dict[str, str] = field(default_factory=dict)
     """A queue's ``number`` (normalised) -> the queue: what phones that dial only digits
     transfer to."""
+    dispositions: dict[str, Disposition] = field(default_factory=dict)
+    """Outcomes agents key, by code."""
+    ticket_customer_variable: str | None = None
+    """Flow variable naming the customer of a ticket when set (else the calling number)."""
     supervisors: dict[str, Supervisor] = field(default_factory=dict)
 
     def route_for(self, called: str) -> Route | None:
@@ -416,6 +431,7 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
                                 r["flows"])
                        for r in top.get("dial_out") or ()),
         recordings=top["recordings"], feature_codes=FeatureCodes(**codes), edge=edge,
+        **_ticket_settings(top),
         retention_days=top["retention_days"], routes=routes,
         recorded_queues=frozenset(name for name, q in (top.get("queues") or {}).items()
                                   if q["record"]),
@@ -424,6 +440,15 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
                        if (number := normalise(q.get("number") or ""))},
         supervisors={name: Supervisor(name, v["uri"], tuple(v["queues"]), v["announce"])
                      for name, v in (top.get("supervisors") or {}).items()})
+
+
+def _ticket_settings(top: dict[str, Any]) -> dict[str, Any]:
+    """The Config fields of tickets and dispositions."""
+    return {
+        "dispositions": {code: Disposition(code, d["label"], d["resolves"])
+                         for code, d in (top.get("dispositions") or {}).items()},
+        "ticket_customer_variable": (top.get("tickets") or {}).get("customer_variable"),
+    }
 
 
 def _queue(name: str, q: dict[str, Any]) -> QueueSpec:
@@ -438,4 +463,5 @@ def _queue(name: str, q: dict[str, Any]) -> QueueSpec:
         tier_wait=float(q["tier_wait"]), tier_wait_multiply=q["tier_wait_multiply"],
         skill=q.get("skill"), skill_level=q["skill_level"],
         skill_fallback_after=float(q["skill_fallback_after"]),
-        escalate_to=q.get("escalate_to"), announce_every=float(q["announce_every"]))
+        escalate_to=q.get("escalate_to"), announce_every=float(q["announce_every"]),
+        disposition_hold=float(q["disposition_wait"]) if q["require_disposition"] else 0.0)

@@ -270,6 +270,11 @@ _QUEUE = Section("A queue of callers waiting for agents.", (
                                 "tried.", 2.0, 0, 600)),
     Key("wrap_up", _seconds("Seconds an agent stays unavailable after a call of this queue.",
                             0.0, 0, 3600)),
+    Key("require_disposition", Value("boolean", "Wrap-up lasts until the agent keys a "
+                                                "disposition (* and its code), up to "
+                                                "disposition_wait.", default=False)),
+    Key("disposition_wait", _seconds("Seconds wrap-up may last at most while waiting for a "
+                                     "disposition (require_disposition).", 120.0, 1, 3600)),
     Key("max_callers", Value("integer", "Callers waiting at most (0: no limit); one more is "
                                         "refused.", default=0, minimum=0, maximum=10000)),
     Key("join_empty", Value("boolean", "Accept callers when no agent is logged in (else refuse "
@@ -392,6 +397,20 @@ _SUPERVISOR = Section("A supervisor, who may listen to, whisper in or join the c
                           default=False)),
 ))
 
+_DISPOSITION = Section("An outcome of a call, keyed by the agent.", (
+    Key("label", Value("text", "What it means, for reports.", example="resolved"),
+        required=True),
+    Key("resolves", Value("boolean", "The caller's ticket is resolved by it.", default=False)),
+))
+
+_TICKETS = Section("Tickets: a caller's problem followed across calls and support levels.", (
+    Key("customer_variable", Value("text", "Flow variable (set by a collect node, e.g. an "
+                                           "account number) that names the customer when it "
+                                           "is set; otherwise the calling number does.",
+                                   pattern=r"^[a-z_][a-z0-9_]*$",
+                                   message="'{value}' is not a flow variable name",
+                                   example="account")),
+))
 
 _EDGE = Section("The SIP edge (Kamailio) in front, when agents' phones register.", (
     Key("listen", Value("address", "Address:port Kamailio listens on for phones and trunks.",
@@ -480,6 +499,11 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
     Key("retention_days", Value("integer", "Days call records, queue events and voicemails are "
                                            "kept (0: forever).", default=0, minimum=0,
                                 maximum=36500)),
+    Key("dispositions", MapOf("Outcomes agents key on the phone during a call or wrap-up: * "
+                              "and the code (one digit).", _DISPOSITION,
+                              key_pattern=r"^[0-9]$",
+                              key_message="disposition '{key}' must be one digit 0 to 9")),
+    Key("tickets", _TICKETS),
 ), require_any=("flow", "routes"),
     require_any_message="missing required key 'flow' (the flow of every call) or 'routes' (a "
                         "flow per called number)", rule=_flow_or_routes,

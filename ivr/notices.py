@@ -43,6 +43,7 @@ FEATURE_NOTICES: dict[str, Prompts] = {
     "pause": _say("Sei in pausa.", "You are paused."),
     "unpause": _say("Sei di nuovo disponibile.", "You are available again."),
     "refused": _say("Questo codice non è disponibile.", "This code is not available."),
+    "disposition": _say("Esito registrato.", "Outcome recorded."),
 }
 """To an agent who dialled a feature code: what it did, or that it was refused."""
 

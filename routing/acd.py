@@ -81,6 +81,9 @@ class QueueSpec:
     """Queue for calls the agent escalates (default: the next level of this queue)."""
     announce_every: float = 0.0
     """Seconds between position / expected-wait announcements (0: none)."""
+    disposition_hold: float = 0.0
+    """When set, a disposition is required: the agent's wrap-up lasts until they key one
+    (:meth:`Router.disposed`), at least ``wrap_up``, at most this many seconds."""
 
     def all_members(self) -> tuple[Member, ...]:
         return self._all_members
@@ -166,6 +169,8 @@ class AgentState:
     ring_deadline: float | None = None
     wrap_up_until: float | None = None
     wrap_up_since: float | None = None
+    wrap_up_min: float | None = None
+    """Wrap-up may end early at a disposition, but not before this (a required one)."""
     pause_reason: str = ""
     answered: int = 0
     missed: int = 0
@@ -233,13 +238,17 @@ class Router:
         """Moving average of handle time per queue, for expected-wait estimates."""
 
     # -- caller side -----------------------------------------------------------------------
-    def join(self, call_id: str, queue: str, now: float, priority: int = 0) -> list[RoutingAction]:
+    def join(self, call_id: str, queue: str, now: float, priority: int = 0,
+             level: int = 1) -> list[RoutingAction]:
+        """A caller enters *queue*; *level*: the lowest support level offered the call (a
+        repeat caller's ticket is owned there)."""
         spec = self._spec(queue)
         waiting_here = sum(1 for c in self.waiting.values() if c.queue == queue)
         if spec.max_callers and waiting_here >= spec.max_callers:
             self._log(now, "leave", queue, call_id, reason="full")
             return [LeaveQueue(call_id, "full")]
         caller = Caller(call_id, queue, now, now, priority, next_try=now)
+        caller.min_level = caller.level = max(1, level)
         if not self._logged_in_members(spec):
             if spec.overflow:
                 self.waiting[call_id] = caller
@@ -373,6 +382,15 @@ class Router:
                   from_level=from_level, to_level=caller.min_level, from_queue=caller.queue,
                   to_queue=caller.queue)
         return self._dispatch(now)
+
+    def disposed(self, agent_id: str, now: float) -> list[RoutingAction]:
+        """The agent keyed a disposition: a wrap-up held for one ends (after ``wrap_up``)."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state != "wrap_up" or agent.wrap_up_min is None:
+            return []
+        agent.wrap_up_until = max(now, agent.wrap_up_min)
+        agent.wrap_up_min = None
+        return self.on_timer(now)
 
     def login(self, agent_id: str, now: float) -> list[RoutingAction]:
         agent = self.agents[agent_id]
@@ -534,8 +552,10 @@ class Router:
         self._handle_times[queue] = seconds if old is None else 0.8 * old + 0.2 * seconds
 
     def _after_call(self, agent: AgentState, queue: str, now: float) -> None:
-        wrap = self.queues[queue].wrap_up
+        spec = self.queues[queue]
+        wrap = max(spec.wrap_up, spec.disposition_hold)
         agent.call_id = None
+        agent.wrap_up_min = now + spec.wrap_up if spec.disposition_hold else None
         if wrap > 0:
             agent.wrap_up_until = now + wrap
             agent.wrap_up_since = now

@@ -299,7 +299,8 @@ def test_recordings_are_converted_ahead(library: PromptLibrary,
 @pytest.mark.parametrize("language", ["it", "en"])
 def test_notices_are_prepared(library: PromptLibrary, language: str,
                               prepared: tuple[PromptLibrary, Flow, int]) -> None:
-    assert set(FEATURE_NOTICES) == {"login", "logout", "pause", "unpause", "refused"}
+    assert set(FEATURE_NOTICES) == {"login", "logout", "pause", "unpause", "refused",
+                                    "disposition"}
     for name, prompts in NOTICES.items():
         values = {"position": "4", "expected_wait": "12", "caller": "3331234567", "digits": "42"}
         files = library.files_now(resolve(prompts, language, values))

@@ -34,8 +34,9 @@ from ivr.engine import (
 from ivr.flow import Flow
 from ivr.sip import events as sip
 from ivr.store import CallRecord
+from ivr.tickets import TicketBook
 from routing import Router
-from routing.acd import AgentSpec, RoutingAction
+from routing.acd import AgentSpec, QueueEvent, RoutingAction
 
 log = logging.getLogger("ivr.driver")
 
@@ -51,7 +52,8 @@ class CoreBase:
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
                  expect_ack: bool = True,
                  transfer_timeout: float = TRANSFER_TIMEOUT,
-                 flows: Mapping[str, Flow] | None = None):
+                 flows: Mapping[str, Flow] | None = None,
+                 tickets: TicketBook | None = None):
         self.config = config
         self.flow = flow
         """The flow of calls to the default route (the top-level ``flow``)."""
@@ -62,6 +64,10 @@ class CoreBase:
         self.wall_offset = wall_offset
         self.beep = beep
         self.new_id = new_id
+        self.ticket_book = tickets if tickets is not None else TicketBook()
+        """The open tickets (loaded from the store at start) and those of calls in hand."""
+        self.agent_last_call: dict[str, CallRecord] = {}
+        """Agent -> the record of their last call: what a disposition they key applies to."""
         self.expect_ack = expect_ack
         self.transfer_timeout = transfer_timeout
         self.overrides: dict[str, str] = dict(overrides or {})
@@ -203,6 +209,15 @@ class CoreBase:
         raise NotImplementedError
 
     def _agent_key(self, leg: Leg, digit: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _ticket_level(self, call: CallerCall, queue: str) -> int:
+        raise NotImplementedError
+
+    def _ticket_events(self, events: list[QueueEvent]) -> None:
+        raise NotImplementedError
+
+    def _disposition_keys(self, call: CallerCall, agent: str, now: float) -> bool:
         raise NotImplementedError
 
     def _agent_command(self, cmd: m.AgentCommand, now: float) -> None:

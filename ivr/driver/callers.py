@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ivr.driver import messages as m
-from ivr.driver.base import CoreBase
 from ivr.driver.state import (
     AGENTS_TRUNK,
     FEATURE_TOKEN,
@@ -22,6 +21,7 @@ from ivr.driver.state import (
     CallPhase,
     LegRole,
 )
+from ivr.driver.ticketing import Ticketing
 from ivr.engine import (
     Action,
     Answer,
@@ -54,7 +54,7 @@ from ivr.store import CallRecord
 log = logging.getLogger("ivr.driver")
 
 
-class Callers(CoreBase):
+class Callers(Ticketing):
     """Transitions of a caller's call."""
 
     # -- incoming calls ------------------------------------------------------------------------
@@ -86,6 +86,7 @@ class Callers(CoreBase):
                               started_at=dt.datetime.fromtimestamp(started, dt.UTC),
                               overrides=self.overrides, language=route.language,
                               callback_allowed=self.config.callback_target(caller) is not None)
+        self._ticket_variables(session, caller)
         call = CallerCall(call_id, event.leg, event.trunk, session, record)
         self.calls[call_id] = call
         self.by_sip[event.leg] = call_id
@@ -98,6 +99,8 @@ class Callers(CoreBase):
         """An agent dialling a feature code (*41 login ...) from their own phone (the URI's
         user and host of a configured agent): True if handled. An agent's phone that is not
         a trunk may dial nothing else."""
+        if self._disposition_call(event, now):
+            return True
         command = self.config.feature_codes.action_for(event.called)
         agent = self.config.agent_for(event.source, event.caller)
         if command is None or agent is None:

@@ -219,7 +219,8 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
     # -- checks, for tests ---------------------------------------------------------------------
     def problems(self) -> list[str]:
         """Disagreements between the call machines and the router (empty: all agree)."""
-        return self._router_problems() + self._call_problems() + self._supervision_problems()
+        return self._router_problems() + self._call_problems() + self._supervision_problems() \
+            + self._ticket_problems()
 
     def _router_problems(self) -> list[str]:
         out: list[str] = []

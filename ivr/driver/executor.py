@@ -18,6 +18,7 @@ from ivr.metrics import Metrics
 from ivr.recording import NOT_STARTED, RecordingDone
 from ivr.sip.events import SipEvent
 from ivr.store import CallRecord, QueueEventRow
+from ivr.tickets import Ticket
 
 log = logging.getLogger("ivr.driver")
 
@@ -48,6 +49,7 @@ class Store(Protocol):
     def add_events(self, events: list[QueueEventRow]) -> None: ...
     def set_agent_state(self, agent: str, state: str, reason: str, at: float) -> None: ...
     def set_override(self, name: str, state: str, changed_at: float) -> Any: ...
+    def save_ticket(self, ticket: Ticket) -> None: ...
 
 
 class Lookups(Protocol):
@@ -163,6 +165,8 @@ class Executor:
             self.store.set_agent_state(fx.agent, fx.state, fx.reason, fx.at)
         elif isinstance(fx, m.SaveOverride):
             self.store.set_override(fx.name, fx.state, fx.at)
+        elif isinstance(fx, m.SaveTicket):
+            self.store.save_ticket(fx.ticket)
         elif isinstance(fx, m.CountCallEnded):
             self.metrics.call_ended(fx.trunk, fx.outcome)
         elif isinstance(fx, m.CountIvrPath):

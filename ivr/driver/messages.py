@@ -17,6 +17,7 @@ from ivr.lookup import LookupResult
 from ivr.recording import RecordingDisk, RecordingDone
 from ivr.sip.events import SipEvent
 from ivr.store import CallRecord, QueueEventRow
+from ivr.tickets import Ticket
 
 
 # -- messages: into the inbox -------------------------------------------------------------------
@@ -209,6 +210,12 @@ class SaveAgentState:
 
 
 @dataclass(frozen=True)
+class SaveTicket:
+    ticket: Ticket
+    """A copy: the driver's ticket book keeps changing its own."""
+
+
+@dataclass(frozen=True)
 class SaveOverride:
     name: str
     state: str
@@ -284,4 +291,4 @@ Effect = (RecordCall | StopCallRecording | JoinRecording | CountRecording | Reco
           | AnswerLeg | HangupLeg | Dial | Play | StopPlay | Bridge | Record | StopRecord
           | RenderPrompt | StartLookup | CancelLookups | SaveRecord | SaveQueueEvents
           | SaveAgentState | SaveOverride | CountCallEnded | CountIvrPath | CountTransition
-          | FlowInService | Connect | Disconnect)
+          | FlowInService | Connect | Disconnect | SaveTicket)

@@ -47,7 +47,8 @@ class Queues(Recordings):
         call.record.ivr_path = call.session.path_text()
         self._save(call.record)
         self._emit(m.Play(call.leg, (self.music_on_hold,), MOH_TOKEN, loop=True))
-        self._routing(self.router.join(call.call_id, action.queue, now, action.priority), now)
+        self._routing(self.router.join(call.call_id, action.queue, now, action.priority,
+                                       self._ticket_level(call, action.queue)), now)
 
     def _notice(self, call: CallerCall, pieces: tuple[Any, ...]) -> None:
         """A message to a waiting caller; the hold music comes back after it."""
@@ -203,13 +204,15 @@ class Queues(Recordings):
         self._routing(actions, now)
 
     def _agent_key(self, leg: Leg, digit: str, now: float) -> None:
-        """A key from a connected agent: the escalation feature code sends the caller on."""
+        """A key from a connected agent: the escalation feature code sends the caller on;
+        ``*`` and a disposition code records the call's outcome."""
         call = self.calls.get(leg.call_id)
         if call is None or call.agent_ref != leg.ref or call.phase is not CallPhase.CONNECTED:
             return
         code = self.config.feature_codes.escalate
-        call.agent_keys = (call.agent_keys + digit)[-len(code):]
-        if call.agent_keys != code:
+        call.agent_keys = (call.agent_keys + digit)[-max(len(code), 2):]
+        if not call.agent_keys.endswith(code):
+            self._disposition_keys(call, leg.agent, now)
             return
         log.info("call %s: agent %s escalates the call", call.call_id, leg.agent)
         actions = self.router.escalate(call.call_id, now)
@@ -310,6 +313,7 @@ class Queues(Recordings):
         events = self.router.drain_log()
         if not events:
             return
+        self._ticket_events(events)
         rows = tuple(QueueEventRow(self.wall(e.at), e.kind, e.queue, e.call_id, e.agent,
                                    dict(e.detail)) for e in events)
         self._emit(m.SaveQueueEvents(rows))

@@ -32,6 +32,7 @@ from ivr.driver.core import Core
 from ivr.driver.executor import Executor, Sip
 from ivr.flow import DocumentError, Flow
 from ivr.metrics import Metrics
+from ivr.tickets import TicketBook
 from ivr.watch import FilesState, FileWatcher, files_state, flow_files
 
 log = logging.getLogger("ivr.driver")
@@ -365,11 +366,13 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
         metrics.set_build(stack_version())
         flow = flows[str(config.flow)]
         metrics.flow_loaded(flow.name, flow.version, time.time())
+        tickets = TicketBook()
+        tickets.load(*store.open_tickets())  # read once: the loop answers from memory
         now = time.monotonic()
         core = Core(config, flow, flows=flows, files_for=prompts.files_now,
                     music_on_hold=moh, now=now,
                     wall_offset=time.time() - now, beep=beep, overrides=store.overrides(),
-                    agent_states=store.agent_states(),
+                    agent_states=store.agent_states(), tickets=tickets,
                     registering=config.edge.agents if config.edge is not None else ())
         for name, state in sorted(core.overrides.items()):
             log.warning("hours override %s is set to %s (a set_override node with state auto "

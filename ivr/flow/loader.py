@@ -50,7 +50,9 @@ _TIME_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 BUILTIN_VARIABLES = ("caller", "called", "language", "position", "expected_wait", "extension",
-                     "call_id")
+                     "call_id", "ticket", "ticket_status", "ticket_level", "ticket_queue")
+"""Variables every call has; the ``ticket*`` ones describe the caller's open ticket ('' when
+there is none: see ivr.driver.ticketing)."""
 MAX_SUBFLOW_DEPTH = 8
 
 
