@@ -9,11 +9,14 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ivr import __version__
 from ivr.errors import RecordsError, StartupError, one_line
 from ivr.yamlsrc import DocumentError
+
+if TYPE_CHECKING:
+    from ivr.config import Disposition
 
 log = logging.getLogger("ivr")
 T = TypeVar("T")
@@ -397,6 +400,16 @@ def _store_and_recordings(args: argparse.Namespace) -> tuple[Path, Path | None, 
     return config.store, config.recordings, config.retention_days
 
 
+def _dispositions(args: argparse.Namespace) -> dict[str, Disposition]:
+    """The dispositions of ivr.yaml for reports (none with --store alone)."""
+    if getattr(args, "store", None) is not None:
+        return {}
+    from ivr.config import load_config
+
+    config = _checked(load_config, args.config)
+    return dict(config.dispositions) if config is not None else {}
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ivr.report import compute, format_csv, format_table, parse_time, read_rows
 
@@ -414,9 +427,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         calls, events = read_rows(where[0], start, end, args.fcr_days)
     except sqlite3.Error as exc:  # e.g. locked for longer than the timeout, or damaged
         return _fail(f"{where[0]}: cannot read the call records: {exc}")
+    dispositions = _dispositions(args)
+    resolving = {code for code, d in dispositions.items() if d.resolves} if dispositions \
+        else None
+    labels = {code: d.label for code, d in sorted(dispositions.items())}
     rows = compute(calls, events, start=start, end=end, by=args.by, threshold=args.threshold,
-                   fcr_days=args.fcr_days)
-    sys.stdout.write(format_csv(rows, args.by) if args.csv else format_table(rows, args.by))
+                   fcr_days=args.fcr_days, resolving=resolving)
+    sys.stdout.write(format_csv(rows, args.by, labels) if args.csv
+                     else format_table(rows, args.by, labels))
     return 0
 
 

@@ -14,6 +14,9 @@ thin SQLite part. Definitions (see README, "Reports and retention"):
 * escalation rate = offered calls with an ``escalate`` event / (answered + abandoned);
 * FCR = answered calls from a known number that were not escalated and after whose end the same
   number did not call again within ``fcr_days`` days / answered calls from a known number;
+  with ``dispositions`` in ivr.yaml it is ticket-based: answered calls that opened their ticket
+  (``ticket_seq`` 1) and got a disposition that resolves / answered calls that opened a ticket;
+* calls by disposition: answered calls by the last disposition code the agent keyed;
 * occupancy (by agent) = talk seconds / logged-in seconds from login/logout events in the window.
 """
 
@@ -23,8 +26,8 @@ import csv
 import io
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,8 @@ class ReportRow:
     escalation: float | None = None
     fcr: float | None = None
     occupancy: float | None = None
+    dispositions: dict[str, int] = field(default_factory=dict)
+    """Answered calls by disposition code (those with none are not counted)."""
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -159,11 +164,12 @@ def _add_queues_left(groups: dict[str, list[Row]], offered: list[Row],
 
 def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: float,
             by: str = "queue", threshold: float = 20.0, fcr_days: float = 7.0,
-            total: bool = True) -> list[ReportRow]:
+            total: bool = True, resolving: Collection[str] | None = None) -> list[ReportRow]:
     """The report's rows, one per group (sorted) and a final 'total' row if *total*.
 
     *calls* may include calls after *end* (up to ``fcr_days`` later): they count only as
-    repeat calls for FCR. *events* are the queue events of the same period.
+    repeat calls for FCR. *events* are the queue events of the same period. *resolving*: the
+    disposition codes that resolve a ticket; given, FCR is ticket-based (see the module doc).
     """
     if by not in GROUPINGS:
         raise ValueError(f"unknown grouping '{by}'")
@@ -185,6 +191,10 @@ def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: f
     passed = _add_queues_left(groups, offered, all_events) if by == "queue" else set()
     logged = _logged_in_seconds(all_events, start, end) if by == "agent" else {}
 
+    def _called_again(c: Row) -> bool:
+        ended = float(c["ended_at"] if c["ended_at"] is not None else c["started_at"])
+        return any(ended < t <= ended + fcr_days * DAY for t in later.get(c["caller"], []))
+
     def row_for(name: str, group: list[Row], occupancy_known: bool) -> ReportRow:
         served_here = [c for c in group if (name, c["call_id"]) not in passed]
         answered = [c for c in served_here if c["connected_at"] is not None]
@@ -192,13 +202,14 @@ def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: f
         ans_in = sum(1 for c in answered if float(c["wait_seconds"] or 0) <= threshold)
         ab_in = sum(1 for c in abandoned if float(c["wait_seconds"] or 0) <= threshold)
         handled = [c for c in answered if c["talk_seconds"] is not None]
-        fcr_base = [c for c in answered if not is_withheld(c["caller"])]
-        resolved = 0
-        for c in fcr_base:
-            ended = float(c["ended_at"] if c["ended_at"] is not None else c["started_at"])
-            again = any(ended < t <= ended + fcr_days * DAY for t in later.get(c["caller"], []))
-            if c["call_id"] not in escalated and not again:
-                resolved += 1
+        if resolving is not None:
+            fcr_base = [c for c in answered if c.get("ticket_seq") == 1]
+            resolved = sum(1 for c in fcr_base if c.get("disposition") in resolving)
+        else:
+            fcr_base = [c for c in answered if not is_withheld(c["caller"])]
+            resolved = sum(1 for c in fcr_base
+                           if c["call_id"] not in escalated and not _called_again(c))
+        codes = [str(c.get("disposition")) for c in answered if c.get("disposition")]
         both = len(answered) + len(abandoned)
         occupancy = None
         if occupancy_known and logged.get(name):
@@ -210,7 +221,8 @@ def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: f
             aht=_mean([float(c["talk_seconds"]) + wrap.get(c["call_id"], 0.0) for c in handled]),
             abandonment=_ratio(len(abandoned), len(group)),
             escalation=_ratio(sum(1 for c in group if c["call_id"] in escalated), both),
-            fcr=_ratio(resolved, len(fcr_base)), occupancy=occupancy)
+            fcr=_ratio(resolved, len(fcr_base)), occupancy=occupancy,
+            dispositions={code: codes.count(code) for code in sorted(set(codes))})
 
     rows = [row_for(name, groups[name], by == "agent") for name in sorted(groups)]
     if total:
@@ -236,11 +248,21 @@ def _cell(row: ReportRow, column: str, *, csv_form: bool) -> str:
     return str(value)
 
 
-def format_table(rows: Sequence[ReportRow], by: str) -> str:
+def _disposition_cells(row: ReportRow, labels: Mapping[str, str]) -> list[str]:
+    return [str(row.dispositions.get(code, 0)) for code in labels]
+
+
+def format_table(rows: Sequence[ReportRow], by: str,
+                 labels: Mapping[str, str] | None = None) -> str:
+    """The report as an aligned table; *labels* (disposition code -> label) adds a column of
+    calls for each disposition."""
+    labels = labels or {}
     headers = [by if c == "group" else _HEADERS.get(c, c) for c in COLUMNS]
     if by == "agent":
         headers[COLUMNS.index("answered")] = "calls"
-    cells = [[_cell(r, c, csv_form=False) for c in COLUMNS] for r in rows]
+    headers += list(labels.values())
+    cells = [[_cell(r, c, csv_form=False) for c in COLUMNS] + _disposition_cells(r, labels)
+             for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w)
                        for i, (h, w) in enumerate(zip(headers, widths, strict=True)))]
@@ -250,12 +272,16 @@ def format_table(rows: Sequence[ReportRow], by: str) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def format_csv(rows: Sequence[ReportRow], by: str) -> str:
+def format_csv(rows: Sequence[ReportRow], by: str,
+               labels: Mapping[str, str] | None = None) -> str:
+    labels = labels or {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([by if c == "group" else c for c in COLUMNS])
+    writer.writerow([by if c == "group" else c for c in COLUMNS]
+                    + [f"disposition_{label}" for label in labels.values()])
     for r in rows:
-        writer.writerow([_cell(r, c, csv_form=True) for c in COLUMNS])
+        writer.writerow([_cell(r, c, csv_form=True) for c in COLUMNS]
+                        + _disposition_cells(r, labels))
     return out.getvalue()
 
 
