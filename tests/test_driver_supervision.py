@@ -209,3 +209,21 @@ def test_supervision_codes_are_configurable_and_must_differ(tmp_path: Path) -> N
         "queues: [support, level2]", "queues: [support, nowhere]"))
     with pytest.raises(DocumentError, match="nowhere"):
         load_config(tmp_path / "bad2.yaml")
+
+
+def test_the_executor_connects_and_disconnects_one_direction_at_a_time() -> None:
+    from tests.test_executor import FailingSip, executor
+
+    class Sip(FailingSip):
+        def connect(self, src: str, dst: str) -> None:
+            self._do("connect", src, dst)
+
+        def disconnect(self, src: str, dst: str) -> None:
+            self._do("disconnect", src, dst)
+
+    sip = Sip({"gone"})
+    ex = executor(sip)
+    assert ex.run([m.Connect("L1", "L3"), m.Connect("gone", "L3"), m.Disconnect("L3", "L2")]) \
+        == []
+    assert sip.done == [("connect", "L1", "L3"), ("disconnect", "L3", "L2")]
+    assert ex.errors == 1  # logged; the next effect still ran
