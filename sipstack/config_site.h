@@ -52,3 +52,15 @@
  * An offer with more than 4 m= lines is refused; no phone or gateway of
  * ours sends one. */
 #define PJMEDIA_MAX_SDP_MEDIA           4
+
+/* RTCP feedback capabilities (RFC 4585) kept per media: default 16. Each
+ * call slot holds them four times over (audio and video stream info, current
+ * and provisional media), about 21 kB of the 39 kB per slot above: 16 -> 4
+ * takes the 256 slots from 10.4 MB to 4.9 MB of RSS. We send no RTCP-FB
+ * (video only, and video is off); a remote SDP's a=rtcp-fb lines past the
+ * fourth are ignored (pjmedia stops reading them there). */
+#define PJMEDIA_RTCP_FB_MAX_CAP         4
+
+/* Presence buddies: default 256 x 1 kB. The switchboard subscribes to
+ * nobody's presence. */
+#define PJSUA_MAX_BUDDIES               1
