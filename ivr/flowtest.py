@@ -20,7 +20,9 @@ Case keys besides ``name`` and ``expect`` (and the same under ``defaults``): ``c
 ``"2026-12-25 10:00 Europe/Rome"``; required when the flow has business hours), ``language``,
 ``digits``, ``lookup`` (node name or URL -> JSON answer; null fails, ``timeout`` times out),
 ``failing_transfers`` (destinations that do not answer), ``overrides`` (hours switch -> open or
-closed), ``barge_in`` (press keys as soon as a prompt may be interrupted).
+closed), ``barge_in`` (press keys as soon as a prompt may be interrupted), ``ticket`` (the
+caller's open ticket: ``{number: "1042", level: 2, queue: support, status: escalated}``; the
+call starts with it in the ``ticket*`` variables, as the switchboard does).
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ from ivr.yamlsrc import Cursor, DocumentError, Problem, did_you_mean, load_docum
 SUFFIX = ".test.yaml"
 TOP_KEYS = ("flow", "description", "defaults", "cases")
 SETTING_KEYS = ("caller", "called", "at", "language", "digits", "lookup", "failing_transfers",
-                "overrides", "barge_in")
+                "overrides", "barge_in", "ticket")
+TICKET_KEYS = {"number": "ticket", "status": "ticket_status", "level": "ticket_level",
+               "queue": "ticket_queue"}
+"""A case's ``ticket`` keys -> the call variables they set."""
 CASE_KEYS = ("name", "description", *SETTING_KEYS, "expect")
 EXPECT_KEYS = ("path", "exit", "variables", "heard")
 EXIT_KINDS = ("queue", "hangup", "voicemail", "transfer")
@@ -74,6 +79,8 @@ class FlowCase:
     failing_transfers: tuple[str, ...] = ()
     overrides: Mapping[str, str] = field(default_factory=dict)
     barge_in: bool = False
+    ticket: Mapping[str, str] = field(default_factory=dict)
+    """Call variables of the caller's open ticket (``ticket``, ``ticket_level``...)."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +213,22 @@ def _settings(  # noqa: C901 - one arm per optional key of a case
         barge_in = f["barge_in"].boolean()
         if barge_in is not None:
             out["barge_in"] = barge_in
+    if "ticket" in f:
+        out["ticket"] = _ticket(f["ticket"])
     return out
+
+
+def _ticket(cursor: Cursor) -> dict[str, str]:
+    """A case's open ticket as the call variables it sets (status 'open' unless given)."""
+    values = {"ticket_status": "open"}
+    for key, value in cursor.items():
+        text = value.text()
+        if key not in TICKET_KEYS:
+            value.error(f"unknown ticket key '{key}' ({', '.join(TICKET_KEYS)})."
+                        f"{did_you_mean(key, TICKET_KEYS)}".rstrip("."))
+        elif text is not None:
+            values[TICKET_KEYS[key]] = text
+    return values
 
 
 def _digits(cursor: Cursor) -> tuple[str, ...]:
@@ -315,7 +337,7 @@ def run_case(flow: Flow, case: FlowCase) -> Outcome:
     sim = Simulation(flow, caller=case.caller, called=case.called, started_at=case.at,
                      language=case.language, lookups=case.lookups,
                      failing_transfers=case.failing_transfers, overrides=case.overrides,
-                     barge_in=case.barge_in)
+                     barge_in=case.barge_in, variables=case.ticket)
     result = sim.run(case.digits)
     return Outcome(case, result, compare(case.expect, result))
 

@@ -229,11 +229,13 @@ class Simulation:
                  lookups: Mapping[str, Any] | None = None, failing_transfers: Iterable[str] = (),
                  overrides: Mapping[str, str] | None = None, barge_in: bool = False,
                  seconds_per_char: float = SECONDS_PER_CHAR,
-                 recording_seconds: float = RECORDING_SECONDS):
+                 recording_seconds: float = RECORDING_SECONDS,
+                 variables: Mapping[str, str] | None = None):
         """*lookups*: node name (or full URL) -> the JSON answer; None makes the lookup fail,
         'timeout' lets it time out; a lookup with no entry fails. *failing_transfers*: transfer
         destinations that do not answer ('*' for all). *overrides*: hours switch -> 'open' or
-        'closed' at the start of the call."""
+        'closed' at the start of the call. *variables*: call variables set at the start, as
+        the switchboard sets those of the caller's open ticket."""
         if language is not None and language not in flow.languages:
             raise ValueError(f"language '{language}' is not one of the flow's languages "
                              f"({', '.join(flow.languages)})")
@@ -242,6 +244,7 @@ class Simulation:
         self.overrides: dict[str, str] = dict(overrides or {})
         self.session = CallSession(flow, "sim", caller=caller, called=called,
                                    started_at=self.started_at, overrides=self.overrides)
+        self.session.variables.update(variables or {})
         if language is not None:
             self.session.language = language
             self.session.variables["language"] = language
