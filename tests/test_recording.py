@@ -11,9 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from ivr.driver import messages as m
+from ivr.driver.executor import Executor
+from ivr.metrics import Metrics
 from ivr.recording import (
     CHUNK_FRAMES,
+    NOT_STARTED,
     InterleaveError,
     RecordingDisk,
     RecordingDone,
@@ -167,3 +172,60 @@ def test_retention_deletes_old_calls_recordings(tmp_path: Path) -> None:
     assert result.recordings == 1
     assert not old.exists()
     assert new.exists()
+
+
+class RecordingSip:
+    """The SIP layer's recording commands: *answer* is what record_call gives (or raises)."""
+
+    def __init__(self, answer: bool | Exception):
+        self.answer = answer
+        self.stopped: list[tuple[str, str]] = []
+
+    def record_call(self, key: str, legs: tuple[str, str], parts: tuple[str, str]) -> bool:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def stop_call_recording(self, key: str, reason: str) -> None:
+        self.stopped.append((key, reason))
+
+
+class Anything:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def carry_out(sip: RecordingSip, effects: list[Any],
+              recorder: Any = None) -> tuple[list[Any], Metrics]:
+    metrics = Metrics(CollectorRegistry(), process=False)
+    ex = Executor(sip, Anything(), metrics, Anything(), Anything(), wall=lambda: 0.0,
+                  recorder=recorder)
+    return ex.run(effects), metrics
+
+
+RECORD = m.RecordCall("c1", ("L1", "L2"), ("p.caller.part.wav", "p.agent.part.wav"), "p.wav")
+
+
+@pytest.mark.parametrize("answer", [False, RuntimeError("the leg went away")])
+def test_executor_answers_a_recording_the_stack_cannot_start(answer: bool | Exception) -> None:
+    back, _ = carry_out(RecordingSip(answer), [RECORD])
+    assert back == [RecordingDone("c1", "p.wav", 0.0, NOT_STARTED)]
+
+
+def test_executor_hands_parts_to_the_worker_and_counts(tmp_path: Path) -> None:
+    jobs: list[tuple[str, ...]] = []
+
+    class Worker:
+        def submit(self, *job: str) -> None:
+            jobs.append(job)
+
+    sip = RecordingSip(True)
+    back, metrics = carry_out(sip, [
+        RECORD, m.StopCallRecording("c1", "low_disk"),
+        m.JoinRecording("c1", RECORD.parts, RECORD.path), m.CountRecording("saved"),
+        m.RecordingsSuspended(True)], recorder=Worker())
+    assert back == []
+    assert sip.stopped == [("c1", "low_disk")]
+    assert jobs == [("c1", "p.caller.part.wav", "p.agent.part.wav", "p.wav")]
+    assert metrics.registry.get_sample_value("ivr_recordings_total", {"result": "saved"}) == 1
+    assert metrics.registry.get_sample_value("ivr_recordings_suspended") == 1
