@@ -169,3 +169,35 @@ def test_an_unknown_code_or_a_stranger_changes_nothing(tmp_path: Path) -> None:
     assert bench.incoming(caller="mallory", called="*1", source="192.0.2.99") == ""  # 403
     assert bench.record_of(leg).disposition is None
     assert saved_tickets(bench)["1001"].status == "open"
+
+
+ACCOUNT_FLOW = """
+flow: account
+languages: [en]
+start: account
+nodes:
+  account:
+    type: collect
+    prompt: {say: "Your customer number."}
+    variable: account
+    min_length: 4
+    max_length: 4
+    next: support
+    on_failure: support
+  support: {type: queue, queue: support}
+"""
+
+
+def test_a_keyed_account_number_names_the_customer(tmp_path: Path) -> None:
+    (tmp_path / "flow.yaml").write_text(textwrap.dedent(ACCOUNT_FLOW))
+    (tmp_path / "ivr.yaml").write_text(CONFIG % "" + "tickets: {customer_variable: account}\n")
+    config = load_config(tmp_path / "ivr.yaml")
+    flow = load_flow(tmp_path / "flow.yaml", known_queues=config.queues)
+    bench = Bench(Core(config, flow, files_for=files_for, music_on_hold="moh.wav", now=0.0,
+                       new_id=lambda: "c1"))
+    leg = bench.incoming(caller="")  # withheld, but the account is known
+    bench.prompt_done(leg)
+    bench.key(leg, "4321")
+    agent_call(bench, "anna")
+    assert saved_tickets(bench)["1001"].customer == "4321"
+    assert bench.record_of(leg).ticket == "1001"
