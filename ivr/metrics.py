@@ -224,6 +224,11 @@ class Metrics:
         self.escalations = Counter("ivr_queue_escalations", "Escalations by kind (waiting, "
                                    "exhaustion, agent) and the level reached.",
                                    ["queue", "kind", "to_level"], registry=registry)
+        self.dispositions = Counter("ivr_dispositions", "Dispositions agents keyed, by queue "
+                                    "and label.", ["queue", "disposition"], registry=registry)
+        self.first_call_resolutions = Counter(
+            "ivr_tickets_resolved_first_call", "Tickets resolved by a disposition on the call "
+            "that opened them (first-contact resolution).", ["queue"], registry=registry)
         self.wait = Histogram("ivr_queue_wait_seconds", "Seconds callers waited before an "
                               "agent answered.", ["queue"], registry=registry,
                               buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1800))
@@ -304,6 +309,10 @@ class Metrics:
         elif kind == "escalate":
             self.escalations.labels(queue=queue, kind=str(detail.get("kind", "")),
                                     to_level=str(detail.get("to_level", ""))).inc()
+        elif kind == "disposition":
+            self.dispositions.labels(queue=queue, disposition=str(detail.get("label", ""))).inc()
+            if detail.get("resolves") and detail.get("first_call"):
+                self.first_call_resolutions.labels(queue=queue).inc()
 
     def _remember(self, queue: str, at: float, wait: float, answered: bool) -> None:
         with self._lock:

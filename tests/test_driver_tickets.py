@@ -6,10 +6,13 @@ import itertools
 import textwrap
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from ivr.config import load_config
 from ivr.driver import messages as m
 from ivr.driver.core import Core
 from ivr.flow import load_flow
+from ivr.metrics import Metrics
 from ivr.tickets import Ticket, TicketBook
 from tests.driver_bench import Bench, files_for
 
@@ -201,3 +204,24 @@ def test_a_keyed_account_number_names_the_customer(tmp_path: Path) -> None:
     agent_call(bench, "anna")
     assert saved_tickets(bench)["1001"].customer == "4321"
     assert bench.record_of(leg).ticket == "1001"
+
+
+def test_dispositions_are_in_the_queue_log_and_counted_by_the_metrics(tmp_path: Path) -> None:
+    bench = bench_with(tmp_path)
+    leg = bench.incoming(caller=CALLER)
+    anna = agent_call(bench, "anna")
+    bench.key(anna, "*1")
+    rows = [row for fx in bench.effects if isinstance(fx, m.SaveQueueEvents)
+            for row in fx.rows if row.kind == "disposition"]
+    assert [(r.queue, r.call_id, r.agent, dict(r.detail)) for r in rows] == [
+        ("support", "c1", "anna", {"code": "1", "label": "resolved", "resolves": True,
+                                   "ticket": "1001", "first_call": True})]
+    assert bench.record_of(leg).disposition == "1"
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process=False)
+    for r in rows:
+        metrics.queue_event(r.kind, r.queue, r.at, r.detail)
+    assert registry.get_sample_value("ivr_dispositions_total",
+                                     {"queue": "support", "disposition": "resolved"}) == 1
+    assert registry.get_sample_value("ivr_tickets_resolved_first_call_total",
+                                     {"queue": "support"}) == 1

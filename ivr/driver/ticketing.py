@@ -25,6 +25,7 @@ from ivr.driver.state import FEATURE_TOKEN, CallerCall
 from ivr.engine.session import CallSession, resolve
 from ivr.notices import NOTICES
 from ivr.sip import events as sip
+from ivr.store import QueueEventRow
 from ivr.tickets import Ticket
 from routing.acd import QueueEvent
 
@@ -111,9 +112,13 @@ class Ticketing(CoreBase):
                  disposition.label)
         record.disposition = code
         self._save(record)
-        self._save_ticket(self.ticket_book.disposed(record.call_id, code,
-                                                    resolves=disposition.resolves,
-                                                    agent=agent, now=self.wall(now)))
+        ticket = self.ticket_book.disposed(record.call_id, code, resolves=disposition.resolves,
+                                           agent=agent, now=self.wall(now))
+        self._save_ticket(ticket)
+        self._emit(m.SaveQueueEvents((QueueEventRow(
+            self.wall(now), "disposition", record.queue or "", record.call_id, agent,
+            {"code": code, "label": disposition.label, "resolves": disposition.resolves,
+             "ticket": record.ticket or "", "first_call": record.ticket_seq == 1}),)))
         self._routing(self.router.disposed(agent, now), now)
         return True
 
