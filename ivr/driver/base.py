@@ -2,7 +2,8 @@
 
 :class:`CoreBase` holds the state and the few operations every machine needs (emit an effect,
 save a record, change a phase, cancel a leg). Each kind of call adds its transitions in its own
-module (:mod:`callers`, :mod:`queues`, :mod:`transfers`, :mod:`callbacks`); :class:`Core` in
+module (:mod:`callers`, :mod:`queues`, :mod:`transfers`, :mod:`callbacks`,
+:mod:`supervision`); :class:`Core` in
 :mod:`ivr.driver.core` joins them and dispatches messages. Methods one module needs from another
 are declared here, so each module reads on its own.
 """

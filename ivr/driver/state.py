@@ -4,9 +4,12 @@
   transferred``, any -> ``ended``;
 - an outgoing leg (:class:`Leg`): ``dialling -> ringing -> bridging -> connected``, or
   ``cancelled`` when the switchboard no longer wants it, ``ended`` when SIP says so;
-- a callback (:class:`Callback`): ``waiting -> calling_back -> connected -> ended``.
+- a callback (:class:`Callback`): ``waiting -> calling_back -> connected -> ended``;
+- a supervisor's session (:class:`Supervision`): ``joined -> ended``, its mode (listen,
+  whisper, barge) changed by the supervisor's keys.
 
-Phases change only in :class:`ivr.driver.base.CoreBase`'s ``_to``, ``_leg_to`` and ``_cb_to``.
+Phases change only in :class:`ivr.driver.base.CoreBase`'s ``_to``, ``_leg_to``, ``_cb_to``
+and ``_sup_to``.
 """
 
 from __future__ import annotations
