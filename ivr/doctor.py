@@ -39,6 +39,7 @@ AREAS = {
     "trunks": "Trunks: who may call in",
     "dialling": "Dialling: what may be dialled, and by whom",
     "registration": "Registration: who may register",
+    "supervision": "Supervision: who may listen to calls",
     "ports": "Open ports",
     "files": "Files",
 }
@@ -59,7 +60,7 @@ class Finding:
 def security_report(config: Config, config_path: Path) -> list[Finding]:
     """Every finding about *config*, loaded from *config_path*, in the order of :data:`AREAS`."""
     return [*_trunks(config), *_dialling(config), *_registration(config),
-            *_ports(config), *_files(config, config_path)]
+            *_supervision(config), *_ports(config), *_files(config, config_path)]
 
 
 def format_report(findings: Sequence[Finding]) -> str:
@@ -497,6 +498,25 @@ def _registration(config: Config) -> list[Finding]:
             out.append(Finding("warning", "registration", f"agent '{agent.name}' has no password "
                                "behind the edge: its phone cannot register, and its calls go "
                                f"straight to {agent.uri}"))
+    return out
+
+
+def _supervision(config: Config) -> list[Finding]:
+    """Who may listen to calls, and a supervisor's phone that shares a trunk's address (a
+    caller through that trunk could give the supervisor's user name as theirs)."""
+    out: list[Finding] = []
+    for sup in config.supervisors.values():
+        told = "the agent hears a tone" if sup.announce else "unannounced"
+        out.append(Finding("ok", "supervision", f"supervisor '{sup.name}' ({sup.uri}) may "
+                           f"listen to, whisper in and join calls of {', '.join(sup.queues)} "
+                           f"({told})"))
+        host = re.sub(r"^sips?:[^@]*@\[?([^\]:;>]+).*$", r"\1", sup.uri)
+        trunk = config.trunk_for(host)
+        if trunk is not None:
+            out.append(Finding("warning", "supervision", f"supervisor '{sup.name}''s phone is "
+                               f"at {host}, a source of trunk '{trunk.name}': a call through "
+                               "that trunk giving the supervisor's user name could listen in; "
+                               "give the phone an address of its own"))
     return out
 
 

@@ -227,3 +227,19 @@ def test_the_executor_connects_and_disconnects_one_direction_at_a_time() -> None
         == []
     assert sip.done == [("connect", "L1", "L3"), ("disconnect", "L3", "L2")]
     assert ex.errors == 1  # logged; the next effect still ran
+
+
+def test_doctor_lists_who_may_listen_and_a_phone_at_a_trunks_address(tmp_path: Path) -> None:
+    from ivr.doctor import security_report
+
+    bench = make_bench(tmp_path, config_extra=SUPERVISORS.replace("192.0.2.31", "192.0.2.1"))
+    found = [(f.level, f.text) for f in security_report(bench.core.config, tmp_path / "ivr.yaml")
+             if f.area == "supervision"]
+    assert found == [
+        ("ok", "supervisor 'laura' (sip:laura@192.0.2.30) may listen to, whisper in and join "
+               "calls of support (the agent hears a tone)"),
+        ("ok", "supervisor 'piero' (sip:piero@192.0.2.1) may listen to, whisper in and join "
+               "calls of support, level2 (unannounced)"),
+        ("warning", "supervisor 'piero''s phone is at 192.0.2.1, a source of trunk 'gw': a call "
+                    "through that trunk giving the supervisor's user name could listen in; give "
+                    "the phone an address of its own")]
