@@ -16,6 +16,7 @@ the disk has room again; calls go on.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import queue
@@ -48,10 +49,20 @@ def call_recording_path(recordings: Path | str, call_id: str) -> Path:
     return Path(recordings) / CALLS_FOLDER / f"{call_id}.wav"
 
 
-def part_paths(path: str | Path) -> tuple[str, str]:
-    """The mono parts (caller, agent) the stack writes for the stereo file *path*."""
+def part_paths(path: str | Path, talk: str = "") -> tuple[str, str]:
+    """The mono parts (caller, agent) the stack writes for the stereo file *path*; *talk*
+    names one of several talks of the call (each with an agent), whose parts may exist at
+    once (one being joined while the next is recorded)."""
     stem = str(path)[:-4] if str(path).endswith(".wav") else str(path)
+    if talk:
+        stem += f".{talk}"
     return stem + CALLER_PART, stem + AGENT_PART
+
+
+def parts_left(path: str | Path) -> list[Path]:
+    """Every mono part of the stereo file *path* still on disk (a join that failed)."""
+    p = Path(path)
+    return sorted(p.parent.glob(glob.escape(p.stem) + ".*part.wav"))
 
 
 @dataclass(frozen=True)
@@ -91,20 +102,28 @@ def _open_part(path: str) -> wave.Wave_read:
 def interleave(left_path: str, right_path: str, out_path: str) -> float:
     """Join two 16-bit mono WAV files of one rate into a stereo WAV: *left_path* in the left
     channel, *right_path* in the right. The shorter one is padded with silence at its end.
-    Written to a temporary name and renamed, so *out_path* is whole or absent. Returns the
-    seconds of the result."""
+    When *out_path* already holds a stereo recording (an earlier talk of the same call), the
+    new one is added after it. Written to a temporary name and renamed, so *out_path* is
+    whole or as it was. Returns the seconds of the result."""
     left, right = _open_part(left_path), _open_part(right_path)
+    earlier = _open_earlier(out_path)
     tmp = out_path + ".tmp"
     try:
         rate = left.getframerate()
         if right.getframerate() != rate:
             raise InterleaveError(f"{left_path} is {rate} Hz, {right_path} "
                                   f"{right.getframerate()} Hz")
+        if earlier is not None and earlier.getframerate() != rate:
+            raise InterleaveError(f"{out_path} is {earlier.getframerate()} Hz, {left_path} "
+                                  f"{rate} Hz")
         frames = max(left.getnframes(), right.getnframes())
+        before = earlier.getnframes() if earlier is not None else 0
         with wave.open(tmp, "wb") as out:
             out.setnchannels(2)
             out.setsampwidth(2)
             out.setframerate(rate)
+            while earlier is not None and (data := earlier.readframes(CHUNK_FRAMES)):
+                out.writeframes(data)
             for _ in range(0, frames, CHUNK_FRAMES):
                 a, b = _samples(left), _samples(right)
                 n = max(len(a), len(b))
@@ -121,7 +140,23 @@ def interleave(left_path: str, right_path: str, out_path: str) -> float:
     finally:
         left.close()
         right.close()
-    return frames / rate if rate else 0.0
+        if earlier is not None:
+            earlier.close()
+    return (before + frames) / rate if rate else 0.0
+
+
+def _open_earlier(path: str) -> wave.Wave_read | None:
+    """The stereo recording already at *path*, or None if there is none."""
+    if not os.path.exists(path):
+        return None
+    try:
+        earlier = wave.open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except (OSError, EOFError, wave.Error) as exc:
+        raise InterleaveError(f"cannot read {path}: {exc}") from None
+    if earlier.getnchannels() != 2 or earlier.getsampwidth() != 2:
+        earlier.close()
+        raise InterleaveError(f"{path} is not a 16-bit stereo recording")
+    return earlier
 
 
 def _samples(part: wave.Wave_read) -> array[int]:

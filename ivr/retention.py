@@ -93,12 +93,12 @@ def _recording_paths(db: sqlite3.Connection, where: str,
 
 def _delete_recordings(result: PurgeResult) -> None:
     """Delete the recorded calls' files, and any mono part a failed join left beside one."""
-    from ivr.recording import part_paths
+    from ivr.recording import parts_left
 
     for path in result.recording_files:
-        for part in part_paths(path):
+        for part in parts_left(path):
             with contextlib.suppress(FileNotFoundError):
-                Path(part).unlink()
+                part.unlink()
         try:
             Path(path).unlink()
             result.recordings += 1

@@ -38,8 +38,11 @@ def effects_of(bench: Bench, kind: type) -> list:
 def test_a_recorded_queue_records_the_talk_and_links_it_from_the_record(bench: Bench) -> None:
     leg, agent_leg = connect(bench)
     path = str(bench.core.config.recordings / "calls" / "c1.wav")
-    assert effects_of(bench, m.RecordCall) == [
-        m.RecordCall("c1", (leg, agent_leg), part_paths(path), path)]
+    ref = bench.core.calls["c1"].agent_ref
+    assert ref is not None
+    parts = part_paths(path, ref)
+    assert parts[0].endswith(f"/calls/c1.{ref}.caller.part.wav")
+    assert effects_of(bench, m.RecordCall) == [m.RecordCall("c1", (leg, agent_leg), parts, path)]
     assert bench.records["c1"].recording_path == path  # saved at connect
     assert bench.core.problems() == []
     bench.end(leg)
@@ -47,9 +50,8 @@ def test_a_recorded_queue_records_the_talk_and_links_it_from_the_record(bench: B
     assert bench.records["c1"].outcome == "completed"
     assert bench.records["c1"].recording_path == path
     # the SIP layer ends the recording with the leg; the worker joins the parts
-    bench.send(sip.CallRecordingEnded("c1", part_paths(path), 12.5, "hangup"))
-    assert effects_of(bench, m.JoinRecording) == [
-        m.JoinRecording("c1", part_paths(path), path)]
+    bench.send(sip.CallRecordingEnded("c1", parts, 12.5, "hangup"))
+    assert effects_of(bench, m.JoinRecording) == [m.JoinRecording("c1", parts, path)]
     bench.send(RecordingDone("c1", path, 12.5))
     assert effects_of(bench, m.CountRecording) == [m.CountRecording("saved")]
     assert bench.core.call_recordings == {}
@@ -97,17 +99,25 @@ def test_low_disk_stops_recordings_and_starts_none_until_it_has_room(bench: Benc
     assert bench.core.problems() == []
 
 
-def test_a_call_is_recorded_once_even_when_escalated(tmp_path: Path) -> None:
+def test_each_talk_is_recorded_into_the_call_s_one_file(tmp_path: Path) -> None:
+    """After an escalation the next agent's talk is recorded too, with parts of its own."""
     bench = recording(make_bench(tmp_path), frozenset({"support", "level2"}))
     support = bench.core.router.queues["support"]
     bench.core.router.queues["support"] = dataclasses.replace(support, escalate_to="level2")
-    _, agent_leg = connect(bench)
+    leg, agent_leg = connect(bench)
+    (first,) = effects_of(bench, m.RecordCall)
     bench.key(agent_leg, "*9")  # the agent escalates: the caller waits for lia (level2)
     bench.settle()
-    path = bench.records["c1"].recording_path
-    bench.send(sip.CallRecordingEnded("c1", part_paths(str(path)), 4.0, "hangup"))
-    bench.answer(bench.ringing()["lia"])
+    bench.send(sip.CallRecordingEnded("c1", first.parts, 4.0, "hangup"))  # anna's leg ended
+    lia = bench.ringing()["lia"]
+    bench.answer(lia)
     assert bench.core.calls["c1"].record.agent == "lia"
-    assert len(effects_of(bench, m.RecordCall)) == 1
-    assert bench.records["c1"].recording_path == path
+    second = effects_of(bench, m.RecordCall)[1]
+    assert second.path == first.path == bench.records["c1"].recording_path
+    assert second.legs == (leg, lia)
+    assert set(second.parts).isdisjoint(first.parts)
+    assert bench.core.problems() == []
+    # one that cannot start leaves the file of the first talk linked
+    bench.send(RecordingDone("c1", second.path, 0.0, NOT_STARTED))
+    assert bench.records["c1"].recording_path == first.path
     assert bench.core.problems() == []

@@ -26,6 +26,7 @@ from ivr.recording import (
     call_recording_path,
     interleave,
     part_paths,
+    parts_left,
 )
 from ivr.retention import purge_caller, purge_older_than
 from ivr.store import CallRecord, CallStore
@@ -84,11 +85,33 @@ def test_parts_that_do_not_match_are_refused_and_nothing_is_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.wav", "r.wav"]
 
 
+def test_a_later_talk_is_added_after_the_earlier_one(tmp_path: Path) -> None:
+    out = str(tmp_path / "out.wav")
+    interleave(write_mono(tmp_path / "l1.wav", [1, 2]), write_mono(tmp_path / "r1.wav", [3]),
+               out)
+    seconds = interleave(write_mono(tmp_path / "l2.wav", [4]),
+                         write_mono(tmp_path / "r2.wav", [5, 6]), out)
+    assert read_stereo(out)[1] == [(1, 3), (2, 0), (4, 5), (0, 6)]
+    assert seconds == 4 / 8000
+    write_mono(tmp_path / "mono.wav", [1])
+    with pytest.raises(InterleaveError, match="not a 16-bit stereo recording"):
+        interleave(str(tmp_path / "l2.wav"), str(tmp_path / "r2.wav"),
+                   str(tmp_path / "mono.wav"))
+    assert read_stereo(out)[1] == [(1, 3), (2, 0), (4, 5), (0, 6)]  # untouched
+
+
 def test_paths_are_named_by_call_id_under_recordings_calls(tmp_path: Path) -> None:
     path = call_recording_path(tmp_path, "c7")
     assert path == tmp_path / "calls" / "c7.wav"
     assert part_paths(path) == (str(tmp_path / "calls" / "c7.caller.part.wav"),
                                 str(tmp_path / "calls" / "c7.agent.part.wav"))
+    assert part_paths(path, "D2") == (str(tmp_path / "calls" / "c7.D2.caller.part.wav"),
+                                      str(tmp_path / "calls" / "c7.D2.agent.part.wav"))
+    path.parent.mkdir()
+    for name in ("c7.D2.caller.part.wav", "c7.agent.part.wav", "c70.caller.part.wav",
+                 "c7.wav"):
+        (path.parent / name).write_bytes(b"")
+    assert [p.name for p in parts_left(path)] == ["c7.D2.caller.part.wav", "c7.agent.part.wav"]
 
 
 def test_worker_joins_the_parts_deletes_them_and_answers(tmp_path: Path) -> None:
@@ -156,7 +179,7 @@ def saved_calls(tmp_path: Path) -> tuple[Path, list[Path]]:
 
 def test_purge_caller_deletes_the_recording_and_any_part_left(tmp_path: Path) -> None:
     db, (first, second) = saved_calls(tmp_path)
-    left_over = Path(part_paths(first)[1])
+    left_over = Path(part_paths(first, "D4")[1])
     left_over.write_bytes(b"RIFF")  # a join that failed kept its parts
     result = purge_caller(db, "333")
     assert (result.calls, result.recordings) == (1, 1)

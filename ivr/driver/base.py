@@ -84,9 +84,9 @@ class CoreBase:
         self.bridging: dict[tuple[str, str], str] = {}
         """(a, b) of a bridge asked for -> the ref of the outgoing leg it joins."""
         self.trunk_state: dict[str, bool] = {}
-        self.call_recordings: dict[str, str] = {}
-        """Call id -> the stereo file of its recording in progress (until the parts are
-        handed to the worker: that may be after the call ended)."""
+        self.call_recordings: dict[str, tuple[str, bool]] = {}
+        """Call id -> (the stereo file, whether this is its first talk) of a recording in
+        progress (until the parts are handed to the worker: maybe after the call ended)."""
         self.recordings_suspended = False
         """The disk under ``recordings`` is under its floor: no recording starts."""
         self.transitions: dict[tuple[str, str, str], int] = {}

@@ -5,8 +5,9 @@ disk is nearly full.
 The SIP layer records the two legs into mono parts and ends the recording itself when either
 leg ends (it reports :class:`~ivr.sip.events.CallRecordingEnded`); the core then hands the
 parts to the worker (:class:`~ivr.driver.messages.JoinRecording`), which answers with
-:class:`~ivr.recording.RecordingDone`. A call is recorded once: its first talk with an agent
-of a recording queue (after an escalation or a transfer the next agent is not recorded).
+:class:`~ivr.recording.RecordingDone`. Each talk of a call with an agent of a recording queue
+is recorded (after an escalation or a transfer to a queue, the next agent's too): the worker
+adds each talk after the earlier ones in the call's one file.
 """
 
 import logging
@@ -35,39 +36,40 @@ class Recordings(CoreBase):
         queue = call.record.queue
         if queue not in self.config.recorded_queues or leg.sip is None:
             return
-        if call.record.recording_path is not None:
-            log.info("call %s: agent %s is not recorded (the call's first talk was)",
-                     call.call_id, leg.agent)
-            return
+        if call.call_id in self.call_recordings:
+            return  # the last talk's recording has not ended yet (its agent leg ends it)
         if self.recordings_suspended:
             log.warning("call %s: not recorded, the disk under %s is nearly full",
                         call.call_id, self.config.recordings)
             self._emit(m.CountRecording("skipped_low_disk"))
             return
-        path = str(call_recording_path(self.config.recordings, call.call_id))
-        self.call_recordings[call.call_id] = path
+        first = call.record.recording_path is None
+        path = call.record.recording_path or \
+            str(call_recording_path(self.config.recordings, call.call_id))
+        self.call_recordings[call.call_id] = (path, first)
         call.record.recording_path = path
         log.info("call %s: recording the talk with agent %s", call.call_id, leg.agent)
-        self._emit(m.RecordCall(call.call_id, (call.leg, leg.sip), part_paths(path), path))
+        self._emit(m.RecordCall(call.call_id, (call.leg, leg.sip), part_paths(path, leg.ref),
+                                path))
 
     def _recording_message(self, msg: "sip.CallRecordingEnded | RecordingDone | RecordingDisk",
                            now: float) -> None:
         if isinstance(msg, sip.CallRecordingEnded):
-            path = self.call_recordings.pop(msg.key, None)
-            if path is None:
+            entry = self.call_recordings.pop(msg.key, None)
+            if entry is None:
                 return
             if msg.reason == "low_disk":
                 self._emit(m.CountRecording("stopped_low_disk"))
-            self._emit(m.JoinRecording(msg.key, msg.parts, path))
-        elif isinstance(msg, RecordingDone):
-            self.call_recordings.pop(msg.call_id, None)  # one that could not start
-            self._emit(m.CountRecording("not_started" if msg.error == NOT_STARTED
-                                        else "failed" if msg.error else "saved"))
+            self._emit(m.JoinRecording(msg.key, msg.parts, entry[0]))
+        elif isinstance(msg, RecordingDone) and msg.error == NOT_STARTED:
+            self._emit(m.CountRecording("not_started"))
+            _, first = self.call_recordings.pop(msg.call_id, ("", False))
             call = self.calls.get(msg.call_id)
-            if msg.error and msg.seconds == 0 and call is not None \
-                    and call.record.recording_path == msg.path:
+            if first and call is not None and call.record.recording_path == msg.path:
                 call.record.recording_path = None  # nothing will be at that path
                 self._save(call.record)
+        elif isinstance(msg, RecordingDone):
+            self._emit(m.CountRecording("failed" if msg.error else "saved"))
         else:
             self._recording_disk(msg)
 
@@ -87,7 +89,7 @@ class Recordings(CoreBase):
 
     def _recording_problems(self) -> list[str]:
         out = []
-        for call_id, path in self.call_recordings.items():
+        for call_id, (path, _) in self.call_recordings.items():
             call = self.calls.get(call_id)
             if call is not None and call.record.recording_path != path:
                 out.append(f"call {call_id} is recorded into {path}, its record links "
