@@ -9,6 +9,7 @@ talk the call record gives. ``ivr purge --caller`` then removes the record and t
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import wave
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,19 +41,57 @@ EDGE_S = 0.5
 """Slack at each end of the recording for the jitter buffers."""
 MOSTLY = 0.9
 RARELY = 0.05
+FULL_FLOOR_MB = 1_000_000
+"""The highest recording_min_free_mb ivr.yaml takes."""
 
 
-@pytest.fixture
-def board(tmp_path: Path) -> Iterator[Switchboard]:
+def switchboard(tmp_path: Path, min_free_mb: int) -> Iterator[Switchboard]:
     require_sip_stack()
     sb = Switchboard(tmp_path, free_udp_port(), free_tcp_port(), agents={"anna": free_udp_port()},
                      flow=ROOT / "tests" / "flows_e2e" / "recording.yaml",
                      queues="  support: {agents: [anna], ring_timeout: 10, record: true}",
-                     extra_config="recordings: rec\nrecording_min_free_mb: 1\n")
+                     extra_config=f"recordings: rec\nrecording_min_free_mb: {min_free_mb}\n")
     sb.start()
     yield sb
     assert sb.stop() == 0, sb.log_tail()
     assert "Traceback" not in sb.log_path.read_text(), sb.log_tail()
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Iterator[Switchboard]:
+    yield from switchboard(tmp_path, 1)
+
+
+@pytest.fixture
+def full_board(tmp_path: Path) -> Iterator[Switchboard]:
+    """The highest floor (1 TB): the disk counts as nearly full."""
+    if shutil.disk_usage(tmp_path).free >= FULL_FLOOR_MB * 1e6:
+        pytest.skip("more than 1 TB free here: no floor makes this disk nearly full")
+    yield from switchboard(tmp_path, FULL_FLOOR_MB)
+
+
+def call_anna(board: Switchboard, tmp_path: Path) -> None:
+    """A caller who hears the notice, waits for anna and talks to her until HOLD_S is over."""
+    anna = peer(tmp_path, "anna", "agent", board.agents["anna"], "--answer-after", "0.5",
+                "--play", str(make_tone_wav(tmp_path / "anna.wav", AGENT_TONE_HZ, 60)),
+                "--duration", "60").start()
+    caller = peer(tmp_path, CALLER, "caller", free_udp_port(), "--target", board.uri,
+                  "--hold", str(HOLD_S),
+                  "--play", str(make_tone_wav(tmp_path / "caller.wav", CALLER_TONE_HZ, 60)),
+                  "--duration", "60").start()
+    try:
+        assert caller.wait_exit(40) == 0
+    finally:
+        caller.stop()
+        anna.stop()
+
+
+def closed_record(board: Switchboard) -> dict[str, Any]:
+    def closed() -> dict[str, Any] | None:
+        rows = [r for r in board.records() if r["outcome"] != "in_progress"]
+        return rows[0] if rows else None
+
+    return wait_until(closed, "the call's record", timeout=10)
 
 
 def channels(path: Path) -> tuple[int, array[float], array[float]]:
@@ -66,25 +106,9 @@ def channels(path: Path) -> tuple[int, array[float], array[float]]:
 
 def test_caller_left_agent_right_for_the_talk_and_purge_removes_it(board: Switchboard,
                                                                     tmp_path: Path) -> None:
-    anna = peer(tmp_path, "anna", "agent", board.agents["anna"], "--answer-after", "0.5",
-                "--play", str(make_tone_wav(tmp_path / "anna.wav", AGENT_TONE_HZ, 60)),
-                "--duration", "60").start()
-    caller = peer(tmp_path, CALLER, "caller", free_udp_port(), "--target", board.uri,
-                  "--hold", str(HOLD_S),
-                  "--play", str(make_tone_wav(tmp_path / "caller.wav", CALLER_TONE_HZ, 60)),
-                  "--duration", "60").start()
-    try:
-        assert caller.wait_exit(40) == 0
-    finally:
-        caller.stop()
-        anna.stop()
+    call_anna(board, tmp_path)
     board.wait_for_metric("ivr_recordings_total", {"result": "saved"}, value=1, timeout=20)
-
-    def closed() -> dict | None:
-        rows = [r for r in board.records() if r["outcome"] != "in_progress"]
-        return rows[0] if rows else None
-
-    record = wait_until(closed, "the call's record", timeout=10)
+    record = closed_record(board)
     assert record["outcome"] == "completed", record
     path = Path(record["recording_path"])
     assert path == tmp_path / "rec" / "calls" / f"{record['call_id']}.wav"
@@ -115,3 +139,16 @@ def test_caller_left_agent_right_for_the_talk_and_purge_removes_it(board: Switch
     assert not path.exists()
     with sqlite3.connect(board.db) as db:
         assert db.execute("SELECT COUNT(*) FROM calls").fetchone() == (0,)
+
+
+def test_a_nearly_full_disk_records_nothing_and_the_call_goes_on(full_board: Switchboard,
+                                                                 tmp_path: Path) -> None:
+    full_board.wait_for_log("call recording suspended")
+    assert full_board.wait_for_metric("ivr_recordings_suspended", value=1) == 1
+    call_anna(full_board, tmp_path)
+    record = closed_record(full_board)
+    assert record["outcome"] == "completed", record
+    assert float(record["talk_seconds"]) > 3.0, record
+    assert record["recording_path"] is None
+    full_board.wait_for_metric("ivr_recordings_total", {"result": "skipped_low_disk"}, value=1)
+    assert not (tmp_path / "rec" / "calls").exists()
