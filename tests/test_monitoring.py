@@ -81,6 +81,8 @@ def exported_sample_names() -> set[str]:
     m.queue_event("enter", "support", 970.0, {})
     m.queue_event("abandon", "support", 980.0, {"wait": 10.0})
     m.queue_event("escalate", "support", 985.0, {"kind": "exhaustion", "to_level": "level2"})
+    m.queue_event("disposition", "support", 995.0, {"label": "resolved", "resolves": True,
+                                                    "first_call": True})
     m.ivr_path("main", [("welcome", "1"), ("menu", "!~2")], "menu")
     m.watch_store(lambda: 2, lambda: 1)
     m.publish(Snapshot(calls_in_progress=1, callers_waiting={"support": 1},
