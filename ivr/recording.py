@@ -88,15 +88,16 @@ class InterleaveError(Exception):
     """The parts cannot be joined (unreadable, not 16-bit mono, different rates)."""
 
 
-def _open_part(path: str) -> wave.Wave_read:
+def _open_wav(path: str, channels: int) -> wave.Wave_read:
+    """*path* opened for reading, checked to be 16-bit with *channels* channels."""
     try:
-        part = wave.open(path, "rb")  # noqa: SIM115 - the caller closes it
+        wav = wave.open(path, "rb")  # noqa: SIM115 - the caller closes it
     except (OSError, EOFError, wave.Error) as exc:
         raise InterleaveError(f"cannot read {path}: {exc}") from None
-    if part.getnchannels() != 1 or part.getsampwidth() != 2:
-        part.close()
-        raise InterleaveError(f"{path} is not 16-bit mono")
-    return part
+    if wav.getnchannels() != channels or wav.getsampwidth() != 2:
+        wav.close()
+        raise InterleaveError(f"{path} is not 16-bit {'mono' if channels == 1 else 'stereo'}")
+    return wav
 
 
 def interleave(left_path: str, right_path: str, out_path: str) -> float:
@@ -105,58 +106,45 @@ def interleave(left_path: str, right_path: str, out_path: str) -> float:
     When *out_path* already holds a stereo recording (an earlier talk of the same call), the
     new one is added after it. Written to a temporary name and renamed, so *out_path* is
     whole or as it was. Returns the seconds of the result."""
-    left, right = _open_part(left_path), _open_part(right_path)
-    earlier = _open_earlier(out_path)
-    tmp = out_path + ".tmp"
-    try:
+    with contextlib.ExitStack() as files:
+        left = files.enter_context(_open_wav(left_path, 1))
+        right = files.enter_context(_open_wav(right_path, 1))
+        earlier = files.enter_context(_open_wav(out_path, 2)) \
+            if os.path.exists(out_path) else None
         rate = left.getframerate()
-        if right.getframerate() != rate:
-            raise InterleaveError(f"{left_path} is {rate} Hz, {right_path} "
-                                  f"{right.getframerate()} Hz")
-        if earlier is not None and earlier.getframerate() != rate:
-            raise InterleaveError(f"{out_path} is {earlier.getframerate()} Hz, {left_path} "
-                                  f"{rate} Hz")
+        for other, name in ((right, right_path), (earlier, out_path)):
+            if other is not None and other.getframerate() != rate:
+                raise InterleaveError(f"{left_path} is {rate} Hz, {name} "
+                                      f"{other.getframerate()} Hz")
         frames = max(left.getnframes(), right.getnframes())
         before = earlier.getnframes() if earlier is not None else 0
-        with wave.open(tmp, "wb") as out:
-            out.setnchannels(2)
-            out.setsampwidth(2)
-            out.setframerate(rate)
-            while earlier is not None and (data := earlier.readframes(CHUNK_FRAMES)):
-                out.writeframes(data)
-            for _ in range(0, frames, CHUNK_FRAMES):
-                a, b = _samples(left), _samples(right)
-                n = max(len(a), len(b))
-                a.extend([0] * (n - len(a)))
-                b.extend([0] * (n - len(b)))
-                both = array("h", bytes(4 * n))
-                both[0::2], both[1::2] = a, b
-                out.writeframes(both.tobytes())
-        os.replace(tmp, out_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    finally:
-        left.close()
-        right.close()
-        if earlier is not None:
-            earlier.close()
+        tmp = out_path + ".tmp"
+        try:
+            _write_stereo(tmp, rate, earlier, left, right, frames)
+            os.replace(tmp, out_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     return (before + frames) / rate if rate else 0.0
 
 
-def _open_earlier(path: str) -> wave.Wave_read | None:
-    """The stereo recording already at *path*, or None if there is none."""
-    if not os.path.exists(path):
-        return None
-    try:
-        earlier = wave.open(path, "rb")  # noqa: SIM115 - the caller closes it
-    except (OSError, EOFError, wave.Error) as exc:
-        raise InterleaveError(f"cannot read {path}: {exc}") from None
-    if earlier.getnchannels() != 2 or earlier.getsampwidth() != 2:
-        earlier.close()
-        raise InterleaveError(f"{path} is not a 16-bit stereo recording")
-    return earlier
+def _write_stereo(path: str, rate: int, earlier: wave.Wave_read | None,
+                  left: wave.Wave_read, right: wave.Wave_read, frames: int) -> None:
+    with wave.open(path, "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        while earlier is not None and (data := earlier.readframes(CHUNK_FRAMES)):
+            out.writeframes(data)
+        for _ in range(0, frames, CHUNK_FRAMES):
+            a, b = _samples(left), _samples(right)
+            n = max(len(a), len(b))
+            a.extend([0] * (n - len(a)))
+            b.extend([0] * (n - len(b)))
+            both = array("h", bytes(4 * n))
+            both[0::2], both[1::2] = a, b
+            out.writeframes(both.tobytes())
 
 
 def _samples(part: wave.Wave_read) -> array[int]:

@@ -94,7 +94,7 @@ def test_a_later_talk_is_added_after_the_earlier_one(tmp_path: Path) -> None:
     assert read_stereo(out)[1] == [(1, 3), (2, 0), (4, 5), (0, 6)]
     assert seconds == 4 / 8000
     write_mono(tmp_path / "mono.wav", [1])
-    with pytest.raises(InterleaveError, match="not a 16-bit stereo recording"):
+    with pytest.raises(InterleaveError, match="is not 16-bit stereo"):
         interleave(str(tmp_path / "l2.wav"), str(tmp_path / "r2.wav"),
                    str(tmp_path / "mono.wav"))
     assert read_stereo(out)[1] == [(1, 3), (2, 0), (4, 5), (0, 6)]  # untouched
