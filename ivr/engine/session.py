@@ -745,7 +745,18 @@ class CallSession:
                 return False
         if c.called is not None and self.called not in c.called:
             return False
+        if not self._ticket_holds(c):
+            return False
         return c.language is None or self.language == c.language
+
+    def _ticket_holds(self, c: Condition) -> bool:
+        """The ticket tests: the call's ``ticket_status`` / ``ticket_level`` variables, set at
+        the start from the caller's open ticket."""
+        has = self.variables.get("ticket_status", "") in ("open", "escalated")
+        if c.ticket is not None and has != (c.ticket == "open"):
+            return False
+        return c.ticket_level is None or (
+            has and self.variables.get("ticket_level", "") == str(c.ticket_level))
 
     def _lookup_done(self, event: LookupFinished, now: float) -> list[Action]:
         node = self._node

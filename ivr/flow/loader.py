@@ -415,7 +415,8 @@ class _Builder:
         if f is None:
             return None
         if not f:
-            cursor.error("give at least one test: variable, caller, called or language")
+            cursor.error("give at least one test: variable, caller, called, language, ticket "
+                         "or ticket_level")
             return None
         variable = self._text(f, "variable")
         if variable is not None:
@@ -438,9 +439,11 @@ class _Builder:
         if caller is not None and caller != "withheld":
             caller = self._regex(f, "caller")
         language = self._language_value(f["language"]) if "language" in f else None
+        ticket = f["ticket"].choice(spec.TICKET_TESTS, "ticket test") if "ticket" in f else None
+        level = f["ticket_level"].integer(1, 5) if "ticket_level" in f else None
         return Condition(variable=variable, equals=self._text(f, "equals"),
                          matches=self._regex(f, "matches"), one_of=one_of, caller=caller,
-                         called=called, language=language)
+                         called=called, language=language, ticket=ticket, ticket_level=level)
 
     def _node_hours(self, name: str, line: int, f: dict[str, Cursor]) -> Node | None:
         tz = self._timezone(f)

@@ -196,6 +196,10 @@ class Condition:
     called: tuple[str, ...] | None = None
     """Dialled numbers (which toll-free line)."""
     language: str | None = None
+    ticket: str | None = None
+    """'open': the caller has an open ticket; 'none': they have none."""
+    ticket_level: int | None = None
+    """The caller's open ticket is at this support level."""
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,11 @@ _CONDITION_SCHEMAS: dict[str, Schema] = {
                "description": "Dialled number(s): which line the caller rang."},
     "language": {"$ref": "#/definitions/language_code",
                  "description": "The call's current language."},
+    "ticket": {"enum": list(spec.TICKET_TESTS),
+               "description": "'open': the caller has an open ticket (open or escalated); "
+                              "'none': they have none."},
+    "ticket_level": {"type": "integer", "minimum": 1, "maximum": 5,
+                     "description": "The caller's open ticket is at this support level."},
 }
 
 # Keys of kind 'mapping' and 'list' have a shape of their own, found by name.

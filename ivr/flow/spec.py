@@ -166,4 +166,7 @@ TOP: tuple[Key, ...] = (
 )
 TOP_KEYS = tuple(k.name for k in TOP)
 
-CONDITION_KEYS = ("variable", "equals", "matches", "one_of", "caller", "called", "language")
+CONDITION_KEYS = ("variable", "equals", "matches", "one_of", "caller", "called", "language",
+                  "ticket", "ticket_level")
+TICKET_TESTS = ("open", "none")
+"""A branch's ``ticket:``: the caller has an open (or escalated) ticket, or has none."""
