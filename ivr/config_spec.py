@@ -180,6 +180,26 @@ def _route_key(key: str) -> str | None:
     return normalise(key) or None
 
 
+def _top_rules(values: dict[str, Any], cursor: Cursor) -> None:
+    _flow_or_routes(values, cursor)
+    _dispositions_not_codes(values, cursor)
+
+
+def _dispositions_not_codes(values: dict[str, Any], cursor: Cursor) -> None:
+    """``*`` and a disposition's code must not be a feature code: the phone keys would mean
+    two things."""
+    codes = values.get("feature_codes")
+    if not isinstance(codes, dict):
+        return
+    for code in values.get("dispositions") or {}:
+        clash = next((name for name, key in codes.items() if key == f"*{code}"), None)
+        if clash is not None:
+            section = _child(cursor, "dispositions")
+            where = (_child(section, str(code)) if section else None) or section or cursor
+            where.error(f"disposition '{code}' is keyed as *{code}, the {clash} feature code: "
+                        "use another digit or change feature_codes")
+
+
 def _flow_or_routes(values: dict[str, Any], cursor: Cursor) -> None:
     if "flow" in values and "routes" in values:
         (_child(cursor, "flow") or cursor).error(
@@ -506,7 +526,7 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
     Key("tickets", _TICKETS),
 ), require_any=("flow", "routes"),
     require_any_message="missing required key 'flow' (the flow of every call) or 'routes' (a "
-                        "flow per called number)", rule=_flow_or_routes,
+                        "flow per called number)", rule=_top_rules,
     removed={"callback": CALLBACK_REMOVED})
 """The spec of ivr.yaml."""
 
