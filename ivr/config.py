@@ -129,6 +129,17 @@ class Disposition:
 
 
 @dataclass(frozen=True)
+class Team:
+    """``teams: {front: {leader: laura, members: [anna, marco]}}``: agents grouped for reports."""
+
+    name: str
+    leader: str
+    """An agent's name or just a person's name."""
+    members: tuple[str, ...]
+    """The agents whose calls count for the team: those listed, and the leader if an agent."""
+
+
+@dataclass(frozen=True)
 class Extension:
     """A fixed transfer destination: ``extensions: {"201": {uri: sip:reception@...}}``."""
 
@@ -247,6 +258,12 @@ class Config:
     ticket_customer_variable: str | None = None
     """Flow variable naming the customer of a ticket when set (else the calling number)."""
     supervisors: dict[str, Supervisor] = field(default_factory=dict)
+    teams: dict[str, Team] = field(default_factory=dict)
+    """Teams of agents for reports; an agent is in one team at most."""
+
+    def team_of(self) -> dict[str, str]:
+        """Agent -> the name of their team, for agents in one."""
+        return {agent: team.name for team in self.teams.values() for agent in team.members}
 
     def route_for(self, called: str) -> Route | None:
         """The route of a call to *called* (a number, or the user part or URI it came in),
@@ -443,12 +460,20 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
 
 
 def _ticket_settings(top: dict[str, Any]) -> dict[str, Any]:
-    """The Config fields of tickets and dispositions."""
+    """The Config fields of tickets, dispositions and teams."""
     return {
         "dispositions": {code: Disposition(code, d["label"], d["resolves"])
                          for code, d in (top.get("dispositions") or {}).items()},
         "ticket_customer_variable": (top.get("tickets") or {}).get("customer_variable"),
+        "teams": {name: _team(name, t, top.get("agents") or {})
+                  for name, t in (top.get("teams") or {}).items()},
     }
+
+
+def _team(name: str, t: dict[str, Any], agents: dict[str, Any]) -> Team:
+    leader = str(t["leader"])
+    lead = [leader] if leader in agents else []
+    return Team(name, leader, tuple(dict.fromkeys([*t["members"], *lead])))
 
 
 def _queue(name: str, q: dict[str, Any]) -> QueueSpec:

@@ -183,6 +183,27 @@ def _route_key(key: str) -> str | None:
 def _top_rules(values: dict[str, Any], cursor: Cursor) -> None:
     _flow_or_routes(values, cursor)
     _dispositions_not_codes(values, cursor)
+    _one_team_each(values, cursor)
+
+
+def _one_team_each(values: dict[str, Any], cursor: Cursor) -> None:
+    """An agent (a member, or a leader who is an agent) is in one team at most: in two, their
+    calls would count twice and the teams of ``ivr report --by team`` would not add up to the
+    total. A leader who is not an agent may lead several teams."""
+    agents = values.get("agents") or {}
+    seen: dict[str, str] = {}
+    for team, spec in (values.get("teams") or {}).items():
+        if not isinstance(spec, dict):
+            continue
+        leader = spec.get("leader")
+        people = [*(spec.get("members") or ()), *([leader] if leader in agents else [])]
+        for agent in dict.fromkeys(people):
+            if agent in seen and seen[agent] != team:
+                section = _child(cursor, "teams")
+                where = (_child(section, str(team)) if section else None) or section or cursor
+                where.error(f"agent '{agent}' is already in team '{seen[agent]}': an agent "
+                            "belongs to one team (their calls would count in both)")
+            seen.setdefault(agent, team)
 
 
 def _dispositions_not_codes(values: dict[str, Any], cursor: Cursor) -> None:
@@ -423,6 +444,14 @@ _DISPOSITION = Section("An outcome of a call, keyed by the agent.", (
     Key("resolves", Value("boolean", "The caller's ticket is resolved by it.", default=False)),
 ))
 
+_TEAM = Section("A team of agents under a team leader, for reports (ivr report --by team).", (
+    Key("leader", Value("text", "The team leader: an agent's name (their calls count with the "
+                                "team) or just a name.", example="laura"), required=True),
+    Key("members", ListOf("The team's agents; each agent is in one team at most.",
+                          Value("ref", "An agent name from 'agents'.", ref="agents")),
+        required=True),
+))
+
 _TICKETS = Section("Tickets: a caller's problem followed across calls and support levels.", (
     Key("customer_variable", Value("text", "Flow variable (set by a collect node, e.g. an "
                                            "account number) that names the customer when it "
@@ -524,6 +553,8 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
                               key_pattern=r"^[0-9]$",
                               key_message="disposition '{key}' must be one digit 0 to 9")),
     Key("tickets", _TICKETS),
+    Key("teams", MapOf("Teams of agents by name, each under a team leader (reports by team).",
+                       _TEAM)),
 ), require_any=("flow", "routes"),
     require_any_message="missing required key 'flow' (the flow of every call) or 'routes' (a "
                         "flow per called number)", rule=_top_rules,
