@@ -410,6 +410,16 @@ def _dispositions(args: argparse.Namespace) -> dict[str, Disposition]:
     return dict(config.dispositions) if config is not None else {}
 
 
+def _teams(args: argparse.Namespace) -> dict[str, str]:
+    """Agent -> team from ivr.yaml for reports (none with --store alone)."""
+    if getattr(args, "store", None) is not None:
+        return {}
+    from ivr.config import load_config
+
+    config = _checked(load_config, args.config)
+    return config.team_of() if config is not None else {}
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ivr.report import compute, format_csv, format_table, parse_time, read_rows
 
@@ -432,7 +442,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         else None
     labels = {code: d.label for code, d in sorted(dispositions.items())}
     rows = compute(calls, events, start=start, end=end, by=args.by, threshold=args.threshold,
-                   fcr_days=args.fcr_days, resolving=resolving)
+                   fcr_days=args.fcr_days, resolving=resolving,
+                   teams=_teams(args) if args.by == "team" else None)
     sys.stdout.write(format_csv(rows, args.by, labels) if args.csv
                      else format_table(rows, args.by, labels))
     return 0
@@ -607,12 +618,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report", help="service level, ASA, abandonment, FCR... from the call records",
-        description="Contact-centre figures per queue, agent, day or hour from the call records "
-                    "(see README, 'Reports and retention'). Dates are in this machine's local "
-                    "time; a bare --to date includes that whole day.")
+        description="Contact-centre figures per queue, agent, team, day or hour from the call "
+                    "records (see README, 'Reports and retention'). Dates are in this "
+                    "machine's local time; a bare --to date includes that whole day.")
     report.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD[THH:MM]")
     report.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD[THH:MM]")
-    report.add_argument("--by", choices=("queue", "agent", "day", "hour"), default="queue")
+    report.add_argument("--by", choices=("queue", "agent", "team", "day", "hour"),
+                        default="queue", help="team: the teams of ivr.yaml (agents in none "
+                        "form '(no team)'); by agent or team the columns are the people's "
+                        "KPIs: calls, AHT, wrap-up, escalations made, tickets resolved at "
+                        "first contact, dispositions, pause time by reason")
     report.add_argument("--csv", action="store_true", help="CSV instead of a table")
     report.add_argument("--threshold", type=_threshold, default=20.0,
                         help="service level threshold (default: 20 s)")

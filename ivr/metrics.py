@@ -28,6 +28,10 @@ from prometheus_client.registry import Collector
 
 from ivr import __version__
 
+MAX_PAUSE_REASONS = 12
+"""Distinct pause reasons with a label of their own (``ivr agent pause --reason`` is free
+text); later ones count as ``other``, so the metric stays bounded."""
+
 SNAPSHOT_WAIT = 0.25
 """Seconds a scrape waits for the loop to publish a fresh snapshot before it takes the last
 one (the loop answers within one turn, 10 ms, unless it is stuck)."""
@@ -238,6 +242,26 @@ class Metrics:
         self.wrap_up = Histogram("ivr_agent_wrap_up_seconds", "Seconds agents spent in wrap-up "
                                  "after a call.", registry=registry,
                                  buckets=(5, 10, 20, 30, 60, 120, 300))
+        self.agent_escalations = Counter("ivr_agent_escalations", "Calls each agent escalated "
+                                         "to the next level (the escalate feature code).",
+                                         ["agent"], registry=registry)
+        self.agent_wrap_up = Counter("ivr_agent_wrap_up_time_seconds", "Seconds each agent "
+                                     "spent in wrap-up (with ivr_agent_wrap_ups_total: the "
+                                     "average).", ["agent"], registry=registry)
+        self.agent_wrap_ups = Counter("ivr_agent_wrap_ups", "Wrap-ups each agent ended.",
+                                      ["agent"], registry=registry)
+        self.agent_pause = Counter("ivr_agent_pause_seconds", "Seconds each agent was paused, "
+                                   "by reason, counted when the pause ends.",
+                                   ["agent", "reason"], registry=registry)
+        self.agent_dispositions = Counter("ivr_agent_dispositions", "Dispositions each agent "
+                                          "keyed, by label.", ["agent", "disposition"],
+                                          registry=registry)
+        self.agent_first_call_resolutions = Counter(
+            "ivr_agent_tickets_resolved_first_call", "Tickets each agent resolved on the call "
+            "that opened them.", ["agent"], registry=registry)
+        self._paused: dict[str, tuple[float, str]] = {}
+        """Agent -> (since, reason label) while paused (driver thread only)."""
+        self._pause_reasons: set[str] = set()
         self.node_entries = Counter("ivr_node_entries", "Calls that reached each IVR node.",
                                     ["flow", "node"], registry=registry)
         self.node_invalid = Counter("ivr_node_invalid_inputs", "Invalid entries at each node.",
@@ -290,8 +314,11 @@ class Metrics:
     def reload_done(self, ok: bool) -> None:
         self.reloads.labels(result="ok" if ok else "failed").inc()
 
-    def queue_event(self, kind: str, queue: str, at: float, detail: Mapping[str, Any]) -> None:
+    def queue_event(self, kind: str, queue: str, at: float, detail: Mapping[str, Any],
+                    agent: str = "") -> None:
         """Count one queue-log event (the driver passes each as it is written)."""
+        if agent:
+            self._agent_event(kind, agent, at, detail)
         if kind == "enter":
             self.queue_entered.labels(queue=queue).inc()
         elif kind == "connect":
@@ -313,6 +340,33 @@ class Metrics:
             self.dispositions.labels(queue=queue, disposition=str(detail.get("label", ""))).inc()
             if detail.get("resolves") and detail.get("first_call"):
                 self.first_call_resolutions.labels(queue=queue).inc()
+
+    def _agent_event(self, kind: str, agent: str, at: float, detail: Mapping[str, Any]) -> None:
+        """The per-agent counters of one queue-log event."""
+        if kind == "escalate" and detail.get("kind") == "agent":
+            self.agent_escalations.labels(agent=agent).inc()
+        elif kind == "wrap_up_end":
+            self.agent_wrap_up.labels(agent=agent).inc(float(detail.get("wrap", 0.0)))
+            self.agent_wrap_ups.labels(agent=agent).inc()
+        elif kind == "disposition":
+            self.agent_dispositions.labels(agent=agent,
+                                           disposition=str(detail.get("label", ""))).inc()
+            if detail.get("resolves") and detail.get("first_call"):
+                self.agent_first_call_resolutions.labels(agent=agent).inc()
+        elif kind == "pause":
+            self._paused.setdefault(agent, (at, self._pause_reason(detail.get("reason"))))
+        elif kind in ("unpause", "logout", "login") and agent in self._paused:
+            since, reason = self._paused.pop(agent)
+            self.agent_pause.labels(agent=agent, reason=reason).inc(max(0.0, at - since))
+
+    def _pause_reason(self, reason: object) -> str:
+        """A bounded label for a pause reason (see :data:`MAX_PAUSE_REASONS`)."""
+        label = str(reason or "unknown")[:32]
+        if label not in self._pause_reasons:
+            if len(self._pause_reasons) >= MAX_PAUSE_REASONS:
+                return "other"
+            self._pause_reasons.add(label)
+        return label
 
     def _remember(self, queue: str, at: float, wait: float, answered: bool) -> None:
         with self._lock:

@@ -17,7 +17,13 @@ thin SQLite part. Definitions (see README, "Reports and retention"):
   with ``dispositions`` in ivr.yaml it is ticket-based: answered calls that opened their ticket
   (``ticket_seq`` 1) and got a disposition that resolves / answered calls that opened a ticket;
 * calls by disposition: answered calls by the last disposition code the agent keyed;
-* occupancy (by agent) = talk seconds / logged-in seconds from login/logout events in the window.
+* occupancy (by agent) = talk seconds / logged-in seconds from login/logout events in the window;
+* by agent or team (``teams`` in ivr.yaml; agents in none form the group "(no team)"), also:
+  escalations made (the agent's own ``*9``: ``escalate`` events of kind ``agent``), tickets
+  resolved at first contact (answered calls with ``ticket_seq`` 1 and a resolving
+  disposition), average wrap-up (``wrap_up_end`` events) and pause seconds by reason (from a
+  ``pause`` event to the agent's next ``unpause``/``logout``, within the window; a pause begun
+  before the window counts from its start as reason "unknown").
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import csv
 import io
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,7 +43,10 @@ from ivr.preflight import record_file_problem
 
 Row = Mapping[str, Any]
 
-GROUPINGS = ("queue", "agent", "day", "hour")
+GROUPINGS = ("queue", "agent", "team", "day", "hour")
+PEOPLE = ("agent", "team")
+NO_TEAM = "(no team)"
+UNKNOWN_REASON = "unknown"
 WITHHELD = {"", "anonymous", "unknown", "withheld", "private", "restricted", "unavailable"}
 DAY = 86400.0
 
@@ -78,6 +87,14 @@ class ReportRow:
     occupancy: float | None = None
     dispositions: dict[str, int] = field(default_factory=dict)
     """Answered calls by disposition code (those with none are not counted)."""
+    escalations: int = 0
+    """By agent or team: calls the agent(s) escalated with the escalate feature code."""
+    first_contact: int = 0
+    """By agent or team: tickets resolved at first contact."""
+    wrap_up: float | None = None
+    """By agent or team: mean wrap-up seconds."""
+    pauses: dict[str, float] = field(default_factory=dict)
+    """By agent or team: pause seconds by reason."""
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -88,11 +105,13 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _group_key(call: Row, by: str) -> str:
+def _group_key(call: Row, by: str, teams: Mapping[str, str]) -> str:
     if by == "queue":
         return str(call["queue"])
     if by == "agent":
         return str(call["agent"] or "")
+    if by == "team":
+        return teams.get(str(call["agent"] or ""), NO_TEAM)
     moment = datetime.fromtimestamp(float(call["started_at"]))  # local time of this machine
     return moment.strftime("%Y-%m-%d") if by == "day" else moment.strftime("%Y-%m-%d %H:00")
 
@@ -140,6 +159,80 @@ def _logged_in_seconds(events: Sequence[Row], start: float, end: float) -> dict[
     return out
 
 
+def _pause_seconds(events: Sequence[Row], start: float,
+                   end: float) -> dict[str, dict[str, float]]:
+    """agent -> pause reason -> seconds paused within [start, end)."""
+    out: dict[str, dict[str, float]] = {}
+    since: dict[str, tuple[float, str]] = {}
+
+    def add(agent: str, reason: str, began: float, ended: float) -> None:
+        seconds = min(ended, end) - max(began, start)
+        if seconds > 0:
+            reasons = out.setdefault(agent, {})
+            reasons[reason] = reasons.get(reason, 0.0) + seconds
+
+    for e in sorted(events, key=lambda e: float(e["at"])):
+        at, agent, kind = float(e["at"]), e["agent"], e["kind"]
+        if not agent or at >= end:
+            continue
+        if kind == "pause":
+            detail = e.get("detail")
+            reason = detail.get("reason") if isinstance(detail, dict) else None
+            since.setdefault(agent, (at, str(reason or UNKNOWN_REASON)))
+        elif kind in ("unpause", "logout", "login") and agent in since:
+            began, reason = since.pop(agent)
+            add(agent, reason, began, at)
+        elif kind == "unpause":
+            add(agent, UNKNOWN_REASON, start, at)
+    for agent, (began, reason) in since.items():
+        add(agent, reason, began, end)
+    return out
+
+
+@dataclass
+class _People:
+    """Event-based figures of one agent or team."""
+
+    escalations: int = 0
+    wraps: list[float] = field(default_factory=list)
+    pauses: dict[str, float] = field(default_factory=dict)
+
+
+def _people(events: Sequence[Row], start: float, end: float,
+            key: Callable[[str], str]) -> dict[str, _People]:
+    """Group (agent or team, by *key* of the agent) -> its escalations, wrap-ups, pauses."""
+    out: dict[str, _People] = {}
+    for e in events:
+        agent = e["agent"]
+        if not agent or not start <= float(e["at"]) < end:
+            continue
+        detail = e.get("detail")
+        if not isinstance(detail, dict):
+            detail = {}
+        if e["kind"] == "escalate" and detail.get("kind") == "agent":
+            out.setdefault(key(agent), _People()).escalations += 1
+        elif e["kind"] == "wrap_up_end" and "wrap" in detail:
+            out.setdefault(key(agent), _People()).wraps.append(float(detail["wrap"]))
+    for agent, reasons in _pause_seconds(events, start, end).items():
+        pauses = out.setdefault(key(agent), _People()).pauses
+        for reason, seconds in reasons.items():
+            pauses[reason] = pauses.get(reason, 0.0) + seconds
+    return out
+
+
+def _people_groups(groups: dict[str, list[Row]], events: Sequence[Row], start: float,
+                   end: float, by: str, team_of: Mapping[str, str]) -> dict[str, _People]:
+    """By agent or team: the event-based figures of each group; *groups* gains those with
+    events but no calls (and, by team, every team)."""
+    if by not in PEOPLE:
+        return {}
+    people = _people(events, start, end,
+                     (lambda a: a) if by == "agent" else (lambda a: team_of.get(a, NO_TEAM)))
+    for name in [*people, *(team_of.values() if by == "team" else ())]:
+        groups.setdefault(name, [])
+    return people
+
+
 def _add_queues_left(groups: dict[str, list[Row]], offered: list[Row],
                      events: list[Row]) -> set[tuple[str, str]]:
     """Add each caller escalated to another queue to the group of the queue they left, and
@@ -164,12 +257,14 @@ def _add_queues_left(groups: dict[str, list[Row]], offered: list[Row],
 
 def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: float,
             by: str = "queue", threshold: float = 20.0, fcr_days: float = 7.0,
-            total: bool = True, resolving: Collection[str] | None = None) -> list[ReportRow]:
+            total: bool = True, resolving: Collection[str] | None = None,
+            teams: Mapping[str, str] | None = None) -> list[ReportRow]:
     """The report's rows, one per group (sorted) and a final 'total' row if *total*.
 
     *calls* may include calls after *end* (up to ``fcr_days`` later): they count only as
     repeat calls for FCR. *events* are the queue events of the same period. *resolving*: the
     disposition codes that resolve a ticket; given, FCR is ticket-based (see the module doc).
+    *teams*: agent -> team, for ``by="team"`` (every team named there gets a row).
     """
     if by not in GROUPINGS:
         raise ValueError(f"unknown grouping '{by}'")
@@ -182,14 +277,16 @@ def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: f
         if c["source"] != "callback" and not is_withheld(c["caller"]):
             later.setdefault(c["caller"], []).append(float(c["started_at"]))
 
+    team_of = dict(teams or {})
     offered = [c for c in all_calls if c["queue"] and start <= float(c["started_at"]) < end]
-    if by == "agent":
+    if by in PEOPLE:
         offered = [c for c in offered if c["agent"]]
     groups: dict[str, list[Row]] = {}
     for c in offered:
-        groups.setdefault(_group_key(c, by), []).append(c)
+        groups.setdefault(_group_key(c, by, team_of), []).append(c)
     passed = _add_queues_left(groups, offered, all_events) if by == "queue" else set()
     logged = _logged_in_seconds(all_events, start, end) if by == "agent" else {}
+    people = _people_groups(groups, all_events, start, end, by, team_of)
 
     def _called_again(c: Row) -> bool:
         ended = float(c["ended_at"] if c["ended_at"] is not None else c["started_at"])
@@ -222,18 +319,41 @@ def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: f
             abandonment=_ratio(len(abandoned), len(group)),
             escalation=_ratio(sum(1 for c in group if c["call_id"] in escalated), both),
             fcr=_ratio(resolved, len(fcr_base)), occupancy=occupancy,
-            dispositions={code: codes.count(code) for code in sorted(set(codes))})
+            dispositions={code: codes.count(code) for code in sorted(set(codes))},
+            first_contact=sum(1 for c in answered if c.get("ticket_seq") == 1
+                              and c.get("disposition") in (resolving or ())))
 
-    rows = [row_for(name, groups[name], by == "agent") for name in sorted(groups)]
+    rows = [_with_people(row_for(name, groups[name], by == "agent"), [people.get(name)])
+            for name in sorted(groups)]
     if total:
-        rows.append(row_for("total", offered, False))
+        rows.append(_with_people(row_for("total", offered, False),
+                                 list(people.values()) if by in PEOPLE else []))
     return rows
+
+
+def _with_people(row: ReportRow, figures: Sequence[_People | None]) -> ReportRow:
+    """*row* with the event-based figures of its agents or teams."""
+    wraps: list[float] = []
+    for f in figures:
+        if f is None:
+            continue
+        row.escalations += f.escalations
+        wraps += f.wraps
+        for reason, seconds in f.pauses.items():
+            row.pauses[reason] = row.pauses.get(reason, 0.0) + seconds
+    row.wrap_up = _mean(wraps)
+    row.pauses = dict(sorted(row.pauses.items()))
+    return row
 
 
 COLUMNS = ("group", "offered", "answered", "abandoned", "sl", "sl2", "asa", "aht",
            "abandonment", "escalation", "fcr", "occupancy")
+PEOPLE_COLUMNS = ("group", "answered", "aht", "wrap_up", "escalations", "first_contact", "fcr",
+                  "occupancy")
+"""The columns by agent or team (queue figures such as SL mean little for one agent)."""
 _HEADERS = {"sl": "SL", "sl2": "SL2", "asa": "ASA s", "aht": "AHT s", "abandonment": "aband",
-            "escalation": "escal", "fcr": "FCR", "occupancy": "occup"}
+            "escalation": "escal", "fcr": "FCR", "occupancy": "occup", "wrap_up": "wrap s",
+            "escalations": "escalated", "first_contact": "FCR n"}
 _PERCENT = ("sl", "sl2", "abandonment", "escalation", "fcr", "occupancy")
 
 
@@ -243,7 +363,7 @@ def _cell(row: ReportRow, column: str, *, csv_form: bool) -> str:
         return ""
     if column in _PERCENT:
         return f"{value:.4f}" if csv_form else f"{value:.1%}"
-    if column in ("asa", "aht"):
+    if column in ("asa", "aht", "wrap_up"):
         return f"{value:.2f}" if csv_form else f"{value:.1f}"
     return str(value)
 
@@ -252,17 +372,37 @@ def _disposition_cells(row: ReportRow, labels: Mapping[str, str]) -> list[str]:
     return [str(row.dispositions.get(code, 0)) for code in labels]
 
 
+def _columns(by: str) -> tuple[str, ...]:
+    return PEOPLE_COLUMNS if by in PEOPLE else COLUMNS
+
+
+def _reasons(rows: Sequence[ReportRow]) -> list[str]:
+    """Every pause reason of the rows, sorted."""
+    return sorted({reason for r in rows for reason in r.pauses})
+
+
+def _pause_cells(row: ReportRow, reasons: Sequence[str], *, csv_form: bool) -> list[str]:
+    cells = []
+    for reason in reasons:
+        seconds = row.pauses.get(reason, 0.0)
+        minutes, sec = divmod(round(seconds), 60)
+        cells.append(f"{seconds:.2f}" if csv_form
+                     else f"{minutes // 60}:{minutes % 60:02}:{sec:02}")
+    return cells
+
+
 def format_table(rows: Sequence[ReportRow], by: str,
                  labels: Mapping[str, str] | None = None) -> str:
     """The report as an aligned table; *labels* (disposition code -> label) adds a column of
     calls for each disposition."""
     labels = labels or {}
-    headers = [by if c == "group" else _HEADERS.get(c, c) for c in COLUMNS]
-    if by == "agent":
-        headers[COLUMNS.index("answered")] = "calls"
-    headers += list(labels.values())
-    cells = [[_cell(r, c, csv_form=False) for c in COLUMNS] + _disposition_cells(r, labels)
-             for r in rows]
+    columns, reasons = _columns(by), _reasons(rows)
+    headers = [by if c == "group" else _HEADERS.get(c, c) for c in columns]
+    if by in PEOPLE:
+        headers[columns.index("answered")] = "calls"
+    headers += list(labels.values()) + [f"pause {reason}" for reason in reasons]
+    cells = [[_cell(r, c, csv_form=False) for c in columns] + _disposition_cells(r, labels)
+             + _pause_cells(r, reasons, csv_form=False) for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in cells)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w)
                        for i, (h, w) in enumerate(zip(headers, widths, strict=True)))]
@@ -275,13 +415,15 @@ def format_table(rows: Sequence[ReportRow], by: str,
 def format_csv(rows: Sequence[ReportRow], by: str,
                labels: Mapping[str, str] | None = None) -> str:
     labels = labels or {}
+    columns, reasons = _columns(by), _reasons(rows)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([by if c == "group" else c for c in COLUMNS]
-                    + [f"disposition_{label}" for label in labels.values()])
+    writer.writerow([by if c == "group" else c for c in columns]
+                    + [f"disposition_{label}" for label in labels.values()]
+                    + [f"pause_{reason}" for reason in reasons])
     for r in rows:
-        writer.writerow([_cell(r, c, csv_form=True) for c in COLUMNS]
-                        + _disposition_cells(r, labels))
+        writer.writerow([_cell(r, c, csv_form=True) for c in columns]
+                        + _disposition_cells(r, labels) + _pause_cells(r, reasons, csv_form=True))
     return out.getvalue()
 
 

@@ -160,7 +160,7 @@ class Executor:
         elif isinstance(fx, m.SaveQueueEvents):
             self.store.add_events(list(fx.rows))
             for row in fx.rows:
-                self.metrics.queue_event(row.kind, row.queue, row.at, row.detail)
+                self.metrics.queue_event(row.kind, row.queue, row.at, row.detail, row.agent)
         elif isinstance(fx, m.SaveAgentState):
             self.store.set_agent_state(fx.agent, fx.state, fx.reason, fx.at)
         elif isinstance(fx, m.SaveOverride):
