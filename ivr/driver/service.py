@@ -40,10 +40,6 @@ log = logging.getLogger("ivr.driver")
 EXIT_UNWRITTEN = 3
 """Exit status of a stop that could not write every record to the store (they are in the
 fallback file, which the next start imports)."""
-IDLE_WAIT_MS = 100
-"""Longest SIP poll of a switchboard without calls. With calls the loop polls for 10 ms: keys
-come from pjsua's media thread, which cannot wake the poll. Without calls an INVITE wakes it at
-once; only what other threads post (reloads, agent commands) waits up to this long."""
 PUBLISH_EVERY = 1.0
 """Seconds between two snapshots of the state when no scrape asks for one."""
 
@@ -90,22 +86,19 @@ class Loop:
         self._published = -math.inf
         self._deadline: float | None = None
         self._deadline_stale = True
-        self.idle_wait_ms = IDLE_WAIT_MS
         self.turns = 0
         metrics.snapshots_on_demand()
 
     def step(self, max_wait_ms: int = 10) -> int:
         """One turn: SIP events and the inbox, due timers, the snapshot. Returns how many
-        messages were handled. The SIP poll waits up to *max_wait_ms* (up to
-        :attr:`idle_wait_ms` while there is no call), less when a deadline is nearer."""
+        messages were handled. The SIP poll waits up to *max_wait_ms*, less when a deadline
+        is nearer. pjsua2's binding keeps the GIL while it waits: every other thread of the
+        process (renderer, store writer, /metrics) waits for it as long, so keep it short."""
         now = self.clock()
         if self._deadline_stale:
             self._deadline = self.core.next_deadline()
             self._deadline_stale = False
         deadline = self._deadline
-        core = self.core
-        if not (core.calls or core.legs or core.callbacks):
-            max_wait_ms = max(max_wait_ms, self.idle_wait_ms)
         wait = max_wait_ms if deadline is None else \
             max(0, min(max_wait_ms, math.ceil((deadline - now) * 1000)))
         if not self.inbox.empty():
