@@ -242,6 +242,9 @@ class Metrics:
         self.wrap_up = Histogram("ivr_agent_wrap_up_seconds", "Seconds agents spent in wrap-up "
                                  "after a call.", registry=registry,
                                  buckets=(5, 10, 20, 30, 60, 120, 300))
+        self.agent_answered = Counter("ivr_agent_answered", "Calls each agent answered (an "
+                                      "escalated call counts for each agent who took it).",
+                                      ["agent"], registry=registry)
         self.agent_escalations = Counter("ivr_agent_escalations", "Calls each agent escalated "
                                          "to the next level (the escalate feature code).",
                                          ["agent"], registry=registry)
@@ -343,7 +346,9 @@ class Metrics:
 
     def _agent_event(self, kind: str, agent: str, at: float, detail: Mapping[str, Any]) -> None:
         """The per-agent counters of one queue-log event."""
-        if kind == "escalate" and detail.get("kind") == "agent":
+        if kind == "connect":
+            self.agent_answered.labels(agent=agent).inc()
+        elif kind == "escalate" and detail.get("kind") == "agent":
             self.agent_escalations.labels(agent=agent).inc()
         elif kind == "wrap_up_end":
             self.agent_wrap_up.labels(agent=agent).inc(float(detail.get("wrap", 0.0)))

@@ -83,6 +83,13 @@ def exported_sample_names() -> set[str]:
     m.queue_event("escalate", "support", 985.0, {"kind": "exhaustion", "to_level": "level2"})
     m.queue_event("disposition", "support", 995.0, {"label": "resolved", "resolves": True,
                                                     "first_call": True})
+    m.queue_event("connect", "support", 960.0, {"wait": 10.0}, "anna")
+    m.queue_event("escalate", "support", 962.0, {"kind": "agent", "to_level": 2}, "anna")
+    m.queue_event("wrap_up_end", "", 965.0, {"wrap": 3.0}, "anna")
+    m.queue_event("disposition", "support", 966.0, {"label": "resolved", "resolves": True,
+                                                    "first_call": True}, "anna")
+    m.queue_event("pause", "", 967.0, {"reason": "lunch"}, "anna")
+    m.queue_event("unpause", "", 968.0, {}, "anna")
     m.ivr_path("main", [("welcome", "1"), ("menu", "!~2")], "menu")
     m.watch_store(lambda: 2, lambda: 1)
     m.publish(Snapshot(calls_in_progress=1, callers_waiting={"support": 1},
@@ -107,7 +114,7 @@ def test_alert_names():
         "CentralinoDown", "QueueServiceLevelLow", "QueueNoAgentLoggedIn",
         "QueueAbandonmentHigh", "FlowReloadFailed", "AgentPhoneUnregistered",
         "GatewayUnreachable", "CallRecordsNotWritten", "CallRecordingSuspended",
-        "CallRecordingsFailing"}
+        "CallRecordingsFailing", "AgentWrapUpLong", "AgentEscalatesMost"}
 
 
 NO_AGENT_TEST = """
