@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 import re
+import select
 import threading
 import time
 import wave
@@ -369,6 +370,8 @@ class SipStack:
         """Whether this pjsua2 build decides requests outside calls (our patch); if not,
         pjsua's defaults answer them."""
         self._pjlog: PjsipLog | None = None
+        self._sip_wait: select.poll | None = None
+        """Waits for the SIP socket without holding the GIL (see :meth:`poll`)."""
         self._lines: Counter[str] = Counter()
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
@@ -462,6 +465,7 @@ class SipStack:
             raise listen_error(OSError(errno.EADDRINUSE, _describe(exc)), s.host, s.port,
                                "SIP", "udp") from None
         ep.libStart()
+        self._sip_wait = _readable_waiter(s.port)
         ep.audDevManager().setNullDev()
         for codec in ep.codecEnum2():
             ep.codecSetPriority(codec.codecId, 0)
@@ -516,6 +520,7 @@ class SipStack:
             self._account.shutdown()
             self._account = None
         gc.collect()
+        self._sip_wait = None
         ep.libDestroy()
         self._ep = None
         if self._pjlog is not None:
@@ -528,12 +533,7 @@ class SipStack:
     def poll(self, timeout_ms: int) -> list[SipEvent]:
         """Run the stack for up to *timeout_ms* and return what happened, in order."""
         assert self._ep is not None, "start() first"
-        self._ep.libHandleEvents(timeout_ms)
-        if timeout_ms > 0:
-            # What the media thread reports (a caller's key, RFC 4733) waits in pjsua2's job
-            # queue, which libHandleEvents runs before it waits, not after: without this a key
-            # that came during the wait was handled only after the next turn's wait too.
-            self._ep.libHandleEvents(0)
+        self._run_pjsua(self._ep, timeout_ms)
         if self._unplaced:
             self._sweep_unplaced()
         now = time.monotonic()
@@ -567,6 +567,24 @@ class SipStack:
         self._ended.clear()
         events, self._events = self._events, []
         return events
+
+    def _run_pjsua(self, ep: pj.Endpoint, timeout_ms: int) -> None:
+        """Let pjsua handle what happened, waiting up to *timeout_ms* for SIP traffic."""
+        if timeout_ms > 0 and self._sip_wait is not None:
+            # pjsua2's binding keeps the GIL inside libHandleEvents, so a wait there stalls
+            # every other thread of the process (renderer, store writer, /metrics) for as long.
+            # The wait is ours instead, on the SIP socket with the GIL released; pjsua then only
+            # handles what is there.
+            ep.libHandleEvents(0)
+            if not self._events:
+                self._sip_wait.poll(timeout_ms)
+        else:
+            ep.libHandleEvents(timeout_ms)
+        if timeout_ms > 0:
+            # What the media thread reports (a caller's key, RFC 4733) waits in pjsua2's job
+            # queue, which libHandleEvents runs before it waits, not after: without this a key
+            # that came during the wait was handled only after the next turn's wait too.
+            ep.libHandleEvents(0)
 
     # -- incoming --------------------------------------------------------------------------
     def _new_leg_id(self) -> str:
@@ -1085,6 +1103,38 @@ class SipStack:
             except Exception as exc:  # noqa: BLE001 - a pjsua2 call on a leg that may be gone
                 log.debug("stopTransmit on %s: %s", leg_id, _describe(exc))
         # the player is freed here, on the owning thread, when this last reference goes
+
+
+def _readable_waiter(port: int) -> select.poll | None:
+    """A poll object on this process's UDP socket bound to *port* (pjsip's SIP transport),
+    found through /proc; None where that cannot be done (then :meth:`SipStack.poll` waits
+    inside pjsua as before)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except (OSError, ValueError):
+            continue
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            waiter = select.poll()
+            waiter.register(int(fd), select.POLLIN)
+            return waiter
+    log.debug("SIP socket on port %d not found: the poll waits inside pjsua", port)
+    return None
 
 
 def _host(address: str) -> str:
