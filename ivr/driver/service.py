@@ -294,6 +294,28 @@ def beep_file(cache_dir: Path) -> Path:
     return target
 
 
+def prepare_prompts(prompts: Any, flows: list[Flow], cache: Path) -> threading.Thread:
+    """Render the flows' prompts into the cache on a thread of its own, so that the switchboard
+    is ready at once however many are missing (a new install, a changed flow: seconds of
+    espeak-ng and sox). A call that needs a prompt not rendered yet has it rendered then, as
+    free text is (the core asks the renderer when ``files_now`` has no answer)."""
+
+    def work() -> None:
+        started = time.monotonic()
+        try:
+            count = sum(prompts.prepare(flow) for flow in flows)
+        except Exception as exc:  # noqa: BLE001 - calls render what they need themselves
+            log.error("prompts not all rendered at start (%s: %s): calls render the ones they "
+                      "play when they play them", type(exc).__name__, exc)
+            return
+        log.info("prompts ready: %d sequence(s) in %.1f s (cache %s)", count,
+                 time.monotonic() - started, cache)
+
+    thread = threading.Thread(target=work, name="prompt-prepare", daemon=True)
+    thread.start()
+    return thread
+
+
 # -- systemd notification (Type=notify with watchdog) -----------------------------------------
 def sd_notify(message: str) -> None:
     address = os.environ.get("NOTIFY_SOCKET")
@@ -359,10 +381,7 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
         store.import_fallback()  # records a stop could not write, before closing leftovers
         store.recover(time.time())
         prompts = PromptLibrary(config.prompt_cache, config.voices, config.speech_rate)
-        started = time.monotonic()
-        count = sum(prompts.prepare(f) for f in flows.values())
-        log.info("prompts ready: %d sequence(s) in %.1f s (cache %s)", count,
-                 time.monotonic() - started, config.prompt_cache)
+        prepare_prompts(prompts, list(flows.values()), config.prompt_cache)
         moh = str(config.music_on_hold or music_on_hold(config.prompt_cache))
         beep = str(beep_file(config.prompt_cache))
         metrics.set_build(stack_version())
