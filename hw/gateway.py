@@ -1,9 +1,11 @@
 """SIP OPTIONS health checks for the gateways (trunks), with plain UDP sockets.
 
 Independent of pjsua2: one UDP socket on an ephemeral port sends one OPTIONS
-request to each gateway and waits for the answers. ANY SIP response (200, 403,
-404, 405, 501, ...) proves the gateway is alive; no answer within the timeout
-marks it unreachable. This module reports device state only.
+request to each gateway and waits for the answers. A SIP response (200, 403,
+404, 405, 501, ...) proves the gateway is alive, except ``503 Service
+Unavailable``: a gateway that says so takes no calls (its lines are down, it is
+overloaded or shutting down), so it counts as unreachable like one that does not
+answer within the timeout. This module reports device state only.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-__all__ = ["GatewayMonitor", "build_options", "parse_status"]
+__all__ = ["UNAVAILABLE", "GatewayMonitor", "build_options", "parse_status", "serving"]
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "Centralino"
 _MAX_DATAGRAM = 65535
 _MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5
+UNAVAILABLE = 503
+"""The status of a gateway that answers but takes no calls: counted as unreachable."""
+
+
+def serving(code: int) -> bool:
+    """Whether a gateway that answered OPTIONS with *code* takes calls (all but 503)."""
+    return code != UNAVAILABLE
 
 
 def _hostport(host: str, port: int) -> str:
@@ -212,6 +221,12 @@ class GatewayMonitor:
             answers = self._probe()
             return self._apply(answers)
 
+    def probe(self) -> dict[str, tuple[int, str]]:
+        """One round of OPTIONS, state untouched: name -> (status, reason) of each gateway
+        that answered within `timeout` (``ivr doctor`` shows the status itself)."""
+        with self._check_lock:
+            return self._probe()
+
     def _next_cseq(self) -> int:
         self._cseq = self._cseq % _MAX_CSEQ + 1
         return self._cseq
@@ -263,18 +278,18 @@ class GatewayMonitor:
         return answers
 
     def _apply(self, answers: dict[str, tuple[int, str]]) -> dict[str, bool]:
-        result = {name: name in answers for name, _h, _p in self._gateways}
+        result = {name: name in answers and serving(answers[name][0])
+                  for name, _h, _p in self._gateways}
         with self._state_lock:
             changed = [(n, up) for n, up in result.items() if self._state.get(n) is not up]
             self._state.update(result)
         for name, up in changed:
             host, port = next((h, p) for n, h, p in self._gateways if n == name)
-            if up:
+            if name in answers:
                 code, reason = answers[name]
-                log.info(
-                    "gateway %s (%s) reachable: SIP %d %s",
-                    name, _hostport(host, port), code, _printable(reason),
-                )
+                level = logging.INFO if up else logging.WARNING
+                log.log(level, "gateway %s (%s) %s: SIP %d %s", name, _hostport(host, port),
+                        "reachable" if up else "unavailable", code, _printable(reason))
             else:
                 log.warning(
                     "gateway %s (%s) unreachable: no SIP response within %.1fs",
