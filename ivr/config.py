@@ -205,6 +205,46 @@ class Route:
 
 
 @dataclass(frozen=True)
+class Device:
+    """``devices: {night: {kind: night_switch, url: /dev/ttyUSB0, line: cts}}``: a serial
+    device on a port given as a pyserial URL (see hw/serialdev.py)."""
+
+    name: str
+    kind: str
+    """'night_switch', 'lamp' or 'modem'."""
+    url: str
+    line: str = ""
+    """The control line: cts, dsr or dcd (night switch), rts or dtr (lamp)."""
+    override: str = "night"
+    """Night switch: the hours switch it sets."""
+    when_on: str = "closed"
+    """Night switch: the override while the key is on ('closed', 'open' or 'auto')."""
+    when_off: str = "auto"
+    """Night switch: the override while the key is off."""
+    debounce: float = 0.3
+    """Night switch: seconds the line must hold still before a change counts."""
+    callers_waiting: int = 0
+    """Lamp: on while more callers than this wait (0: not a reason)."""
+    longest_wait: float = 0.0
+    """Lamp: on while a caller has waited longer than this, seconds (0: not a reason)."""
+    no_agents: bool = False
+    """Lamp: on while no agent is logged in."""
+    gateway_down: bool = False
+    """Lamp: on while a gateway does not answer OPTIONS."""
+    queues: tuple[str, ...] = ()
+    """Lamp: the queues its rules look at; empty: all."""
+
+
+def _device(name: str, d: dict[str, Any]) -> Device:
+    given = {k: d[k] for k in ("line", "override", "when_on", "when_off", "callers_waiting",
+                               "no_agents", "gateway_down") if d.get(k) is not None}
+    return Device(name, d["kind"], d["url"], **given,
+                  debounce=float(d.get("debounce", 0.3)),
+                  longest_wait=float(d.get("longest_wait", 0.0)),
+                  queues=tuple(d.get("queues") or ()))
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     sip_listen: HostPort
@@ -260,6 +300,8 @@ class Config:
     supervisors: dict[str, Supervisor] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
     """Teams of agents for reports; an agent is in one team at most."""
+    devices: dict[str, Device] = field(default_factory=dict)
+    """Serial devices by name (night switch, lamp, modem)."""
 
     def team_of(self) -> dict[str, str]:
         """Agent -> the name of their team, for agents in one."""
@@ -456,7 +498,8 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         queue_numbers={number: name for name, q in (top.get("queues") or {}).items()
                        if (number := normalise(q.get("number") or ""))},
         supervisors={name: Supervisor(name, v["uri"], tuple(v["queues"]), v["announce"])
-                     for name, v in (top.get("supervisors") or {}).items()})
+                     for name, v in (top.get("supervisors") or {}).items()},
+        devices={name: _device(name, d) for name, d in (top.get("devices") or {}).items()})
 
 
 def _ticket_settings(top: dict[str, Any]) -> dict[str, Any]:

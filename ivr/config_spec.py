@@ -491,6 +491,66 @@ _ROUTE = Section("Where calls to one called number go.", (
 
 _ROUTE_KEY = r"^(default|[0-9*#+() .-]{1,64})$"
 
+_DEVICE_KEYS = {
+    "night_switch": ("line", "override", "when_on", "when_off", "debounce"),
+    "lamp": ("line", "callers_waiting", "longest_wait", "no_agents", "gateway_down", "queues"),
+    "modem": (),
+}
+"""Keys of a device that only some kinds take (the others every kind takes)."""
+_DEVICE_LINES = {"night_switch": ("cts", "dsr", "dcd"), "lamp": ("rts", "dtr")}
+
+
+def _device_keys(values: dict[str, Any], cursor: Cursor) -> None:
+    """A device takes the keys of its kind only, and a control line its kind can use: a
+    switch is read on an input line (CTS, DSR, DCD), a lamp driven on an output (RTS, DTR)."""
+    kind = values.get("kind")
+    if kind not in _DEVICE_KEYS:
+        return
+    own = {k for keys in _DEVICE_KEYS.values() for k in keys}
+    for key in sorted(own - set(_DEVICE_KEYS[kind])):
+        if key in values:
+            (_child(cursor, key) or cursor).error(f"'{key}' is not a key of a {kind} device")
+    lines = _DEVICE_LINES.get(kind)
+    if lines and values.get("line") is None:
+        cursor.error(f"a {kind} needs 'line': one of {', '.join(lines)}")
+    elif lines and values["line"] not in lines:
+        (_child(cursor, "line") or cursor).error(
+            f"a {kind} uses line {', '.join(lines)}, not {values['line']}")
+
+
+_HOURS_STATE = ("closed", "open", "auto")
+_DEVICE = Section("A serial device, on a port given as a pyserial URL.", (
+    Key("kind", Value("choice", "What the device is.", choices=("night_switch", "lamp", "modem"),
+                      what="device kind"), required=True),
+    Key("url", Value("text", "The port: /dev/ttyUSB0, /dev/serial/by-id/..., "
+                             "rfc2217://host:port, spy:///dev/ttyUSB0 or loop:// (tests).",
+                     example="/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10K1ABC-if00-port0"),
+        required=True),
+    Key("line", Value("choice", "Control line: a night switch reads cts, dsr or dcd; a lamp "
+                                "drives rts or dtr.", choices=("cts", "dsr", "dcd", "rts", "dtr"),
+                      what="control line")),
+    Key("override", Value("text", "night_switch: the hours switch it sets, as named by the flows' "
+                                  "hours nodes (default: night).", pattern=r"^[A-Za-z0-9_.-]+$",
+                          message="'{value}' is not a switch name", example="night")),
+    Key("when_on", Value("choice", "night_switch: the override while the key is on (default: "
+                                   "closed).", choices=_HOURS_STATE, what="hours state")),
+    Key("when_off", Value("choice", "night_switch: the override while the key is off (default: "
+                                    "auto, the opening hours).", choices=_HOURS_STATE,
+                          what="hours state")),
+    Key("debounce", Value("number", "night_switch: seconds the line must hold still before a "
+                                    "change counts (default: 0.3).", minimum=0, maximum=10)),
+    Key("callers_waiting", Value("integer", "lamp: on while more than this many callers wait "
+                                            "(0: not a reason).", minimum=0, maximum=10000)),
+    Key("longest_wait", Value("number", "lamp: on while a caller has waited more than these "
+                                        "seconds (0: not a reason).", minimum=0,
+                              maximum=86400)),
+    Key("no_agents", Value("boolean", "lamp: on while no agent is logged in.")),
+    Key("gateway_down", Value("boolean", "lamp: on while a gateway does not answer OPTIONS.")),
+    Key("queues", ListOf("lamp: the queues its rules look at (default: all).",
+                         Value("ref", "A queue name from 'queues'.", ref="queues"))),
+    Key("description", Value("text", "A note for technicians.")),
+), rule=_device_keys)
+
 CALLBACK_REMOVED = (
     "a callback dials only a number a dial_out rule allows: add 'callbacks: true' to a rule "
     "whose pattern matches the callers you will call back, e.g. dial_out: [{pattern: "
@@ -555,6 +615,8 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
     Key("tickets", _TICKETS),
     Key("teams", MapOf("Teams of agents by name, each under a team leader (reports by team).",
                        _TEAM)),
+    Key("devices", MapOf("Serial devices by name: a night switch, a lamp or buzzer, a modem.",
+                         _DEVICE)),
 ), require_any=("flow", "routes"),
     require_any_message="missing required key 'flow' (the flow of every call) or 'routes' (a "
                         "flow per called number)", rule=_top_rules,
