@@ -436,6 +436,9 @@ _SUPERVISOR = Section("A supervisor, who may listen to, whisper in or join the c
     Key("announce", Value("boolean", "The agent hears a short tone when this supervisor "
                                      "joins (labour rules in several countries).",
                           default=False)),
+    Key("password", Value("text", "Password the supervisor's phone registers with at the SIP "
+                                  "edge (with an 'edge' section; uri: sip:NAME@the edge), as "
+                                  "an agent's does; or in the file of edge.secrets.")),
 ))
 
 _DISPOSITION = Section("An outcome of a call, keyed by the agent.", (
@@ -473,8 +476,9 @@ _EDGE = Section("The SIP edge (Kamailio) in front, when agents' phones register.
                                 "trunk's sources).", _NETWORK_VALUE)),
     Key("agent_sources", ListOf("Sources phones may register from (default: any).",
                                 _NETWORK_VALUE)),
-    Key("secrets", Value("path", "File of agents' passwords (agent: password lines, mode "
-                                 "0600), instead of passwords in this file.",
+    Key("secrets", Value("path", "File of agents' and supervisors' passwords (name: "
+                                 "password lines, mode 0600), instead of passwords in this "
+                                 "file.",
                          example="secrets.yaml")),
 ), delegated="ivr.edge")
 

@@ -77,7 +77,7 @@ def test_config_holds_each_agents_ha1_and_never_a_password() -> None:
         assert s.ha1(name) == ha1
         assert f'$sht(agents=>{name}) = "{ha1}";' in cfg
         assert password not in cfg
-    assert '$var(ha1) = $sht(agents=>$tU);' in cfg
+    assert '$var(ha1) = $sht(agents=>$var(user));' in cfg
     assert 'pv_auth_check("centralino", "$var(ha1)", "1", "1")' in cfg
     assert 'auth_challenge("centralino", "1")' in cfg
 
@@ -86,7 +86,7 @@ def test_log_lines_carry_no_credentials() -> None:
     cfg = kamailio_config(settings(agent_sources=("192.0.2.0/24",)))
     xlogs = [line for line in cfg.splitlines() if "xlog(" in line]
     assert len(xlogs) >= 8
-    allowed = {"$rm", "$si", "$sp", "$ci", "$rU", "$ru", "$tU", "$var(saved)", "$var(why)",
+    allowed = {"$rm", "$si", "$sp", "$ci", "$rU", "$ru", "$tU", "$fU", "$var(saved)", "$var(why)",
                "$var(bad)", "$var(more)", "$shtrecord(key)"}
     for line in xlogs:
         # only these: never $au, $adu, $hdr(Authorization), $mb, $sht(agents=>...)
@@ -134,13 +134,15 @@ def test_config_refuses_refer_and_limits_strangers() -> None:
 def test_config_challenges_every_name_and_checks_contacts() -> None:
     cfg = kamailio_config(settings())
     registrar = cfg[cfg.index("route[REGISTRAR] {"):cfg.index("route[CONTACT] {")]
+    auth = cfg[cfg.index("route[AUTH] {"):cfg.index("route[AUTHOK] {")]
     # the challenge comes before any look at the name
-    assert registrar.index("auth_challenge(") < registrar.index("$sht(agents=>$tU)")
+    assert auth.index("auth_challenge(") < auth.index("$sht(agents=>$var(user))")
     assert registrar.count('sl_send_reply("4') == 0  # every refusal is route(REFUSE): one 403
-    assert "$sht(authfail=>u:$tU)" in registrar
-    assert "$sht(authfail=>a:$si)" in registrar
-    assert "$sht(authok=>$tU|$si) == $null" in registrar
-    assert '$var(bad) = "not the address the REGISTER came from";' in cfg
+    assert "$var(user) = $tU;\n    route(AUTH);" in registrar
+    assert "$sht(authfail=>u:$var(user))" in auth
+    assert "$sht(authfail=>a:$si)" in auth
+    assert "$sht(authok=>$var(user)|$si) == $null" in auth
+    assert '$var(bad) = "not the address the request came from";' in cfg
     assert 'is_in_subnet("$var(chost)", "198.51.100.7/32,203.0.113.0/28")' in cfg
     assert 't_on_branch("AGENT_BRANCH");' in cfg
 
@@ -212,6 +214,7 @@ def test_template_ships_with_the_package() -> None:
     {},
     {"agent_sources": ("192.0.2.0/24",)},
     {"trunk_sources": (), "agents": {}},
+    {"supervisors": {"laura": "velvet harbor lamp"}, "agent_sources": ("192.0.2.0/24",)},
     {"listen": Address("127.0.0.1", 5062), "realm": "office.example"},
     {"ivr": Address("192.0.2.6", 5060)},
     {"listen": Address("::1", 5060), "ivr": Address("::1", 5080),
@@ -231,6 +234,8 @@ def test_kamailio_accepts_the_generated_config(tmp_path: Path, variant: dict[str
     ({"ivr": Address("192.0.2.5", 5060)}, "cannot both listen"),
     ({"agents": {"anna smith": "x"}}, "cannot register"),
     ({"agents": {"anna": ""}}, "empty password"),
+    ({"supervisors": {"laura": ""}}, "supervisor 'laura' has an empty password"),
+    ({"supervisors": {"anna": "velvet harbor lamp"}}, "both an agent and a supervisor"),
     ({"trunk_sources": ("gateway.example",)}, "not an IP address"),
     ({"agent_sources": ("10.0.0.0/33",)}, "not an IP address"),
     ({"rpc_port": 80}, "rpc_port"),
@@ -677,8 +682,8 @@ def test_passwords_from_a_secrets_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("secrets_text", "where", "message"), [
     ('anna: "tulip orbit canyon"\nbob: "velvet harbor 93 lamp"\n', "secrets.yaml:2:6: bob",
-     "'bob' is not an agent of ivr.yaml"),
-    ("- anna\n", "secrets.yaml:1:1", "expected agent: password lines"),
+     "'bob' is not an agent or supervisor of ivr.yaml"),
+    ("- anna\n", "secrets.yaml:1:1", "expected name: password lines"),
     ('anna: ""\n', "secrets.yaml:1:7: anna", "the password is empty"),
 ])
 def test_secrets_file_problems_are_located(tmp_path: Path, secrets_text: str, where: str,

@@ -3,7 +3,7 @@
 The script itself lives in the template beside this module, so it reads as Kamailio code;
 this module only computes the values of its ``{{name}}`` placeholders from
 :class:`~ivr.edge.settings.EdgeSettings` (addresses, the checks of who sends a request, the
-agents' HA1) and quotes them for Kamailio.
+users' HA1) and quotes them for Kamailio.
 
     >>> from ivr.edge.settings import Address, EdgeSettings
     >>> cfg = kamailio_config(EdgeSettings(listen=Address("192.0.2.5", 5060),
@@ -29,7 +29,8 @@ from pathlib import Path
 from ivr.edge.settings import EdgeError, EdgeSettings, Network
 
 SOURCE_HEADER = "X-Centralino-Source"
-"""Header the edge adds to INVITEs it forwards from a trunk: the gateway's IP address."""
+"""Header the edge adds to INVITEs it forwards to the switchboard: the IP address of the
+gateway, or of the registered phone, that sent it."""
 RPC_METHODS = ("ul.dump", "ul.lookup")
 """The only JSON-RPC methods the generated configuration lets through (both read-only)."""
 KAMAILIO_SEARCH_PATH = os.pathsep.join(("/usr/sbin", "/usr/local/sbin", "/usr/bin",
@@ -44,7 +45,8 @@ FLOOD_REQUESTS = 40
 """More than FLOOD_REQUESTS requests in FLOOD_SECONDS from one source address (not a trunk, not
 the switchboard) block that address (``pike``) until it sends less."""
 MAX_FAILURES = 10
-"""Failed logins, per agent and per source address, that lock the agent or the address out."""
+"""Failed logins (REGISTERs and calls from phones), per user (agent or supervisor) and per
+source address, that lock the user or the address out."""
 SANITY_CHECKS = 8191
 """Every message check of Kamailio 5.6's ``sanity`` module (bits 1 to 4096)."""
 TEMPLATE = "kamailio.cfg.tmpl"
@@ -117,13 +119,14 @@ def kamailio_config(settings: EdgeSettings, source: str = "") -> str:
     agent_source_check = (
         f'if (!is_in_subnet("$si", {_quote(_subnet_list(s.agent_networks))})) {{\n'
         f'        $var(code) = "source";\n'
-        f'        $var(why) = "REGISTER from outside agent_sources";\n'
+        f'        $var(why) = "a phone outside agent_sources";\n'
         f'        route(REFUSE);\n'
         f'    }}\n    ' if s.agent_networks else "")
     agents_init = "".join(f"    $sht(agents=>{name}) = {_quote(s.ha1(name))};\n"
-                          for name in sorted(s.agents))
+                          for name in sorted(s.users))
     if agents_init:  # an empty route is a syntax error
-        agents_init = ("\n# The agents' digest HA1, loaded as the htable module starts.\n"
+        agents_init = ("\n# The users' digest HA1 (agents and supervisors), loaded as the "
+                       "htable module starts.\n"
                        f"event_route[htable:mod-init] {{\n{agents_init}}}\n")
     # What the registrations client sends: {"jsonrpc": "2.0", "method": "ul.dump", ...}
     space = "[[:space:]]*"

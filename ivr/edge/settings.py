@@ -96,6 +96,9 @@ class EdgeSettings:
     """IP addresses or networks whose INVITEs (to any user) go to the switchboard."""
     agents: Mapping[str, str]
     """Agent name -> password for digest authentication."""
+    supervisors: Mapping[str, str] = field(default_factory=dict)
+    """Supervisor name -> password: supervisors whose phones register here too. Agents and
+    supervisors are the edge's users (:attr:`users`): one SIP user name each."""
     rpc_port: int = DEFAULT_RPC_PORT
     """TCP port on 127.0.0.1 of the JSON-RPC (HTTP) interface."""
     realm: str = "centralino"
@@ -120,14 +123,24 @@ class EdgeSettings:
             raise EdgeError(f"the edge and the switchboard cannot both listen on {self.ivr}")
         if not REALM.fullmatch(self.realm):
             raise EdgeError(f"realm '{self.realm}' must be letters, digits, '.', '_' or '-'")
-        for name, password in self.agents.items():
+        both = sorted(self.agents.keys() & self.supervisors.keys())
+        if both:
+            raise EdgeError(f"'{both[0]}' is both an agent and a supervisor: one SIP user name "
+                            "registers one person")
+        for name, password in self.users.items():
+            kind = "supervisor" if name in self.supervisors else "agent"
             if not AGENT_NAME.fullmatch(name):
-                raise EdgeError(f"agent name '{name}' cannot register: use letters, digits, "
+                raise EdgeError(f"{kind} name '{name}' cannot register: use letters, digits, "
                                 "'.', '_' or '-' (it is the SIP user name)")
             if not password:
-                raise EdgeError(f"agent '{name}' has an empty password")
+                raise EdgeError(f"{kind} '{name}' has an empty password")
         if not 1 <= self.max_contacts <= 32:
             raise EdgeError("max_contacts must be in 1-32")
+
+    @property
+    def users(self) -> dict[str, str]:
+        """Everyone who registers: agents and supervisors, name -> password."""
+        return {**self.agents, **self.supervisors}
 
     @property
     def rpc_url(self) -> str:
@@ -138,8 +151,8 @@ class EdgeSettings:
         return f"sip:{name}@{self.listen}"
 
     def ha1(self, name: str) -> str:
-        """Digest HA1 of an agent: MD5 of ``name:realm:password`` (RFC 2617)."""
-        return hashlib.md5(f"{name}:{self.realm}:{self.agents[name]}".encode(),
+        """Digest HA1 of a user: MD5 of ``name:realm:password`` (RFC 2617)."""
+        return hashlib.md5(f"{name}:{self.realm}:{self.users[name]}".encode(),
                            usedforsecurity=False).hexdigest()
 
 
@@ -181,21 +194,36 @@ def _switchboard_address(root: Cursor, sip: Cursor | None) -> Address | None:
     return _address(sip_keys["listen"])
 
 
-def _agent_passwords(agents: Cursor | None, listen: Address | None,
-                     secrets: dict[str, Cursor]) -> tuple[dict[str, str], list[str]]:
-    """Password per agent that registers with the edge, from ``ivr.yaml`` or from *secrets*
-    (the secrets file's entries); each agent's problems are reported. Also returns the located
-    refusals of weak passwords."""
-    passwords: dict[str, str] = {}
-    weak: list[str] = []
-    declared = dict(agents.items()) if agents is not None else {}
+def _user_passwords(top: dict[str, Cursor], listen: Address | None, secrets: dict[str, Cursor]
+                    ) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """Passwords of the agents and of the supervisors who register with the edge, from
+    ``ivr.yaml`` or from *secrets* (the secrets file's entries), and the located refusals of
+    weak passwords. Both are declared alike: the name is the SIP user name, ``uri`` must be
+    ``sip:NAME@`` the edge, the password is in ``ivr.yaml`` or in the secrets file."""
+    agents = dict(top["agents"].items()) if "agents" in top else {}
+    supervisors = dict(top["supervisors"].items()) if "supervisors" in top else {}
     for name, entry in secrets.items():
-        if name not in declared:
-            entry.error(f"'{name}' is not an agent of ivr.yaml{did_you_mean(name, declared)}")
-    for name, agent in declared.items():
-        fields = agent.mapping() or {}
+        if name not in agents and name not in supervisors:
+            entry.error(f"'{name}' is not an agent or supervisor of ivr.yaml"
+                        f"{did_you_mean(name, {**agents, **supervisors})}")
+    weak: list[str] = []
+    agent_pw = _passwords("agent", agents, listen, secrets, weak)
+    sup_pw = _passwords("supervisor", supervisors, listen, secrets, weak)
+    for name in sorted(agent_pw.keys() & sup_pw.keys()):
+        supervisors[name].error(f"'{name}' is also an agent who registers: one SIP user name "
+                                "registers one person, give the supervisor a name of their own")
+    return agent_pw, sup_pw, weak
+
+
+def _passwords(kind: str, declared: dict[str, Cursor], listen: Address | None,
+               secrets: dict[str, Cursor], weak: list[str]) -> dict[str, str]:
+    """Password per *kind* (agent or supervisor) that registers; weak ones are added to
+    *weak*, other problems are filed at their place."""
+    passwords: dict[str, str] = {}
+    for name, person in declared.items():
+        fields = person.mapping() or {}
         if "password" in fields and name in secrets:
-            fields["password"].error(f"agent '{name}' also has a password in the secrets "
+            fields["password"].error(f"{kind} '{name}' also has a password in the secrets "
                                      "file: keep it in one place (the secrets file)")
             continue
         where = fields["password"] if "password" in fields else secrets.get(name)
@@ -203,8 +231,8 @@ def _agent_passwords(agents: Cursor | None, listen: Address | None,
             continue
         password = where.text()
         if not AGENT_NAME.fullmatch(name):
-            agent.error(f"agent '{name}' cannot register: its name is the SIP user name, use "
-                        "letters, digits, '.', '_' or '-'")
+            person.error(f"{kind} '{name}' cannot register: its name is the SIP user name, use "
+                         "letters, digits, '.', '_' or '-'")
             continue
         if password is not None and not password:
             where.error("the password is empty")
@@ -213,15 +241,16 @@ def _agent_passwords(agents: Cursor | None, listen: Address | None,
             passwords[name] = password
             problem = password_problem(name, password)
             if problem is not None:
-                weak.append(_located(where, f"agent '{name}': the password {problem}; a "
+                weak.append(_located(where, f"{kind} '{name}': the password {problem}; a "
                                             f"cracking word list would find it: choose at least "
                                             f"{MIN_LENGTH} characters, not a common password "
                                             "nor the name (e.g. four random words)"))
         uri = fields["uri"].text() if "uri" in fields else None
         if listen is not None and uri is not None and not _uri_reaches(uri, name, listen):
-            fields["uri"].error(f"agent '{name}' registers with the edge, so the switchboard "
-                                f"must dial it there: uri: sip:{name}@{listen}")
-    return passwords, weak
+            how = "dial it" if kind == "agent" else "know its calls"
+            fields["uri"].error(f"{kind} '{name}' registers with the edge, so the switchboard "
+                                f"must {how} there: uri: sip:{name}@{listen}")
+    return passwords
 
 
 def _located(cursor: Cursor, message: str) -> str:
@@ -253,7 +282,7 @@ def _secrets(cursor: Cursor | None, base: Path) -> tuple[Path | None, dict[str, 
             continue
         entries[name] = value
     if not doc.is_mapping():
-        doc.error("expected agent: password lines, e.g. 'anna: \"four random words here\"'")
+        doc.error("expected name: password lines, e.g. 'anna: \"four random words here\"'")
     return path, entries, doc.problems
 
 
@@ -286,15 +315,15 @@ def settings_from_yaml(path: Path) -> EdgePlan:
     """Read the edge's settings from *path* (``ivr.yaml``).
 
     Only the keys the edge needs are read (``ivr.config`` checks the rest): ``sip.listen``,
-    the ``sources`` of ``trunks``, ``agents.NAME.password`` and ``agents.NAME.uri``, and the
-    optional ``edge`` section (``listen``, ``rpc_port``, ``realm``, ``trunk_sources``,
-    ``agent_sources``, ``secrets``). Raises :class:`~ivr.yamlsrc.DocumentError` with every
-    problem located.
+    the ``sources`` of ``trunks``, ``password`` and ``uri`` of ``agents`` and of
+    ``supervisors``, and the optional ``edge`` section (``listen``, ``rpc_port``, ``realm``,
+    ``trunk_sources``, ``agent_sources``, ``secrets``). Raises
+    :class:`~ivr.yamlsrc.DocumentError` with every problem located.
 
-    ``edge.secrets`` names a YAML file (relative to *path*) of ``agent: password`` lines, for
-    passwords kept out of ``ivr.yaml``. Weak passwords and password files others may read do
-    not stop this function: they are :attr:`EdgePlan.refusals`, which ``python -m ivr.edge``
-    enforces.
+    ``edge.secrets`` names a YAML file (relative to *path*) of ``name: password`` lines (agents
+    and supervisors), for passwords kept out of ``ivr.yaml``. Weak passwords and password files
+    others may read do not stop this function: they are :attr:`EdgePlan.refusals`, which
+    ``python -m ivr.edge`` enforces.
     """
     root = load_document(path)
     top = root.mapping() or {}
@@ -337,12 +366,12 @@ def settings_from_yaml(path: Path) -> EdgePlan:
             f"from {listen.host}: add {listen.host} to a trunk's sources")
 
     secrets_path, secrets, secret_problems = _secrets(edge.get("secrets"), path.parent)
-    passwords, refusals = _agent_passwords(top.get("agents"), listen, secrets)
+    passwords, sup_passwords, refusals = _user_passwords(top, listen, secrets)
     root.problems.items.extend(secret_problems.items)  # the secrets file's, found so far
-    if not passwords and not root.problems.items:
+    if not passwords and not sup_passwords and not root.problems.items:
         notes.append("no agent has a password: no phone can register")
     refusals += _readable_password_files(
-        path, [name for name in passwords if name not in secrets],
+        path, [name for name in {**passwords, **sup_passwords} if name not in secrets],
         secrets_path if secrets else None)
 
     if ivr is not None and listen is not None and ivr == listen:
@@ -356,7 +385,8 @@ def settings_from_yaml(path: Path) -> EdgePlan:
     try:
         settings = EdgeSettings(listen=listen, ivr=ivr,
                                 trunk_sources=tuple(str(net) for _, net in trunk_sources),
-                                agents=passwords, rpc_port=rpc_port, realm=realm,
+                                agents=passwords, supervisors=sup_passwords,
+                                rpc_port=rpc_port, realm=realm,
                                 agent_sources=tuple(str(net) for _, net in agent_sources))
     except EdgeError as exc:
         (top.get("edge") or root).error(str(exc))
