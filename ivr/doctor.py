@@ -503,8 +503,10 @@ def _registration(config: Config) -> list[Finding]:
 
 def _supervision(config: Config) -> list[Finding]:
     """Who may listen to calls, and a supervisor's phone that shares a trunk's address (a
-    caller through that trunk could give the supervisor's user name as theirs)."""
+    caller through that trunk could give the supervisor's user name as theirs) unless it
+    registers with the edge, which lets only the supervisor call From that name."""
     out: list[Finding] = []
+    edge = config.edge
     for sup in config.supervisors.values():
         told = "the agent hears a tone" if sup.announce else "unannounced"
         out.append(Finding("ok", "supervision", f"supervisor '{sup.name}' ({sup.uri}) may "
@@ -512,11 +514,27 @@ def _supervision(config: Config) -> list[Finding]:
                            f"({told})"))
         host = re.sub(r"^sips?:[^@]*@\[?([^\]:;>]+).*$", r"\1", sup.uri)
         trunk = config.trunk_for(host)
-        if trunk is not None:
+        if edge is not None and sup.name in edge.supervisors:
+            out.extend(_edge_supervisor(sup.name, edge.supervisors[sup.name], str(edge.listen)))
+        elif trunk is not None:
             out.append(Finding("warning", "supervision", f"supervisor '{sup.name}''s phone is "
                                f"at {host}, a source of trunk '{trunk.name}': a call through "
                                "that trunk giving the supervisor's user name could listen in; "
                                "give the phone an address of its own"))
+    return out
+
+
+def _edge_supervisor(name: str, password: str, listen: str) -> list[Finding]:
+    """A supervisor whose phone registers with the edge: who their calls are taken from."""
+    out = [Finding("ok", "supervision", f"supervisor '{name}' registers at the edge {listen} "
+                   "with a password: only a call the edge authenticated as theirs may use the "
+                   "supervision codes (the edge refuses a trunk's call From their name)")]
+    if len(password) < _MIN_PASSWORD:
+        out.append(Finding("warning", "supervision", f"supervisor '{name}' has a weak "
+                           f"password (shorter than {_MIN_PASSWORD} characters)"))
+    elif name.lower() in password.lower():
+        out.append(Finding("warning", "supervision", f"supervisor '{name}' has a weak "
+                           "password (it contains the supervisor's name)"))
     return out
 
 
