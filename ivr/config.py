@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ivr.config_spec import DEFAULT_ROUTE, IVR_YAML, Context, declared_names, validate
-from ivr.numbers import normalise
+from ivr.numbers import normalise, to_e164_it
 from ivr.yamlsrc import DocumentError, load_document
 from routing.acd import Member, QueueSpec
 
@@ -50,6 +50,12 @@ class Trunk:
     ping_interval: float = 30.0
     media_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     """Where the gateway's audio may be besides its sources (SDP connection addresses)."""
+    caller_id: str = "as_sent"
+    """``as_sent`` or ``e164_it``: see :meth:`caller`."""
+    called_strip: str = ""
+    """A prefix removed from the called number the gateway sends."""
+    called_number: str = ""
+    """The called number of every call from this gateway, whatever it sends ("" : as sent)."""
 
     def allows(self, address: str) -> bool:
         try:
@@ -57,6 +63,22 @@ class Trunk:
         except ValueError:
             return False
         return any(ip in net for net in self.sources)
+
+    def caller(self, number: str) -> str:
+        """A caller's number (normalised; "" withheld) as this trunk's profile stores it."""
+        return to_e164_it(number) if self.caller_id == "e164_it" else number
+
+    def called(self, sent: str) -> str:
+        """The called number (or URI) as routing should see it: the fixed one, or what the
+        gateway sent without its prefix (the number is normalised first, then cut)."""
+        if self.called_number:
+            return self.called_number
+        if not self.called_strip:
+            return sent
+        number = normalise(sent)
+        if number and number.startswith(self.called_strip):
+            return number[len(self.called_strip):]
+        return sent
 
 
 @dataclass(frozen=True)
@@ -282,6 +304,8 @@ class Config:
     """The SIP edge (Kamailio) in front, when agents' phones register; see ivr/edge.py."""
     retention_days: int = 0
     """Days call records, queue events and voicemails are kept by ``ivr purge``; 0: forever."""
+    drain_seconds: float = 30.0
+    """On SIGTERM: seconds calls in progress may go on (new ones get 503) before the stop."""
     recorded_queues: frozenset[str] = frozenset()
     """Queues with ``record: true``: their bridged calls are recorded (stereo WAV under
     ``recordings``/calls, caller left, agent right)."""
@@ -457,7 +481,8 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
     sip = top["sip"]
     trunks = tuple(
         Trunk(name, tuple(t["sources"]), t["lines"], _host_port(t.get("ping")),
-              t["ping_interval"], tuple(t.get("media_networks") or ()))
+              t["ping_interval"], tuple(t.get("media_networks") or ()), t["caller_id"],
+              t.get("called_strip") or "", t.get("called_number") or "")
         for name, t in top["trunks"].items())
     agents = {name: Agent(name, a["uri"], dict(a.get("skills") or {}), a["max_no_answer"])
               for name, a in (top.get("agents") or {}).items()}
@@ -492,6 +517,7 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         recordings=top["recordings"], feature_codes=FeatureCodes(**codes), edge=edge,
         **_ticket_settings(top),
         retention_days=top["retention_days"], routes=routes,
+        drain_seconds=float(top["drain_seconds"]),
         recorded_queues=frozenset(name for name, q in (top.get("queues") or {}).items()
                                   if q["record"]),
         recording_min_free_mb=top["recording_min_free_mb"],

@@ -277,6 +277,21 @@ _TRUNK = Section("A gateway (SIP/FXO) allowed to send calls in.", (
                                  "come from and go to (a call whose SDP names any other "
                                  "address is answered 488, so RTP is never sent to a third "
                                  "party).", _NETWORK_VALUE)),
+    Key("caller_id", Value("choice", "How the caller's number the gateway sends is stored and "
+                                     "shown: as_sent (as it came, the default), or e164_it "
+                                     "(Italian national 0... and mobile 3... numbers, and "
+                                     "00... international ones, written +...; withheld stays "
+                                     "withheld).", choices=("as_sent", "e164_it"),
+                           what="caller ID format", default="as_sent")),
+    Key("called_strip", Value("text", "A prefix the gateway puts before the called number "
+                                      "(a trunk code, 0039...), removed before routing.",
+                              pattern=r"^[0-9*#+]{1,16}$",
+                              message="'{value}' is not a number prefix", example="0039")),
+    Key("called_number", Value("text", "The called number of every call from this gateway "
+                                       "(an FXO line that sends none, or sends its port), used "
+                                       "for routing and records instead of what it sends.",
+                               pattern=r"^\+?[0-9*#]{1,32}$",
+                               message="'{value}' is not a number", example="+39061234567")),
 ))
 
 _AGENT = Section("An agent and the phone the switchboard rings.", (
@@ -609,6 +624,9 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
     Key("supervisors", MapOf("Supervisors by name, and the queues they may watch.",
                              _SUPERVISOR)),
     Key("edge", _EDGE),
+    Key("drain_seconds", _seconds("On SIGTERM (a stop or an upgrade), seconds calls in progress "
+                                  "may go on while new calls get 503; then they end "
+                                  "interrupted.", 30.0, 0, 3600)),
     Key("retention_days", Value("integer", "Days call records, queue events and voicemails are "
                                            "kept (0: forever).", default=0, minimum=0,
                                 maximum=36500)),

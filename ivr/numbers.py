@@ -129,4 +129,28 @@ def is_number(text: str) -> bool:
     return len(text) <= MAX_DIGITS and _NUMBER.fullmatch(text) is not None
 
 
-__all__ = ["MAX_DIGITS", "WITHHELD", "is_number", "normalise", "number_from_uri"]
+def to_e164_it(number: str) -> str:
+    """A normalised number as an Italian gateway (FXO on a PSTN line) sends it, in E.164.
+
+    National numbers (``0...``: geographic, the 0 kept as Italy dials it) and mobile ones
+    (``3...``) get ``+39``; ``00...`` (international prefix) becomes ``+...``. A number already
+    in ``+`` form, a withheld one (``""``), and anything else (service numbers ``1...``, toll
+    free ``8...``, codes with ``*`` or ``#``) are kept as they are::
+
+        >>> to_e164_it("0612345678"), to_e164_it("3471234567"), to_e164_it("0041441234567")
+        ('+390612345678', '+393471234567', '+41441234567')
+        >>> to_e164_it(""), to_e164_it("112"), to_e164_it("+390612345678")
+        ('', '112', '+390612345678')
+
+    Idempotent, like :func:`normalise`.
+    """
+    if not number.isdigit():
+        return number  # withheld, +..., * and # codes
+    if number.startswith("00"):
+        return "+" + number[2:] if len(number) > 4 else number
+    if number[0] in "03" and len(number) >= 6:  # shorter: a service or internal code
+        return "+39" + number
+    return number
+
+
+__all__ = ["MAX_DIGITS", "WITHHELD", "is_number", "normalise", "number_from_uri", "to_e164_it"]

@@ -4,6 +4,7 @@ Feeds the engine's :class:`CallSession` and carries out what it asks (answer, pr
 voicemail, queue, transfer, callback); decides the outcome when the caller's leg ends.
 """
 
+import dataclasses as dc
 import datetime as dt
 import logging
 from pathlib import Path
@@ -61,6 +62,9 @@ class Callers(Ticketing):
     def _incoming(self, event: sip.IncomingCall, now: float) -> None:
         if self._supervision_call(event, now) or self._feature_call(event, now):
             return
+        trunk = next((t for t in self.config.trunks if t.name == event.trunk), None)
+        if trunk is not None:  # the gateway's profile: its called and caller numbers
+            event = dc.replace(event, called=trunk.called(event.called))
         route = self.config.route_for(event.called)
         if route is None:
             log.warning("refused call from %s on trunk %s: no route for the called number %s",
@@ -75,6 +79,8 @@ class Callers(Ticketing):
             log.info("call from %s on trunk %s: the caller ID is not a number; taken as "
                      "withheld", event.source, event.trunk)
             caller = ""
+        if trunk is not None:
+            caller = trunk.caller(caller)
         called = normalise(event.called) or ""
         flow = self.flows.get(str(route.flow), self.flow)
         call_id = self.new_id()
