@@ -34,6 +34,7 @@ from ivr.driver.callers import Callers
 from ivr.driver.queues import Queues
 from ivr.driver.state import (
     AGENTS_TRUNK,
+    CallbackPhase,
     CallPhase,
     LegPhase,
     LegRole,
@@ -53,6 +54,9 @@ log = logging.getLogger("ivr.driver")
 
 class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
     """The switchboard's state and decisions. See the module doc."""
+
+    draining = False
+    """Set by :meth:`drain`: new calls are refused with 503, calls in progress go on."""
 
     # -- admission: asked by the SIP layer while it holds the INVITE ---------------------------
     def admit(self, address: str) -> tuple[str | None, int, int, tuple[str, ...]]:
@@ -74,7 +78,7 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
         media = tuple(str(net) for net in trunk.media_networks)
         if edge is not None:
             media += tuple(edge.trunk_sources) + tuple(edge.agent_sources)
-        if self.stopping:
+        if self.stopping or self.draining:
             return trunk.name, 503, trunk.lines, media
         return trunk.name, 200, trunk.lines, media
 
@@ -88,6 +92,17 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
         self._queue_log()
         fx, self._fx = self._fx, []
         return fx
+
+    def drain(self) -> None:
+        """Refuse new calls (503) and let those in progress finish as usual: the first half
+        of a stop (SIGTERM); :meth:`stop` hangs up whatever is left when the time is up."""
+        self.draining = True
+
+    def drained(self) -> bool:
+        """No caller on the line and no callback dialling or connected: a drain is over.
+        Callbacks still waiting for an agent do not hold it up (they end interrupted)."""
+        return not self.calls and all(cb.phase is CallbackPhase.WAITING
+                                      for cb in self.callbacks.values())
 
     def stop(self, now: float) -> list[m.Effect]:
         """Stop taking calls and hang up every leg; the legs' ends then close the records."""

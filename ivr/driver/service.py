@@ -42,6 +42,8 @@ EXIT_UNWRITTEN = 3
 fallback file, which the next start imports)."""
 PUBLISH_EVERY = 1.0
 """Seconds between two snapshots of the state when no scrape asks for one."""
+STATUS_EVERY = 1.0
+"""Seconds between two looks at the STATUS line sent to systemd (sent only when it changed)."""
 
 
 class Inbox:
@@ -330,8 +332,66 @@ def sd_notify(message: str) -> None:
         log.debug("sd_notify failed: %s", exc)
 
 
+def _until_stopped(loop: Loop, drain_seconds: float, flags: dict[str, bool]) -> None:
+    """Turn the loop until *flags* say stop, or say drain and the drain is over; pings the
+    watchdog and keeps the STATUS line up to date."""
+    core = loop.core
+    watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+    last_ping = 0.0
+    status = StatusNotifier() if os.environ.get("NOTIFY_SOCKET") else None
+    drain_end: float | None = None
+    while not flags["stop"]:
+        loop.step(10)
+        now = time.monotonic()
+        if watchdog_usec and now - last_ping > watchdog_usec / 2e6:
+            sd_notify("WATCHDOG=1")
+            last_ping = now
+        if flags["drain"] and drain_end is None:
+            drain_end = now + drain_seconds
+            core.drain()
+            sd_notify("STOPPING=1")
+            log.info("SIGTERM: new calls get 503; %d call(s) in progress may go on for up to "
+                     "%g s", len(core.calls), drain_seconds)
+        if drain_end is not None and (core.drained() or now >= drain_end):
+            log.info("drain over: %s", "every call ended" if core.drained() else
+                     f"{len(core.calls)} call(s) still up after {drain_seconds:g} s")
+            return
+        if status is not None:
+            status.update(core, now, drain_end)
+
+
+def status_text(core: Core, draining: bool = False) -> str:
+    """The line ``systemctl status`` shows: "12 calls, 3 of 5 agents free" (logged-out agents
+    are not counted), "draining: ..." during a drain."""
+    agents = [a.state for a in core.router.agents.values() if a.state != "logged_out"]
+    free = sum(1 for state in agents if state == "available")
+    calls = len(core.calls)
+    text = f"{calls} call{'' if calls == 1 else 's'}, {free} of {len(agents)} agent" \
+           f"{'' if len(agents) == 1 else 's'} free"
+    return f"draining: {text}" if draining else text
+
+
+class StatusNotifier:
+    """Sends ``STATUS=`` to systemd when the text changes, at most once per
+    :data:`STATUS_EVERY` seconds."""
+
+    def __init__(self) -> None:
+        self.sent = ""
+        self._at = -math.inf
+
+    def update(self, core: Core, now: float, drain_end: float | None = None) -> None:
+        if now - self._at < STATUS_EVERY:
+            return
+        self._at = now
+        text = status_text(core, drain_end is not None)
+        if text != self.sent:
+            sd_notify(f"STATUS={text}")
+            self.sent = text
+
+
 def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], Flow]) -> int:
-    """Run the switchboard until SIGINT or SIGTERM; returns the exit status.
+    """Run the switchboard until SIGINT or SIGTERM; returns the exit status. SIGTERM first
+    drains the calls: new ones get 503, those in progress may go on up to ``drain_seconds``.
 
     ``flows`` holds every flow the routes name, by file (``str(path)``), the default flow
     (``config.flow``) among them; ``load_flow_file(path)`` reads and checks one again (a reload).
@@ -433,10 +493,15 @@ def _serve(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str
            stack: str) -> int:
     from hw.gateway import GatewayMonitor
 
-    flags = {"stop": False}
+    flags = {"stop": False, "drain": False}
 
     def on_stop(signum: int, _frame: object) -> None:
-        flags["stop"] = True
+        # SIGTERM (systemd's stop, an upgrade) drains the calls first; SIGINT, or a second
+        # SIGTERM while draining, stops at once
+        if signum == signal.SIGTERM and not flags["drain"] and config.drain_seconds > 0:
+            flags["drain"] = True
+        else:
+            flags["stop"] = True
 
     files = tuple(dict.fromkeys(f for flow in flows.values() for f in flow_files(flow)))
     watcher = FileWatcher(files, lambda seen: reloader.request(ReloadRequest("file change",
@@ -483,15 +548,9 @@ def _serve(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str
              config.sip_uri, flow.name, flow.version, flow.source,
              f" and {others} more by called number" if others else "", metrics_url, stack)
     sd_notify("READY=1")
-    watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
-    last_ping = 0.0
     core = loop.core
     try:
-        while not flags["stop"]:
-            loop.step(10)
-            if watchdog_usec and time.monotonic() - last_ping > watchdog_usec / 2e6:
-                sd_notify("WATCHDOG=1")
-                last_ping = time.monotonic()
+        _until_stopped(loop, config.drain_seconds, flags)
     finally:
         sd_notify("STOPPING=1")
         watcher.stop()
