@@ -129,7 +129,25 @@ CREATE TABLE IF NOT EXISTS tickets (
 CREATE INDEX IF NOT EXISTS tickets_customer ON tickets(customer);
 CREATE INDEX IF NOT EXISTS tickets_status ON tickets(status);
 """
-SCHEMA_VERSION = 4
+SMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sms (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    number TEXT NOT NULL,
+    text TEXT NOT NULL,
+    purpose TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_at REAL NOT NULL,
+    sent_at REAL,
+    reference INTEGER,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS sms_state ON sms(state, next_at);
+"""
+"""Texts for the modem, queued and retried by ivr/sms.py (version 5)."""
+_SCHEMA += SMS_SCHEMA
+SCHEMA_VERSION = 5  # 5: the sms table (texts the modem sends, ivr/sms.py)
 _ADDED_COLUMNS = {
     # table -> column -> type: a file made before them gets them with ALTER TABLE
     "calls": {"voicemail_path": "TEXT", "transferred_to": "TEXT",  # version 2

@@ -131,7 +131,7 @@ def test_a_file_from_version_2_gets_the_event_id_column_and_keeps_its_rows(tmp_p
     store.add_events([QueueEventRow(3.0, "enter", "q", "new", "", {})])
     assert store.close() == 0
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert db.execute("SELECT call_id FROM calls").fetchall() == [("old",)]
         ids = db.execute("SELECT event_id FROM queue_events ORDER BY at").fetchall()
     db.close()
