@@ -7,9 +7,9 @@ set -euo pipefail
 # build of the SIP stack | prompts | test peers | source fetch | 'ivr graph' (SVG, PNG) |
 # the edge, registrar of agents' phones (its jsonrpcs, xhttp, htable modules are in the base
 # package) | promtool, to check monitoring/ | SIPVicious, the scanner the edge's security
-# tests run against it (svmap, svwar, svcrack)
+# tests run against it (svmap, svwar, svcrack) | systemd-analyze, to verify and rate the unit
 PACKAGES=(build-essential swig libssl-dev uuid-dev pkg-config dpkg-dev patch xz-utils
-          espeak-ng sox baresip-core graphviz kamailio prometheus sipvicious)
+          espeak-ng sox baresip-core graphviz kamailio prometheus sipvicious systemd)
 
 if [[ "${1:-}" == "--list" ]]; then
     printf '%s\n' "${PACKAGES[@]}"
