@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = sorted((ROOT / "systemd").glob("*.service"))
 MAX_EXPOSURE = 3.0
-INSTALLED_IVR = "/opt/centralino/venv/bin/ivr"
+INSTALLED_BIN = "/opt/centralino/venv/bin/"
 
 
 def analyze() -> str:
@@ -41,10 +41,9 @@ def test_exposure_is_at_most_3(unit: Path) -> None:
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
 def test_verify_is_clean(unit: Path, tmp_path: Path) -> None:
-    """The unit as installed, except that the program it starts is this checkout's (verify
-    checks that the ExecStart program exists; tests/test_install.py checks the installed one)."""
-    here = str(Path(sys.executable).parent / "ivr")
-    text = unit.read_text().replace(INSTALLED_IVR, here)
+    """The unit as installed, except that the programs it starts are this checkout's venv's
+    (verify checks that they exist; tests/test_install.py checks the installed ones)."""
+    text = unit.read_text().replace(INSTALLED_BIN, f"{Path(sys.executable).parent}/")
     copy = tmp_path / unit.name
     copy.write_text(text)
     run = subprocess.run([analyze(), "verify", str(copy)], capture_output=True, text=True,
