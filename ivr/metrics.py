@@ -52,6 +52,10 @@ class Snapshot:
     """Agent -> phone registered, for agents that register with the SIP edge."""
     trunks: dict[str, bool] = field(default_factory=dict)
     """Trunk -> gateway answered the last SIP OPTIONS, for trunks with a ping address."""
+    devices: dict[str, bool] = field(default_factory=dict)
+    """Serial device -> its port is open."""
+    night_switches: dict[str, bool] = field(default_factory=dict)
+    """Night switch -> its key is on."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,16 @@ class _StateCollector(Collector):
         for trunk, up in sorted(snap.trunks.items()):
             trunks.add_metric([trunk], 1 if up else 0)
         yield trunks
+        devices = GaugeMetricFamily("ivr_device_up", "1 while the serial device's port is "
+                                    "open (0: unplugged or missing).", labels=["device"])
+        for device, up in sorted(snap.devices.items()):
+            devices.add_metric([device], 1 if up else 0)
+        yield devices
+        switches = GaugeMetricFamily("ivr_night_switch_on", "1 while the night switch's key is "
+                                     "on.", labels=["device"])
+        for device, on in sorted(snap.night_switches.items()):
+            switches.add_metric([device], 1 if on else 0)
+        yield switches
 
 
 class _StoreCollector(Collector):

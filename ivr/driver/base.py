@@ -84,6 +84,10 @@ class CoreBase:
         self.bridging: dict[tuple[str, str], str] = {}
         """(a, b) of a bridge asked for -> the ref of the outgoing leg it joins."""
         self.trunk_state: dict[str, bool] = {}
+        self.device_up: dict[str, bool] = {}
+        """Serial device -> its port is open."""
+        self.night_switches: dict[str, bool] = {}
+        """Night switch -> its key is on."""
         self.call_recordings: dict[str, tuple[str, bool]] = {}
         """Call id -> (the stereo file, whether this is its first talk) of a recording in
         progress (until the parts are handed to the worker: maybe after the call ended)."""

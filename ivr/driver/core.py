@@ -31,6 +31,7 @@ import logging
 from ivr.driver import messages as m
 from ivr.driver.callbacks import Callbacks
 from ivr.driver.callers import Callers
+from ivr.driver.devices import Devices
 from ivr.driver.queues import Queues
 from ivr.driver.state import (
     AGENTS_TRUNK,
@@ -52,7 +53,7 @@ from ivr.sip import events as sip
 
 log = logging.getLogger("ivr.driver")
 
-class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
+class Core(Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
     """The switchboard's state and decisions. See the module doc."""
 
     draining = False
@@ -160,7 +161,8 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
         registered = {a: self.router.agents[a].reachable for a in self.registering
                       if a in self.router.agents}
         return Snapshot(len(self.calls), waiting, agents, longest, by_queue, registered,
-                        dict(self.trunk_state))
+                        dict(self.trunk_state), devices=dict(self.device_up),
+                        night_switches=dict(self.night_switches))
 
     # -- dispatch ------------------------------------------------------------------------------
     def _dispatch(self, msg: m.Message, now: float) -> None:  # noqa: C901 - one arm per kind
@@ -204,6 +206,8 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions):
             self._registrations(msg.names, now)
         elif isinstance(msg, m.TrunkReachability):
             self.trunk_state[msg.trunk] = msg.up
+        elif isinstance(msg, (m.DeviceState, m.NightSwitchChanged)):
+            self._device_message(msg, now)
         elif isinstance(msg, m.AgentCommand):
             self._agent_command(msg, now)
         elif isinstance(msg, m.FlowReady):

@@ -66,6 +66,22 @@ class TrunkReachability:
 
 
 @dataclass(frozen=True)
+class DeviceState:
+    """A serial device's port opened (again), or failed (unplugged, missing)."""
+
+    device: str
+    up: bool
+
+
+@dataclass(frozen=True)
+class NightSwitchChanged:
+    """A night switch's key, debounced: on (its ``when_on`` override) or off (``when_off``)."""
+
+    device: str
+    on: bool
+
+
+@dataclass(frozen=True)
 class AgentCommand:
     """Log in, log out, pause or unpause an agent (from `ivr agent`, a phone, the console)."""
 
@@ -95,7 +111,8 @@ class Tick:
 
 Message = (RecordingDone | RecordingDisk
            | SipEvent | Dialled | Bridged | PromptReady | LookupResult | Registrations
-           | TrunkReachability | AgentCommand | FlowReady | Tick)
+           | TrunkReachability | AgentCommand | FlowReady | Tick | DeviceState
+           | NightSwitchChanged)
 
 
 # -- effects: out of the driver -----------------------------------------------------------------
