@@ -31,7 +31,7 @@ from ivr.driver import messages as m
 from ivr.driver.core import Core
 from ivr.driver.executor import Executor, Sip
 from ivr.flow import DocumentError, Flow
-from ivr.metrics import Metrics
+from ivr.metrics import Metrics, Snapshot
 from ivr.tickets import TicketBook
 from ivr.watch import FilesState, FileWatcher, files_state, flow_files
 
@@ -487,6 +487,33 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
     return code
 
 
+def start_devices(config: Config, post: Callable[[m.Message], None],
+                  snapshot: Callable[[], Snapshot]) -> list[Any]:
+    """Start a thread per night switch and lamp of ``devices``: they post their news to the
+    inbox; a lamp reads the last published snapshot, never the core itself."""
+    from hw.devices import Lamp, LampInputs, NightSwitch
+
+    def lamp_inputs() -> LampInputs:
+        snap = snapshot()
+        logged_in = sum(n for state, n in snap.agents_by_state.items() if state != "logged_out")
+        return LampInputs(snap.callers_waiting, snap.longest_wait, logged_in,
+                          tuple(sorted(t for t, up in snap.trunks.items() if not up)))
+
+    def up(name: str, is_up: bool) -> None:
+        post(m.DeviceState(name, is_up))
+
+    devices: list[Any] = []
+    for device in config.devices.values():
+        if device.kind == "night_switch":
+            devices.append(NightSwitch(device, lambda name, on: post(
+                m.NightSwitchChanged(name, on)), on_up=up))
+        elif device.kind == "lamp":
+            devices.append(Lamp(device, lamp_inputs, on_up=up))
+    for each in devices:
+        each.start()
+    return devices
+
+
 def _serve(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], Flow],
            loop: Loop,
            prompts: Any, store: Any, lookups: Any, inbox: Inbox, metrics: Metrics,
@@ -541,6 +568,7 @@ def _serve(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str
         poller.start()
     purger = Purger(config)
     purger.start()
+    devices = start_devices(config, inbox.post, metrics.snapshot)
     metrics_url = f"http://{config.metrics}/metrics" if config.metrics else "off"
     flow = loop.core.flow
     others = len(flows) - 1
@@ -560,6 +588,8 @@ def _serve(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str
             poller.stop()
         for monitor in monitors:
             monitor.stop()
+        for device in devices:
+            device.stop()
         log.info("stopping: hanging up %d call(s)", len(core.calls))
         loop.run_effects(core.stop(time.monotonic()))
         end = time.monotonic() + 2.0
