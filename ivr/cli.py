@@ -132,6 +132,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from ivr.config import load_config
     from ivr.doctor import format_report, security_report, worst_level
 
+    if not args.security:
+        from ivr.checkup import exit_status, format_checks, run_checks
+
+        checks = run_checks(args.config, args.timeout)
+        print(format_checks(checks), end="")
+        return exit_status(checks)
     config = _checked(load_config, args.config)
     if config is None:
         return 2
@@ -605,13 +611,20 @@ def build_parser() -> argparse.ArgumentParser:
     agent.set_defaults(func=cmd_agent)
 
     doctor = sub.add_parser(
-        "doctor", help="check the configuration for what an attacker could use",
-        description="With --security: print the attack surface as configured (trunk sources "
-                    "and line caps, what may be dialled and by whom, who may register, open "
-                    "ports, file modes) with a warning or danger for each risk. Exit status 1 "
-                    "if anything is dangerous.")
-    doctor.add_argument("--security", action="store_true", required=True,
-                        help="the security report (the only one so far)")
+        "doctor", help="check the box: configuration, ports, gateways, clock, disk...",
+        description="Without options: one line per check (configuration valid, ports free, "
+                    "gateways answer OPTIONS, clock synchronised, disk free, prompts render, "
+                    "database integrity, edge, serial devices, the SIP stack's security "
+                    "patches) and what to do; exit status 1 if any failed. With --security: "
+                    "print the attack surface as configured (trunk sources and line caps, what "
+                    "may be dialled and by whom, who may register, open ports, file modes) "
+                    "with a warning or danger for each risk; exit status 1 if anything is "
+                    "dangerous.")
+    doctor.add_argument("--security", action="store_true",
+                        help="the security report instead of the checks")
+    doctor.add_argument("--timeout", type=float, default=1.0,
+                        help="seconds to wait for the gateways' OPTIONS answers "
+                             "(default: %(default)s)")
     doctor.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
                         help="appliance configuration (default: %(default)s)")
     doctor.set_defaults(func=cmd_doctor)
