@@ -45,7 +45,16 @@ _STOP = object()
 
 
 def open_url(url: str) -> Any:
-    """The port at *url*, opened with a short read timeout so a device thread stays responsive."""
+    """The port at *url*, opened with a short read timeout so a device thread stays responsive
+    (and a write timeout where the URL's handler has one: rfc2217:// refuses it).
+
+    An rfc2217:// port asks its server for the control lines when they are read
+    (``poll_modem``): else it answers from what the server last sent, even long after the
+    server went away, and an unplugged network adapter would never be noticed."""
+    if url.startswith("rfc2217://"):
+        if "poll_modem" not in url:
+            url += ("&" if "?" in url else "?") + "poll_modem"
+        return serial.serial_for_url(url, timeout=0.2)
     return serial.serial_for_url(url, timeout=0.2, write_timeout=2.0)
 
 
@@ -125,8 +134,8 @@ class SerialDevice:
         while not self._stopping.is_set():
             try:
                 port = self._open_port(self.url)
-            except PORT_ERRORS as exc:
-                self._set_up(False, str(exc))
+            except Exception as exc:  # noqa: BLE001 - a URL handler may raise anything
+                self._set_up(False, str(exc) or type(exc).__name__)
                 self._wait(delay)
                 delay = min(delay * 2, self._backoff[1])
                 continue

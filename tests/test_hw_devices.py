@@ -14,8 +14,9 @@ import serial
 from hw.devices import Lamp, LampInputs, NightSwitch, lamp_reasons
 from hw.serialdev import SerialDevice
 from ivr.config import Device
+from tests.support.rfc2217_adapter import Rfc2217Adapter
 
-WAIT = 5.0
+WAIT = 10.0
 
 
 class Socket:
@@ -143,3 +144,26 @@ def test_a_port_that_never_opens_is_reported_down_once_and_retried() -> None:
         assert ups.empty()
     finally:
         device.stop()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pyserial 3.5 setDaemon
+def test_night_switch_over_rfc2217_survives_the_adapter_going_away() -> None:
+    switches, on_switch = _events()
+    ups, on_up = _events()
+    with Rfc2217Adapter() as adapter:
+        device = Device("night", "night_switch", adapter.url, line="dcd", debounce=0.0)
+        switch = NightSwitch(device, on_switch, on_up=on_up)
+        switch._backoff = (0.05, 0.1)
+        switch.start()
+        try:
+            assert ups.get(timeout=WAIT) == ("night", True)
+            assert switches.get(timeout=WAIT) == ("night", False)
+            adapter.set_line("cd", True)
+            assert switches.get(timeout=WAIT) == ("night", True)
+            adapter.unplug()
+            assert ups.get(timeout=WAIT) == ("night", False)
+            adapter.replug()
+            assert ups.get(timeout=WAIT) == ("night", True)
+            assert switches.get(timeout=WAIT) == ("night", True)
+        finally:
+            switch.stop()
