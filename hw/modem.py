@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import termios
 import time
 from dataclasses import dataclass
 
@@ -110,12 +111,22 @@ class Modem:
                                                write_timeout=self._timeout)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise ModemGone(f"cannot open {self.url}: {exc}") from None
-        self._buffer = b""
         try:
-            return self._setup()
+            return self.attach(self._port)
         except ModemError:
             self.close()
             raise
+
+    def attach(self, port: serial.SerialBase) -> ModemInfo:
+        """Run the dialogue on a port opened elsewhere (a device thread's); the port is the
+        caller's to close."""
+        self._port = port
+        self._buffer = b""
+        return self._setup()
+
+    def detach(self) -> None:
+        """Forget the port without closing it."""
+        self._port = None
 
     def close(self) -> None:
         port, self._port = self._port, None
@@ -191,7 +202,8 @@ class Modem:
             port.flush()
         except serial.SerialTimeoutException:
             raise ModemTimeout(f"modem {self.url}: writing timed out") from None
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
+            # flush() drains with tcdrain, which raises termios.error on an unplugged port
             raise ModemGone(f"modem {self.url}: {exc}") from None
 
     def _read(self) -> bytes:

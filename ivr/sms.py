@@ -6,11 +6,16 @@ switchboard stops. :class:`SmsQueue` opens its own connection to the file; the d
 only ever calls :meth:`SmsQueue.add` (one short insert), everything else happens on the
 sender's thread.
 
-:class:`SmsSender` is the modem's thread: it opens the modem (reopening with backoff when the
-port fails), takes the texts that are due, sends them one at a time and marks each ``sent``,
-or retries it later with exponential backoff. A port that fails mid-message leaves the text
-queued with its attempts unchanged: it goes out after the modem is back. A text the network
-refused :data:`MAX_ATTEMPTS` times ends ``failed``.
+:class:`SmsSender` is the modem's device (:class:`hw.serialdev.SerialDevice`, its own
+thread): each time the port opens it runs the AT dialogue, then sends the texts that are due
+one at a time and marks each ``sent``, or retries it later with exponential backoff. A port
+that fails mid-message leaves the text queued with its attempts unchanged: it goes out after
+the modem is back. A text the network refused :data:`MAX_ATTEMPTS` times ends ``failed``.
+
+:class:`AlertTexts` texts the supervisors when an alert condition starts and when it ends:
+the conditions of monitoring/alerts.yml that the switchboard knows in-process (a gateway not
+answering, call records not written, recording suspended, callers waiting with no agent
+logged in), each after the same hold time as its rule.
 
 :class:`RateLimit` keeps a flow's texts to callers in bounds: at most *per_number* texts to
 one number and *per_day* texts in all in any 24 hours. Time is passed in (tests set it by
@@ -24,13 +29,16 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import serial
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from hw.modem import Modem, ModemError, ModemGone
+from hw.serialdev import OpenPort, SerialDevice, open_url
 from ivr.store import SMS_SCHEMA
 
 log = logging.getLogger("ivr.sms")
@@ -45,6 +53,10 @@ MAX_ATTEMPTS = 8
 REOPEN_FIRST = 1.0
 """Seconds before the sender opens a modem that failed again; doubled up to REOPEN_MAX."""
 REOPEN_MAX = 60.0
+POLL_EVERY = 5.0
+"""Seconds between two looks at the queue and the alert conditions while nothing wakes the
+thread."""
+_WAKE = "wake"
 BUSY_TIMEOUT = 5.0
 
 
@@ -82,8 +94,6 @@ class SmsQueue:
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SMS_SCHEMA)  # a file the call store never opened
-        self.changed = threading.Event()
-        """Set by :meth:`add`: the sender wakes at once."""
 
     def close(self) -> None:
         with self._lock:
@@ -95,7 +105,6 @@ class SmsQueue:
             cur = self._db.execute(
                 "INSERT INTO sms (number, text, purpose, created_at, next_at) "
                 "VALUES (?, ?, ?, ?, ?)", (number, text, purpose, now, now))
-        self.changed.set()
         return int(cur.lastrowid or 0)
 
     def due(self, now: float, limit: int = 20) -> list[Sms]:
@@ -187,104 +196,153 @@ class RateLimit:
         return ""
 
 
-class SmsSender:
-    """The modem's thread: sends what the queue holds, survives unplug and replug.
+@dataclass(frozen=True)
+class AlertInputs:
+    """What the alert conditions look at: the switchboard's state as last published."""
 
-    *on_up* is called with True/False (and the thread's view of it) each time the modem opens
-    or fails, for ``ivr_device_up`` and the log.
+    gateways_down: tuple[str, ...] = ()
+    """Trunks whose gateway does not answer OPTIONS (GatewayUnreachable)."""
+    records_pending: int = 0
+    """Records the store could not write yet (CallRecordsNotWritten)."""
+    recordings_suspended: bool = False
+    """Recording stopped for low disk (CallRecordingSuspended)."""
+    unstaffed_queues: tuple[str, ...] = ()
+    """Queues with callers waiting and no agent logged in (QueueNoAgentLoggedIn)."""
+
+
+HOLD = {"gateway": 120.0, "records": 300.0, "recordings": 60.0, "no_agents": 60.0}
+"""Seconds a condition must last before it is texted: the ``for:`` of the matching rule in
+monitoring/alerts.yml, so the texts and the alert rules agree."""
+
+
+def alert_conditions(inputs: AlertInputs) -> dict[str, str]:
+    """Key -> what a supervisor reads, for each condition that holds now."""
+    found = {f"gateway:{trunk}": f"gateway {trunk} does not answer" for trunk in
+             inputs.gateways_down}
+    if inputs.records_pending:
+        found["records"] = f"call records are not being written ({inputs.records_pending} wait)"
+    if inputs.recordings_suspended:
+        found["recordings"] = "call recording suspended: the disk is nearly full"
+    found |= {f"no_agents:{queue}": f"callers wait in {queue} and no agent is logged in"
+              for queue in inputs.unstaffed_queues}
+    return found
+
+
+class AlertTexts:
+    """Texts the supervisors when an alert condition starts (after it held for its
+    :data:`HOLD` time) and when it ends. *read* returns the current :class:`AlertInputs`;
+    *add* queues a text. :meth:`check` is called with the wall time, on the modem's thread."""
+
+    def __init__(self, read: Callable[[], AlertInputs], numbers: Mapping[str, str],
+                 add: Callable[[str, str, str, float], object], *, site: str = "Centralino",
+                 hold: Mapping[str, float] | None = None) -> None:
+        self._read = read
+        self.numbers = dict(numbers)
+        """Supervisor -> the number their texts go to."""
+        self._add = add
+        self._site = site
+        self._hold = dict(HOLD if hold is None else hold)
+        self._since: dict[str, float] = {}
+        self.announced: dict[str, str] = {}
+        """Conditions texted as started and not yet ended: key -> text."""
+
+    def check(self, now: float) -> list[str]:
+        """Queue the texts due now; returns them (for the log and tests)."""
+        active = alert_conditions(self._read())
+        for key in list(self._since):
+            if key not in active:
+                del self._since[key]
+        texts = []
+        for key, what in active.items():
+            since = self._since.setdefault(key, now)
+            if key not in self.announced and now - since >= self._hold.get(key.split(":")[0],
+                                                                            0.0):
+                self.announced[key] = what
+                texts.append(f"{self._site} ALERT: {what}.")
+        for key in [k for k in self.announced if k not in active]:
+            texts.append(f"{self._site} OK again: {self.announced.pop(key)} - resolved.")
+        for text in texts:
+            log.warning("alert text to the supervisors: %s", text)
+            for number in self.numbers.values():
+                self._add(number, text, "alert", now)
+        return texts
+
+
+class SmsSender(SerialDevice):
+    """The modem's device thread: sends what the queue holds, survives unplug and replug.
+
+    The port is opened and reopened with backoff by :class:`hw.serialdev.SerialDevice`; each
+    time it opens, the AT dialogue runs (:meth:`hw.modem.Modem.attach`). A modem that does not
+    get through the dialogue counts as a port failure: closed, and tried again later. *alerts*,
+    if given, is looked at on each turn and queues its texts to the supervisors.
     """
 
-    def __init__(self, name: str, modem: Modem, queue: SmsQueue, *,
-                 metrics: SmsMetrics | None = None,
-                 on_up: Callable[[bool], None] | None = None,
-                 clock: Callable[[], float] = time.time,
-                 reopen_first: float = REOPEN_FIRST, reopen_max: float = REOPEN_MAX) -> None:
-        self.name = name
-        self.modem = modem
+    kind = "modem"
+
+    def __init__(self, name: str, url: str, queue: SmsQueue, *, modem: Modem | None = None,
+                 metrics: SmsMetrics | None = None, alerts: AlertTexts | None = None,
+                 on_up: Callable[[str, bool], None] | None = None,
+                 open_port: OpenPort = open_url, clock: Callable[[], float] = time.time,
+                 backoff: tuple[float, float] = (REOPEN_FIRST, REOPEN_MAX),
+                 poll_every: float = POLL_EVERY) -> None:
+        super().__init__(name, url, on_up=on_up, open_port=open_port, backoff=backoff)
+        self.modem = modem or Modem(url)
         self.queue = queue
         self._metrics = metrics
-        self._on_up = on_up
-        self._clock = clock
-        self._reopen_first = reopen_first
-        self._reopen_max = reopen_max
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.up = False
+        self._alerts = alerts
+        self._wall = clock
+        self._poll_every = poll_every
         self.sent = threading.Event()
         """Set after each text that went out (tests wait on it)."""
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"modem-{self.name}", daemon=True)
-        self._thread.start()
+    def add(self, number: str, text: str, purpose: str, now: float) -> int:
+        """Queue a text and wake the thread; returns the text's id. Never waits on the port."""
+        sms_id = self.queue.add(number, text, purpose, now)
+        self.send(_WAKE)
+        return sms_id
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self.queue.changed.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self.modem.close()
+    def on_open(self, port: Any) -> None:
+        try:
+            info = self.modem.attach(port)
+        except ModemError as exc:
+            self.modem.detach()
+            raise serial.SerialException(f"modem not ready: {exc}") from None
+        log.info("modem %s: registered (%s)", self.name, info.registration)
 
-    def _set_up(self, up: bool, why: str = "") -> None:
-        if up == self.up:
-            return
-        self.up = up
-        if up:
-            log.info("modem %s: up on %s", self.name, self.modem.url)
-        else:
-            log.warning("modem %s: down (%s); texts stay queued", self.name, why)
-        if self._on_up is not None:
-            self._on_up(up)
+    def on_close(self) -> None:
+        self.modem.detach()
 
-    def _run(self) -> None:
-        delay = self._reopen_first
-        while not self._stop.is_set():
-            if not self.modem.is_open:
-                try:
-                    info = self.modem.open()
-                except ModemError as exc:
-                    self._set_up(False, str(exc))
-                    self._stop.wait(delay)
-                    delay = min(self._reopen_max, delay * 2)
-                    continue
-                delay = self._reopen_first
-                log.info("modem %s: registered (%s)", self.name, info.registration)
-                self._set_up(True)
-            self._publish()
-            self._send_due()
-            self._wait()
-
-    def _wait(self) -> None:
-        if not self.modem.is_open:
-            return
+    def poll(self, port: Any) -> float:
+        if self._alerts is not None:
+            self._alerts.check(self._wall())
+        self._send_due()
         due = self.queue.next_due()
-        wait = 60.0 if due is None else max(0.0, due - self._clock())
-        if wait > 0:
-            self.queue.changed.wait(min(wait, 60.0))
-        self.queue.changed.clear()
+        wait = self._poll_every if due is None else due - self._wall()
+        return max(0.0, min(wait, self._poll_every))
+
+    def on_command(self, port: Any, command: object) -> None:
+        self._send_due()
 
     def _publish(self) -> None:
         if self._metrics is not None:
             self._metrics.queued.set(self.queue.queued_count())
 
     def _send_due(self) -> None:
-        for sms in self.queue.due(self._clock()):
-            if self._stop.is_set():
-                return
+        self._publish()
+        for sms in self.queue.due(self._wall()):
             try:
                 reference = self.modem.send(sms.number, sms.text)
             except ModemGone as exc:
                 # the text stays queued as it was: it goes out when the modem is back
-                self.modem.close()
-                self._set_up(False, str(exc))
-                return
+                raise serial.SerialException(str(exc)) from None
             except ModemError as exc:
-                given_up = self.queue.failed(sms, self._clock(), str(exc))
+                given_up = self.queue.failed(sms, self._wall(), str(exc))
                 self._count("failed" if given_up else "error")
                 log.warning("modem %s: text %d to %s %s: %s", self.name, sms.id,
                             _masked(sms.number), "given up" if given_up else "will be retried",
                             exc)
                 continue
-            self.queue.sent(sms.id, self._clock(), reference)
+            self.queue.sent(sms.id, self._wall(), reference)
             self._count("sent")
             log.info("modem %s: text %d (%s) sent to %s", self.name, sms.id, sms.purpose,
                      _masked(sms.number))
@@ -301,4 +359,5 @@ def _masked(number: str) -> str:
     return "…" + number[-3:] if len(number) > 3 else number
 
 
-__all__ = ["MAX_ATTEMPTS", "RateLimit", "Sms", "SmsMetrics", "SmsQueue", "SmsSender"]
+__all__ = ["HOLD", "MAX_ATTEMPTS", "AlertInputs", "AlertTexts", "RateLimit", "Sms", "SmsMetrics",
+           "SmsQueue", "SmsSender", "alert_conditions"]

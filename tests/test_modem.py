@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import select
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from hw.modem import AtError, Modem, ModemGone, ModemTimeout, at_quote, sms_text
-from ivr.sms import RateLimit, SmsMetrics, SmsQueue, SmsSender
+from ivr.sms import AlertInputs, AlertTexts, RateLimit, SmsMetrics, SmsQueue, SmsSender
 
 WAIT = 10.0
 
@@ -242,14 +243,14 @@ def test_unplugged_mid_message_the_text_stays_queued_and_goes_after_replug(link:
     ups: list[bool] = []
     changed = threading.Condition()
 
-    def on_up(up: bool) -> None:
+    def on_up(name: str, up: bool) -> None:
         with changed:
             ups.append(up)
             changed.notify_all()
 
-    sender = SmsSender("gsm", modem_on(link), queue, metrics=SmsMetrics(registry), on_up=on_up,
-                       reopen_first=0.05, reopen_max=0.2)
-    sms_id = queue.add("+39333", "gateway unreachable", "alert", now=0.0)
+    sender = SmsSender("gsm", str(link), queue, modem=modem_on(link),
+                       metrics=SmsMetrics(registry), on_up=on_up, backoff=(0.05, 0.2))
+    sms_id = sender.add("+39333", "gateway unreachable", "alert", now=0.0)
     sender.start()
     try:
         assert fake.unplugged.wait(WAIT)
@@ -277,9 +278,10 @@ def test_a_refused_text_is_retried_later_not_lost(link: Path) -> None:
     fake = FakeModem(link, refuse=2)
     queue = SmsQueue(link.parent / "calls.db", retry_first=0.05, retry_max=0.1)
     registry = CollectorRegistry()
-    sender = SmsSender("gsm", modem_on(link), queue, metrics=SmsMetrics(registry))
-    sms_id = queue.add("+39333", "hello", "alert", now=0.0)
+    sender = SmsSender("gsm", str(link), queue, modem=modem_on(link),
+                       metrics=SmsMetrics(registry))
     sender.start()
+    sms_id = sender.add("+39333", "hello", "alert", now=time.time())
     try:
         assert fake.got_text.wait(WAIT)
         assert sender.sent.wait(WAIT)
@@ -290,3 +292,71 @@ def test_a_refused_text_is_retried_later_not_lost(link: Path) -> None:
     assert registry.get_sample_value("ivr_sms_total", {"result": "error"}) == 2
     assert registry.get_sample_value("ivr_sms_total", {"result": "sent"}) == 1
     queue.close()
+
+
+def test_a_modem_that_will_not_register_is_closed_and_tried_again(link: Path) -> None:
+    fake = FakeModem(link, pin="1234")  # and we have no PIN
+    ups: list[bool] = []
+    down = threading.Event()
+
+    def on_up(name: str, up: bool) -> None:
+        ups.append(up)
+        if not up:
+            down.set()
+
+    queue = SmsQueue(link.parent / "calls.db")
+    sender = SmsSender("gsm", str(link), queue, modem=modem_on(link), on_up=on_up,
+                       backoff=(0.05, 0.1))
+    sender.start()
+    try:
+        assert down.wait(WAIT)
+    finally:
+        sender.stop()
+        fake.stop()
+    assert ups[:2] == [True, False]
+    queue.close()
+
+
+class Published:
+    def __init__(self) -> None:
+        self.inputs = AlertInputs()
+
+    def __call__(self) -> AlertInputs:
+        return self.inputs
+
+
+def test_alerts_text_every_supervisor_when_a_condition_starts_and_ends() -> None:
+    state = Published()
+    queued: list[tuple[str, str, str, float]] = []
+    alerts = AlertTexts(state, {"laura": "+39111", "marco": "+39222"},
+                        lambda *text: queued.append(text), site="Rossi srl")
+    assert alerts.check(0.0) == []
+    state.inputs = AlertInputs(gateways_down=("fxo",), records_pending=3)
+    assert alerts.check(10.0) == []
+    assert alerts.check(129.0) == []  # GatewayUnreachable holds for 2 minutes
+    assert alerts.check(130.0) == ["Rossi srl ALERT: gateway fxo does not answer."]
+    assert [(n, p) for n, _, p, _ in queued] == [("+39111", "alert"), ("+39222", "alert")]
+    state.inputs = AlertInputs(records_pending=3)
+    assert alerts.check(140.0) == ["Rossi srl OK again: gateway fxo does not answer - "
+                                   "resolved."]
+    assert alerts.check(309.0) == []
+    assert alerts.check(310.0) == ["Rossi srl ALERT: call records are not being written "
+                                   "(3 wait)."]
+    state.inputs = AlertInputs()
+    assert len(alerts.check(311.0)) == 1
+    assert alerts.announced == {}
+
+
+def test_a_condition_that_clears_before_its_hold_time_sends_nothing() -> None:
+    state = Published()
+    queued: list[object] = []
+    alerts = AlertTexts(state, {"laura": "+39111"}, lambda *text: queued.append(text))
+    state.inputs = AlertInputs(recordings_suspended=True, unstaffed_queues=("support",))
+    assert alerts.check(0.0) == []
+    state.inputs = AlertInputs()
+    assert alerts.check(59.0) == []
+    state.inputs = AlertInputs(recordings_suspended=True)
+    assert alerts.check(60.0) == []  # it started again at 60: held 0 s
+    assert alerts.check(120.0) == ["Centralino ALERT: call recording suspended: the disk is "
+                                   "nearly full."]
+    assert len(queued) == 1
