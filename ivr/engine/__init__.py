@@ -21,6 +21,7 @@ from ivr.engine.session import (
     QueueLeft,
     RecordingFinished,
     RequestCallback,
+    SendSms,
     SetOverrideState,
     StartRecording,
     StopPlayback,
@@ -35,6 +36,6 @@ __all__ = [
     "ANNOUNCE_PROMPT", "CALLBACK_PROMPT", "Action", "Answer", "CallSession", "CallbackRefused",
     "DigitPressed", "Enqueue", "Event", "HangupCall", "HttpLookup", "LeaveQueueRequest",
     "LookupFinished", "PathStep", "PlayPrompt", "PlaybackFinished", "PromptPiece", "QueueLeft",
-    "RecordingFinished", "RequestCallback", "SetOverrideState", "StartRecording", "StopPlayback",
-    "TimerFired", "TransferCall", "TransferFinished", "fill", "resolve",
+    "RecordingFinished", "RequestCallback", "SendSms", "SetOverrideState", "StartRecording",
+    "StopPlayback", "TimerFired", "TransferCall", "TransferFinished", "fill", "resolve",
 ]

@@ -41,6 +41,7 @@ from ivr.flow.model import (
     Return,
     Say,
     SetOverride,
+    Sms,
     Subflow,
     Transfer,
     Voicemail,
@@ -197,9 +198,16 @@ class SetOverrideState:
     state: str
 
 
+@dataclass(frozen=True)
+class SendSms:
+    """Text the number that called; the driver applies the rate limits and queues it."""
+
+    text: str
+
+
 Action = (Answer | PlayPrompt | StopPlayback | Enqueue | HangupCall | HttpLookup
           | StartRecording | TransferCall | SetOverrideState | LeaveQueueRequest
-          | RequestCallback | CallbackRefused)
+          | RequestCallback | CallbackRefused | SendSms)
 
 
 @dataclass
@@ -461,6 +469,8 @@ class CallSession:
         if isinstance(node, SetOverride):
             self._set_overrides[node.override] = node.state  # seen by this call at once
             return [SetOverrideState(node.override, node.state), *go(node.next)]
+        if isinstance(node, Sms):
+            return [SendSms(fill(node.text, self.variables)), *go(node.next)]
         if isinstance(node, Language):
             self._set_language(node.language)
             return go(node.next)
@@ -808,6 +818,7 @@ __all__ = [
     "ANNOUNCE_PROMPT", "CALLBACK_PROMPT", "Action", "Answer", "CallSession", "CallbackRefused",
     "DigitPressed", "Enqueue", "Event", "HangupCall", "HttpLookup", "LeaveQueueRequest",
     "LookupFinished", "PathStep", "PlayPrompt", "PlaybackFinished", "PromptPiece", "QueueLeft",
-    "RecordingFinished", "RequestCallback", "SetOverrideState", "StartRecording", "StopPlayback",
-    "TimerFired", "TransferCall", "TransferFinished", "fill", "hours_state", "resolve",
+    "RecordingFinished", "RequestCallback", "SendSms", "SetOverrideState", "StartRecording",
+    "StopPlayback", "TimerFired", "TransferCall", "TransferFinished", "fill", "hours_state",
+    "resolve",
 ]

@@ -20,6 +20,7 @@ from ivr.flow.model import (
     Return,
     Say,
     SetOverride,
+    Sms,
     Subflow,
     Transfer,
     Voicemail,
@@ -28,5 +29,5 @@ from ivr.yamlsrc import DocumentError, Problem
 
 __all__ = ["Branch", "Collect", "DocumentError", "File", "Flow", "Goto", "Hangup", "Hours",
            "Language", "Lookup", "Menu", "MenuOption", "Node", "Play", "Problem", "Prompt",
-           "Queue", "Return", "Say", "SetOverride", "Subflow", "Transfer", "Voicemail",
+           "Queue", "Return", "Say", "SetOverride", "Sms", "Subflow", "Transfer", "Voicemail",
            "load_flow"]

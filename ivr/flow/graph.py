@@ -31,6 +31,7 @@ from ivr.flow.model import (
     Queue,
     Say,
     SetOverride,
+    Sms,
     Subflow,
     Transfer,
 )
@@ -50,6 +51,7 @@ SHAPES: dict[str, str] = {
     "branch": "diamond",
     "hours": "hexagon",
     "set_override": "component",
+    "sms": "note",
     "language": "tab",
     "lookup": "box3d",
     "queue": "cylinder",
@@ -128,6 +130,8 @@ def _detail(node: Node, flow: Flow) -> str:
         return node.timezone + (f", override {node.override}" if node.override else "")
     if isinstance(node, Lookup):
         return _cut(node.url)
+    if isinstance(node, Sms):
+        return _cut(node.text)
     return ""
 
 

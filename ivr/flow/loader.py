@@ -37,6 +37,7 @@ from ivr.flow.model import (
     Return,
     Say,
     SetOverride,
+    Sms,
     Subflow,
     Transfer,
     Voicemail,
@@ -533,6 +534,17 @@ class _Builder:
         if override is None or state is None or nxt is None:
             return None
         return SetOverride(name, line, override, state, nxt)
+
+    def _node_sms(self, name: str, line: int, f: dict[str, Cursor]) -> Node | None:
+        text = self._text(f, "text")
+        if text is not None:
+            if not text.strip():
+                f["text"].error("an sms node needs some text")
+            self._note_variables(f["text"], text)
+        nxt = self._ref(f, "next")
+        if text is None or nxt is None:
+            return None
+        return Sms(name, line, text, nxt)
 
     def _node_language(self, name: str, line: int, f: dict[str, Cursor]) -> Node | None:
         language = self._language_value(f["language"])

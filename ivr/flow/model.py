@@ -261,6 +261,20 @@ class SetOverride(Node):
 
 
 @dataclass(frozen=True)
+class Sms(Node):
+    """Texts the number that called (nobody else), then goes on at once."""
+
+    text: str
+    """May name variables: ``"Your ticket is {ticket}"``."""
+    next: str
+
+    kind = "sms"
+
+    def exits(self) -> Iterator[tuple[str, str]]:
+        yield "", self.next
+
+
+@dataclass(frozen=True)
 class Language(Node):
     language: str
     next: str

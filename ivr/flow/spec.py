@@ -90,6 +90,13 @@ NODES: dict[str, tuple[str, tuple[Key, ...]]] = {
         _k("state", "choice:open|closed|auto", "New state.", True),
         _k("next", "node", "Node after switching.", True),
     )),
+    "sms": ("Texts the caller's number through the modem (a callback confirmation, the ticket "
+            "number), then goes on at once; only the number that called, within the modem's "
+            "rate limits (ivr.yaml devices); a withheld number gets nothing.", (
+        _k("text", "text", "The text; may name variables, e.g. 'Your ticket is {ticket}'.",
+           True),
+        _k("next", "node", "Node after queueing the text (sent or not).", True),
+    )),
     "language": ("Sets the language for the rest of the call.", (
         _k("language", "language", "One of the flow's languages.", True),
         _k("next", "node", "Node after.", True),
