@@ -394,6 +394,30 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hw(args: argparse.Namespace) -> int:
+    from hw.tools import exercise, format_ports, present_ports
+    from ivr.config import Device, load_config
+
+    devices: dict[str, Device] = {}
+    if args.action == "test" or Path(args.config).exists():
+        config = _checked(load_config, args.config)
+        if config is None:
+            return 2
+        devices = config.devices
+    if args.action == "list":
+        print(format_ports(present_ports(), devices), end="")
+        return 0
+    if not args.name or args.name not in devices:
+        from ivr.yamlsrc import did_you_mean
+
+        known = ", ".join(sorted(devices)) or "none"
+        what = (f"no device '{args.name}' in {args.config}.{did_you_mean(args.name, devices)}"
+                if args.name else f"name a device of {args.config}.")
+        print(f"ivr hw test: {what} (devices: {known})", file=sys.stderr)
+        return 2
+    return exercise(devices[args.name], sys.stdout)
+
+
 def _store_and_recordings(args: argparse.Namespace) -> tuple[Path, Path | None, int] | None:
     """The call record file, voicemail folder and retention days from --store or --config."""
     if getattr(args, "store", None) is not None:
@@ -628,6 +652,18 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
                         help="appliance configuration (default: %(default)s)")
     doctor.set_defaults(func=cmd_doctor)
+
+    hw = sub.add_parser(
+        "hw", help="serial devices: list the ports, test a device",
+        description="list: the serial ports present, with their USB ids and stable "
+                    "/dev/serial/by-id names, and the devices of ivr.yaml on them. test NAME: "
+                    "read a night switch's key, blink a lamp, send a modem's test SMS. Stop "
+                    "the switchboard first if it holds the port.")
+    hw.add_argument("action", choices=("list", "test"))
+    hw.add_argument("name", nargs="?", help="test: the device's name in ivr.yaml")
+    hw.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
+                    help="appliance configuration (default: %(default)s)")
+    hw.set_defaults(func=cmd_hw)
 
     report = sub.add_parser(
         "report", help="service level, ASA, abandonment, FCR... from the call records",
