@@ -112,11 +112,12 @@ def lamp_reasons(device: Device, inputs: LampInputs) -> list[str]:
 
 
 class Lamp(SerialDevice):
-    """Drives an output line from its rules (:func:`lamp_reasons`) on what *read* returns."""
+    """Drives an output line from its rules (:func:`lamp_reasons`) on what *read* returns
+    (None: nothing known yet)."""
 
     kind = "lamp"
 
-    def __init__(self, device: Device, read: Callable[[], LampInputs], *,
+    def __init__(self, device: Device, read: Callable[[], LampInputs | None], *,
                  on_up: Callable[[str, bool], None] | None = None,
                  on_lamp: Callable[[str, bool], None] | None = None,
                  open_port: OpenPort = open_url, poll_every: float = POLL_LAMP):
@@ -131,7 +132,10 @@ class Lamp(SerialDevice):
         self.lit = None  # a replugged adapter starts with its lines in any state: set it again
 
     def poll(self, port: Any) -> float:
-        reasons = lamp_reasons(self.device, self._read())
+        inputs = self._read()
+        if inputs is None:
+            return self._poll_every  # no state published yet: the line stays as it is
+        reasons = lamp_reasons(self.device, inputs)
         on = bool(reasons)
         if on != self.lit:
             set_line(port, self.device.line, on)

@@ -1,5 +1,5 @@
 """End to end: a night switch on a serial adapter's DCD line closes the office for the calls
-that follow, and opening it again reopens it.
+that follow, and opening it again reopens it; a lamp on DTR lights while no agent is logged in.
 
 The adapter is a network serial server (RFC 2217) the test runs, whose DCD line the test sets as
 a key on the front of the box would; the switchboard opens it by its rfc2217:// URL exactly as it
@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 
+from ivr.cli import main
 from tests.e2e import (
     Switchboard,
     free_tcp_port,
     free_udp_port,
     peer,
     require_sip_stack,
+    wait_until,
 )
 from tests.support.rfc2217_adapter import Rfc2217Adapter
 
@@ -81,3 +83,26 @@ devices:
     text = board.log_path.read_text()
     assert "Traceback" not in text, board.log_tail()
     assert re.search(r"device night \(night_switch\) is down at rfc2217://", text)
+
+
+def test_the_lamp_lights_while_no_agent_is_logged_in(tmp_path: Path) -> None:
+    require_sip_stack()
+    with Rfc2217Adapter() as adapter:
+        devices = f"""
+devices:
+  lamp: {{kind: lamp, url: "{adapter.url}", line: dtr, no_agents: true}}
+"""
+        board = Switchboard(tmp_path, free_udp_port(), free_tcp_port(),
+                            agents={"anna": free_udp_port()}, extra_config=devices).start()
+        config = str(tmp_path / "ivr.yaml")
+        try:
+            board.wait_for_metric("ivr_device_up", {"device": "lamp"}, value=1)
+            wait_until(lambda: adapter.outputs.get("dtr") is False or None, "lamp off")
+            assert main(["agent", "logout", "anna", "--config", config]) == 0
+            board.wait_for_log("lamp lamp on: no agent logged in")
+            wait_until(lambda: adapter.outputs.get("dtr") is True or None, "lamp on")
+            assert main(["agent", "login", "anna", "--config", config]) == 0
+            board.wait_for_log("lamp lamp off")
+            wait_until(lambda: adapter.outputs.get("dtr") is False or None, "lamp off again")
+        finally:
+            assert board.stop() == 0, board.log_tail()

@@ -493,8 +493,10 @@ def start_devices(config: Config, post: Callable[[m.Message], None],
     inbox; a lamp reads the last published snapshot, never the core itself."""
     from hw.devices import Lamp, LampInputs, NightSwitch
 
-    def lamp_inputs() -> LampInputs:
+    def lamp_inputs() -> LampInputs | None:
         snap = snapshot()
+        if config.agents and not snap.agents_by_state:
+            return None  # the loop has not published yet (its snapshots count every agent)
         logged_in = sum(n for state, n in snap.agents_by_state.items() if state != "logged_out")
         return LampInputs(snap.callers_waiting, snap.longest_wait, logged_in,
                           tuple(sorted(t for t, up in snap.trunks.items() if not up)))
