@@ -137,6 +137,8 @@ class Supervisor:
     queues: tuple[str, ...]
     announce: bool = False
     """The agent hears a short tone when this supervisor joins."""
+    sms: str = ""
+    """Mobile number the modem texts alerts to ('' none)."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,12 @@ class Device:
     """Lamp: on while a gateway does not answer OPTIONS."""
     queues: tuple[str, ...] = ()
     """Lamp: the queues its rules look at; empty: all."""
+    pin: str = field(default="", repr=False)
+    """Modem: the SIM's PIN ('' if it asks none), from ``pin`` or ``pin_file``; never logged."""
+    texts_per_number: int = 3
+    """Modem: a flow's texts to one caller in 24 hours at most."""
+    texts_per_day: int = 100
+    """Modem: a flow's texts in all in 24 hours at most."""
 
 
 def _device(name: str, d: dict[str, Any]) -> Device:
@@ -263,7 +271,21 @@ def _device(name: str, d: dict[str, Any]) -> Device:
     return Device(name, d["kind"], d["url"], **given,
                   debounce=float(d.get("debounce", 0.3)),
                   longest_wait=float(d.get("longest_wait", 0.0)),
-                  queues=tuple(d.get("queues") or ()))
+                  queues=tuple(d.get("queues") or ()), pin=_device_pin(d),
+                  texts_per_number=int(d.get("texts_per_number", 3)),
+                  texts_per_day=int(d.get("texts_per_day", 100)))
+
+
+def _device_pin(d: dict[str, Any]) -> str:
+    """A modem's PIN: ``pin``, or the first line of ``pin_file`` (a path resolved already)."""
+    if d.get("pin"):
+        return str(d["pin"])
+    if d.get("pin_file"):
+        try:
+            return Path(d["pin_file"]).read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""  # the check of the file names the problem
+    return ""
 
 
 @dataclass(frozen=True)
@@ -523,7 +545,8 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         recording_min_free_mb=top["recording_min_free_mb"],
         queue_numbers={number: name for name, q in (top.get("queues") or {}).items()
                        if (number := normalise(q.get("number") or ""))},
-        supervisors={name: Supervisor(name, v["uri"], tuple(v["queues"]), v["announce"])
+        supervisors={name: Supervisor(name, v["uri"], tuple(v["queues"]), v["announce"],
+                                      v.get("sms") or "")
                      for name, v in (top.get("supervisors") or {}).items()},
         devices={name: _device(name, d) for name, d in (top.get("devices") or {}).items()})
 

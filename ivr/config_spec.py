@@ -454,6 +454,10 @@ _SUPERVISOR = Section("A supervisor, who may listen to, whisper in or join the c
     Key("password", Value("text", "Password the supervisor's phone registers with at the SIP "
                                   "edge (with an 'edge' section; uri: sip:NAME@the edge), as "
                                   "an agent's does; or in the file of edge.secrets.")),
+    Key("sms", Value("text", "Mobile number the modem texts alerts to (when an alert "
+                             "condition starts and ends), in E.164.", pattern=r"^\+[0-9]{6,15}$",
+                     message="'{value}' is not a mobile number in E.164 such as +393331234567",
+                     example="+393331234567")),
 ))
 
 _DISPOSITION = Section("An outcome of a call, keyed by the agent.", (
@@ -513,7 +517,7 @@ _ROUTE_KEY = r"^(default|[0-9*#+() .-]{1,64})$"
 _DEVICE_KEYS = {
     "night_switch": ("line", "override", "when_on", "when_off", "debounce"),
     "lamp": ("line", "callers_waiting", "longest_wait", "no_agents", "gateway_down", "queues"),
-    "modem": (),
+    "modem": ("pin", "pin_file", "texts_per_number", "texts_per_day"),
 }
 """Keys of a device that only some kinds take (the others every kind takes)."""
 _DEVICE_LINES = {"night_switch": ("cts", "dsr", "dcd"), "lamp": ("rts", "dtr")}
@@ -567,6 +571,17 @@ _DEVICE = Section("A serial device, on a port given as a pyserial URL.", (
     Key("gateway_down", Value("boolean", "lamp: on while a gateway does not answer OPTIONS.")),
     Key("queues", ListOf("lamp: the queues its rules look at (default: all).",
                          Value("ref", "A queue name from 'queues'.", ref="queues"))),
+    Key("pin", Value("text", "modem: the SIM's PIN, if it asks for one (better: pin_file).",
+                     pattern=r"^[0-9]{4,8}$", message="a PIN is 4 to 8 digits")),
+    Key("pin_file", Value("path", "modem: a file holding the SIM's PIN (readable by the "
+                                  "switchboard only), e.g. /etc/centralino/sim.pin.",
+                          must_exist="PIN file '{name}' does not exist")),
+    Key("texts_per_number", Value("integer", "modem: texts a flow's sms nodes send one caller "
+                                             "in 24 hours at most (default: 3).", minimum=1,
+                                  maximum=100)),
+    Key("texts_per_day", Value("integer", "modem: texts the flows' sms nodes send in all in 24 "
+                                          "hours at most (default: 100); alerts to supervisors "
+                                          "are not counted.", minimum=1, maximum=100000)),
     Key("description", Value("text", "A note for technicians.")),
 ), rule=_device_keys)
 
