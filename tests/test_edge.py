@@ -86,8 +86,8 @@ def test_log_lines_carry_no_credentials() -> None:
     cfg = kamailio_config(settings(agent_sources=("192.0.2.0/24",)))
     xlogs = [line for line in cfg.splitlines() if "xlog(" in line]
     assert len(xlogs) >= 8
-    allowed = {"$rm", "$si", "$sp", "$ci", "$rU", "$ru", "$tU", "$fU", "$var(saved)", "$var(why)",
-               "$var(bad)", "$var(more)", "$shtrecord(key)"}
+    allowed = {"$rm", "$si", "$sp", "$ci", "$rU", "$ru", "$tU", "$var(who)", "$var(saved)",
+               "$var(why)", "$var(bad)", "$var(more)", "$shtrecord(key)"}
     for line in xlogs:
         # only these: never $au, $adu, $hdr(Authorization), $mb, $sht(agents=>...)
         assert set(re.findall(r"\$[A-Za-z]+(?:\([^)]*\))?", line)) <= allowed, line

@@ -122,6 +122,8 @@ def test_the_supervisors_ha1_is_loaded_and_never_the_password() -> None:
     cfg = _config()
     ha1 = hashlib.md5(b"laura:centralino:velvet harbor lamp").hexdigest()
     assert f'$sht(agents=>laura) = "{ha1}";' in cfg
+    assert "$sht(supervisors=>laura) = 1;" in cfg  # her log lines say "supervisor laura"
+    assert "$sht(supervisors=>anna)" not in cfg
     assert "velvet harbor lamp" not in cfg
 
 
@@ -132,6 +134,9 @@ def test_a_phones_call_is_authenticated_then_goes_to_the_switchboard() -> None:
     # the switchboard's and the trunks' INVITEs first; anyone else must be a user's phone
     assert invite.index("route(TO_AGENT);") < invite.index("route(TO_IVR);") \
         < invite.index("route(FROM_PHONE);")
+    # only feature codes, addressed to the edge: no call out through it
+    assert 'if (uri == myself && $rU =~ "^[*][0-9A-Za-z._-]{1,72}$") {\n' \
+           '            route(FROM_PHONE);' in invite
     phone = cfg[cfg.index("route[FROM_PHONE] {"):cfg.index("route[AUTH] {")]
     # the From user logs in (pv_auth_check with checks 1: the auth user is the From user)
     assert phone.index("$var(user) = $fU;\n    route(AUTH);") < phone.index("route(CONTACT);")

@@ -124,6 +124,8 @@ def kamailio_config(settings: EdgeSettings, source: str = "") -> str:
         f'    }}\n    ' if s.agent_networks else "")
     agents_init = "".join(f"    $sht(agents=>{name}) = {_quote(s.ha1(name))};\n"
                           for name in sorted(s.users))
+    agents_init += "".join(f"    $sht(supervisors=>{name}) = 1;\n"
+                           for name in sorted(s.supervisors))
     if agents_init:  # an empty route is a syntax error
         agents_init = ("\n# The users' digest HA1 (agents and supervisors), loaded as the "
                        "htable module starts.\n"
