@@ -25,6 +25,7 @@ hand).
 from __future__ import annotations
 
 import logging
+import queue as queue_module
 import sqlite3
 import threading
 import time
@@ -273,14 +274,13 @@ class SmsSender(SerialDevice):
 
     The port is opened and reopened with backoff by :class:`hw.serialdev.SerialDevice`; each
     time it opens, the AT dialogue runs (:meth:`hw.modem.Modem.attach`). A modem that does not
-    get through the dialogue counts as a port failure: closed, and tried again later. *alerts*,
-    if given, is looked at on each turn and queues its texts to the supervisors.
+    get through the dialogue counts as a port failure: closed, and tried again later.
     """
 
     kind = "modem"
 
     def __init__(self, name: str, url: str, queue: SmsQueue, *, modem: Modem | None = None,
-                 metrics: SmsMetrics | None = None, alerts: AlertTexts | None = None,
+                 metrics: SmsMetrics | None = None,
                  on_up: Callable[[str, bool], None] | None = None,
                  open_port: OpenPort = open_url, clock: Callable[[], float] = time.time,
                  backoff: tuple[float, float] = (REOPEN_FIRST, REOPEN_MAX),
@@ -289,17 +289,21 @@ class SmsSender(SerialDevice):
         self.modem = modem or Modem(url)
         self.queue = queue
         self._metrics = metrics
-        self._alerts = alerts
         self._wall = clock
         self._poll_every = poll_every
         self.sent = threading.Event()
         """Set after each text that went out (tests wait on it)."""
 
     def add(self, number: str, text: str, purpose: str, now: float) -> int:
-        """Queue a text and wake the thread; returns the text's id. Never waits on the port."""
+        """Queue a text and wake the thread; returns the text's id. Never waits on the port
+        (it does write the row: the driver's loop uses :class:`SmsOutbox` instead)."""
         sms_id = self.queue.add(number, text, purpose, now)
-        self.send(_WAKE)
+        self.wake()
         return sms_id
+
+    def wake(self) -> None:
+        """Look at the queue now (a text was added)."""
+        self.send(_WAKE)
 
     def on_open(self, port: Any) -> None:
         try:
@@ -313,8 +317,6 @@ class SmsSender(SerialDevice):
         self.modem.detach()
 
     def poll(self, port: Any) -> float:
-        if self._alerts is not None:
-            self._alerts.check(self._wall())
         self._send_due()
         due = self.queue.next_due()
         wait = self._poll_every if due is None else due - self._wall()
@@ -354,10 +356,113 @@ class SmsSender(SerialDevice):
             self._metrics.total.labels(result).inc()
 
 
+@dataclass(frozen=True)
+class _Offer:
+    number: str
+    text: str
+    purpose: str
+    at: float
+
+
+class SmsOutbox:
+    """Where the switchboard's texts go in: a thread of its own writes them to the queue
+    (the driver's loop never waits on SQLite) and wakes the modem; it also looks at the
+    *alerts* every *check_every* seconds, whether the modem is plugged in or not.
+
+    :meth:`offer` (the loop's) applies the caller rate limit; texts to supervisors are not
+    limited. Without a *sender* (no modem configured) texts are still queued, and go out when
+    a modem is added.
+    """
+
+    def __init__(self, queue: SmsQueue, *, sender: SmsSender | None = None,
+                 alerts: AlertTexts | None = None, limit: RateLimit | None = None,
+                 clock: Callable[[], float] = time.time, check_every: float = 5.0) -> None:
+        self.queue = queue
+        self.sender = sender
+        self.alerts = alerts
+        self.limit = limit or RateLimit(3, 100)
+        self.limit.seed(queue.recent("caller", clock() - DAY))
+        self._clock = clock
+        self._check_every = check_every
+        self._offers: queue_module.Queue[_Offer | None] = queue_module.Queue()
+        self._thread: threading.Thread | None = None
+        self.written = threading.Event()
+        """Set after each text written to the queue (tests wait on it)."""
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sms-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._offers.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._write_waiting()  # what came after the thread stopped
+
+    def offer(self, number: str, text: str, now: float) -> str:
+        """A flow's text to its caller: '' if queued, else why not (``withheld``,
+        ``per_number``, ``per_day``). Returns at once."""
+        if not number or not any(c.isdigit() for c in number):
+            return "withheld"
+        refused = self.limit.allow(number, now)
+        if not refused:
+            self._offers.put(_Offer(number, text, "caller", now))
+        return refused
+
+    def _run(self) -> None:
+        next_check = 0.0
+        while True:
+            wait = max(0.0, next_check - self._clock())
+            try:
+                offer = self._offers.get(timeout=wait)
+            except queue_module.Empty:
+                offer = _Offer("", "", "", 0.0)
+            if offer is None:
+                return
+            if offer.number:
+                self._write(offer)
+            if self._clock() >= next_check:
+                next_check = self._clock() + self._check_every
+                if self.alerts is not None:
+                    self.alerts.check(self._clock())
+
+    def add_alert(self, number: str, text: str, purpose: str, now: float) -> None:
+        """For :class:`AlertTexts` (called on this thread)."""
+        self._write(_Offer(number, text, purpose, now))
+
+    def _write(self, offer: _Offer, tries: int = 1000) -> None:
+        delay = 0.1
+        for left in range(tries - 1, -1, -1):
+            try:
+                self.queue.add(offer.number, offer.text, offer.purpose, offer.at)
+                break
+            except sqlite3.Error as exc:
+                if not left:
+                    log.error("text to %s lost: the queue cannot be written: %s",
+                              _masked(offer.number), exc)
+                    return
+                log.warning("text to %s not queued yet: %s; trying again", _masked(offer.number),
+                            exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.written.set()
+        if self.sender is not None:
+            self.sender.wake()
+
+    def _write_waiting(self) -> None:
+        while True:
+            try:
+                offer = self._offers.get_nowait()
+            except queue_module.Empty:
+                return
+            if offer is not None and offer.number:
+                self._write(offer, tries=3)
+
+
 def _masked(number: str) -> str:
     """A number for the log: its last three digits only (callers' numbers are personal)."""
     return "…" + number[-3:] if len(number) > 3 else number
 
 
 __all__ = ["HOLD", "MAX_ATTEMPTS", "AlertInputs", "AlertTexts", "RateLimit", "Sms", "SmsMetrics",
-           "SmsQueue", "SmsSender", "alert_conditions"]
+           "SmsOutbox", "SmsQueue", "SmsSender", "alert_conditions"]

@@ -14,7 +14,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from hw.modem import AtError, Modem, ModemGone, ModemTimeout, at_quote, sms_text
-from ivr.sms import AlertInputs, AlertTexts, RateLimit, SmsMetrics, SmsQueue, SmsSender
+from ivr.sms import (
+    AlertInputs,
+    AlertTexts,
+    RateLimit,
+    SmsMetrics,
+    SmsOutbox,
+    SmsQueue,
+    SmsSender,
+)
 
 WAIT = 10.0
 
@@ -360,3 +368,35 @@ def test_a_condition_that_clears_before_its_hold_time_sends_nothing() -> None:
     assert alerts.check(120.0) == ["Centralino ALERT: call recording suspended: the disk is "
                                    "nearly full."]
     assert len(queued) == 1
+
+
+def test_the_outbox_queues_a_caller_text_within_limits_without_a_modem(tmp_path: Path) -> None:
+    queue = SmsQueue(tmp_path / "calls.db")
+    queue.add("+39111", "earlier today", "caller", now=time.time() - 3600)
+    outbox = SmsOutbox(queue, limit=RateLimit(per_number=1, per_day=5))
+    outbox.start()
+    try:
+        assert outbox.offer("", "x", time.time()) == "withheld"
+        assert outbox.offer("+39111", "x", time.time()) == "per_number"  # seeded from the file
+        assert outbox.offer("+39222", "Ticket T-1", time.time()) == ""
+        assert outbox.written.wait(WAIT)
+    finally:
+        outbox.stop()
+    assert queue.queued_count() == 2
+    assert [n for n, _ in queue.recent("caller", 0.0)] == ["+39111", "+39222"]
+    queue.close()
+
+
+def test_the_outbox_looks_at_the_alerts_with_no_modem_plugged_in(tmp_path: Path) -> None:
+    queue = SmsQueue(tmp_path / "calls.db")
+    outbox = SmsOutbox(queue, check_every=0.01)
+    state = Published()
+    state.inputs = AlertInputs(gateways_down=("fxo",))
+    outbox.alerts = AlertTexts(state, {"laura": "+39111"}, outbox.add_alert, hold={})
+    outbox.start()
+    try:
+        assert outbox.written.wait(WAIT)
+    finally:
+        outbox.stop()
+    assert queue.recent("alert", 0.0)[0][0] == "+39111"
+    queue.close()
