@@ -1,7 +1,9 @@
 """Supervision: a supervisor listens to, whispers in or joins an agent's call.
 
-A supervisor calls from their own phone (the user and host of their ``supervisors`` URI) a
-supervision code followed by the agent's name or number: ``*51anna`` listens, ``*52anna``
+A supervisor calls from their own phone (the user and host of their ``supervisors`` URI; for a
+phone that registers with the SIP edge, the URI is ``sip:NAME@`` the edge and the edge lets only
+that phone, logged in as NAME, call From NAME) a supervision code followed by the agent's name
+or number: ``*51anna`` listens, ``*52anna``
 whispers, ``*53anna`` barges in. The switchboard answers and joins the supervisor's leg to the
 agent's call with one-way audio connections of the conference bridge (no mixing of our own):
 

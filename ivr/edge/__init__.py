@@ -1,13 +1,18 @@
-"""The edge: Kamailio in front of the switchboard, as the registrar of agents' phones.
+"""The edge: Kamailio in front of the switchboard, as the registrar of agents' and
+supervisors' phones.
 
-pjsua2 cannot be a registrar, so agents whose phones register (instead of sitting at a fixed
-address) register with a Kamailio 5.6 process that this package configures:
+pjsua2 cannot be a registrar, so agents and supervisors whose phones register (instead of
+sitting at a fixed address) register with a Kamailio 5.6 process that this package configures:
 
-- REGISTER: only configured agents, digest authentication (every name gets the same 401
-  challenge, then the same 403 on failure), a Contact only at the address the REGISTER came
-  from, failures counted per agent and per address; contacts kept in memory (usrloc
-  ``db_mode`` 0).
-- INVITE from a trunk source: forwarded to the switchboard (record-routed, dialog tracked).
+- REGISTER: only configured agents and supervisors (the edge's users), digest authentication
+  (every name gets the same 401 challenge, then the same 403 on failure), a Contact only at the
+  address the REGISTER came from, failures counted per user and per address; contacts kept in
+  memory (usrloc ``db_mode`` 0).
+- INVITE from a trunk source: forwarded to the switchboard (record-routed, dialog tracked),
+  unless it is From a user's name (403).
+- INVITE of a feature code (``sip:*...@edge``) from a user's phone: authenticated as a REGISTER
+  is (407), From the user's own name, Contact at its source; forwarded to the switchboard,
+  which takes the From user of a call from the edge's address as that agent or supervisor.
 - INVITE from the switchboard's own address to ``sip:AGENT@edge``: to the agent's registered
   phone(s); 404 for a name that is not an agent, 480 when the agent is not registered.
 - REFER: refused, in and out of dialogs. In-dialog requests: only in dialogs the edge routed,
@@ -15,7 +20,7 @@ address) register with a Kamailio 5.6 process that this package configures:
 - Anything else: 403; scanners' User-Agents and floods (``pike``): dropped. Refusals are logged
   once a minute per source and kind. ``docs/edge-security.md`` says what and why.
 
-The configuration holds no password: each agent's digest HA1 (MD5 of ``user:realm:password``)
+The configuration holds no password: each user's digest HA1 (MD5 of ``user:realm:password``)
 is put in an ``htable`` at start-up, and no log line carries credentials.
 
 One module per concern:
