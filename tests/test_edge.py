@@ -614,7 +614,7 @@ def test_command_line_writes_both_configs(tmp_path: Path, capsys: pytest.Capture
     parser = configparser.ConfigParser()
     parser.read_string((out / "supervisord.conf").read_text())
     assert str(path.resolve()) in parser["program:ivr"]["command"]
-    assert "2 agent(s) may register" in capsys.readouterr().out
+    assert "2 agent(s) and 0 supervisor(s) may register" in capsys.readouterr().out
 
 
 def test_python_dash_m_ivr_edge(tmp_path: Path) -> None:

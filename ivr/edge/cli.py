@@ -22,7 +22,7 @@ from ivr.yamlsrc import DocumentError
 
 def write_edge(config: Path, out: Path, kamailio: str | None = None,
                ivr_command: Sequence[str] | None = None) -> EdgePlan:
-    """Write ``kamailio.cfg`` (mode 0600: it holds the agents' HA1 hashes) and
+    """Write ``kamailio.cfg`` (mode 0600: it holds the users' HA1 hashes) and
     ``supervisord.conf`` into *out* for the ``ivr.yaml`` at *config*.
 
     Raises :class:`EdgeError`, one line per problem and before anything is written, if a
@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     s = plan.settings
     print(f"wrote {cfg} and {args.out / 'supervisord.conf'}: edge on udp {s.listen}, "
-          f"switchboard {s.ivr}, {len(s.agents)} agent(s) may register, "
+          f"switchboard {s.ivr}, {len(s.agents)} agent(s) and {len(s.supervisors)} "
+          f"supervisor(s) may register, "
           f"registrations at {s.rpc_url}")
     return 0
