@@ -132,6 +132,7 @@ class Lamp(SerialDevice):
         self.lit = None  # a replugged adapter starts with its lines in any state: set it again
 
     def poll(self, port: Any) -> float:
+        port.cts  # noqa: B018 - touch the port: else an idle lamp's unplug goes unnoticed
         inputs = self._read()
         if inputs is None:
             return self._poll_every  # no state published yet: the line stays as it is

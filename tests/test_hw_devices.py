@@ -95,16 +95,25 @@ def test_night_switch_debounces_with_the_clock() -> None:
 def test_lamp_follows_its_rules() -> None:
     socket = Socket()
     lamps, on_lamp = _events()
+    ups, on_up = _events()
     inputs = [LampInputs({"support": 0}, {"support": 0.0}, agents_logged_in=1)]
     device = Device("lamp", "lamp", "loop://", line="rts", callers_waiting=2)
-    lamp = Lamp(device, lambda: inputs[0], on_lamp=on_lamp, open_port=socket.open,
+    lamp = Lamp(device, lambda: inputs[0], on_up=on_up, on_lamp=on_lamp, open_port=socket.open,
                 poll_every=0.01)
+    lamp._backoff = (0.01, 0.05)
     lamp.start()
     try:
         assert lamps.get(timeout=WAIT) == ("lamp", False)
         assert socket.port.cts is False  # RTS is off: CTS of loop:// follows it
         inputs[0] = LampInputs({"support": 3}, {"support": 40.0}, agents_logged_in=1)
         assert lamps.get(timeout=WAIT) == ("lamp", True)
+        assert socket.port.cts is True
+        socket.unplug()  # nothing changes in its rules: the lamp still notices
+        assert ups.get(timeout=WAIT) == ("lamp", True)
+        assert ups.get(timeout=WAIT) == ("lamp", False)
+        socket.replug()
+        assert ups.get(timeout=WAIT) == ("lamp", True)
+        assert lamps.get(timeout=WAIT) == ("lamp", True)  # set again on the new port
         assert socket.port.cts is True
     finally:
         lamp.stop()
