@@ -3,7 +3,8 @@
 A **night switch** is a key or switch wired to an input line of a USB-serial adapter (CTS, DSR or
 DCD, against RTS or DTR held high). While the key is on, an hours override (``when_on``, closed
 by default) is in force; while off, ``when_off`` (auto: the opening hours). A change counts once
-the line has held still for ``debounce`` seconds.
+the line has held still for ``debounce`` seconds. An unplugged switch changes nothing: the
+override stays as the key last set it until the adapter is back and read again.
 
 A **lamp** (or buzzer) hangs on an output line (RTS or DTR, through a relay or a transistor): it
 is on while any of its rules holds: more than ``callers_waiting`` callers waiting, a caller
