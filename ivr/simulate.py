@@ -40,6 +40,7 @@ from ivr.engine import (
     PlaybackFinished,
     PlayPrompt,
     RecordingFinished,
+    SendSms,
     SetOverrideState,
     StartRecording,
     StopPlayback,
@@ -452,6 +453,8 @@ class Simulation:
                 else:
                     self.overrides[action.override] = action.state
                 self._say(f"override {action.override}: {action.state}")
+            elif isinstance(action, SendSms):
+                self._say(f"-> text to the caller: {action.text}")
         if self.session.state != "ivr":
             self._playing = None
             self._scheduled.clear()

@@ -33,7 +33,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import serial
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -41,6 +41,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from hw.modem import Modem, ModemError, ModemGone
 from hw.serialdev import OpenPort, SerialDevice, open_url
 from ivr.store import SMS_SCHEMA
+
+if TYPE_CHECKING:
+    from ivr.config import Config
+    from ivr.metrics import Metrics, Snapshot
 
 log = logging.getLogger("ivr.sms")
 
@@ -394,10 +398,14 @@ class SmsOutbox:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and the modem; the queue is closed."""
         self._offers.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
         self._write_waiting()  # what came after the thread stopped
+        if self.sender is not None:
+            self.sender.stop(timeout)
+        self.queue.close()
 
     def offer(self, number: str, text: str, now: float) -> str:
         """A flow's text to its caller: '' if queued, else why not (``withheld``,
@@ -459,10 +467,54 @@ class SmsOutbox:
                 self._write(offer, tries=3)
 
 
+def alert_inputs(snap: Snapshot, records_pending: int, recordings_suspended: bool) -> AlertInputs:
+    """The alert conditions' inputs from the driver's last published snapshot."""
+    staffed = {queue for (queue, state), n in snap.queue_agents.items()
+               if n and state != "logged_out"}
+    return AlertInputs(
+        gateways_down=tuple(sorted(t for t, up in snap.trunks.items() if not up)),
+        records_pending=records_pending, recordings_suspended=recordings_suspended,
+        unstaffed_queues=tuple(sorted(q for q, n in snap.callers_waiting.items()
+                                      if n and q not in staffed)))
+
+
+def start_sms(config: Config, metrics: Metrics, store_pending: Callable[[], int],
+              on_up: Callable[[str, bool], None] | None = None) -> SmsOutbox | None:
+    """Start the modem of ``devices`` (the first, if several) and the outbox; None without a
+    modem. The alerts read the snapshot the loop publishes, never the core itself."""
+    modems = [d for d in config.devices.values() if d.kind == "modem"]
+    if not modems:
+        return None
+    device = modems[0]
+    if len(modems) > 1:
+        log.warning("devices: only modem %s sends texts; %s unused", device.name,
+                    ", ".join(d.name for d in modems[1:]))
+    queue = SmsQueue(config.store)
+    sender = SmsSender(device.name, device.url, queue,
+                       modem=Modem(device.url, pin=device.pin or None),
+                       metrics=SmsMetrics(metrics.registry), on_up=on_up)
+    outbox = SmsOutbox(queue, sender=sender,
+                       limit=RateLimit(device.texts_per_number, device.texts_per_day))
+
+    def read() -> AlertInputs:
+        suspended = any(sample.value for family in metrics.recordings_suspended.collect()
+                        for sample in family.samples)
+        return alert_inputs(metrics.snapshot(), store_pending(), suspended)
+
+    numbers = {name: s.sms for name, s in config.supervisors.items() if s.sms}
+    if numbers:
+        outbox.alerts = AlertTexts(read, numbers, outbox.add_alert)
+    sender.start()
+    outbox.start()
+    log.info("modem %s on %s: texts queued in %s; alerts to %s", device.name, device.url,
+             config.store, ", ".join(sorted(numbers)) or "nobody (no supervisor has sms)")
+    return outbox
+
+
 def _masked(number: str) -> str:
     """A number for the log: its last three digits only (callers' numbers are personal)."""
     return "…" + number[-3:] if len(number) > 3 else number
 
 
 __all__ = ["HOLD", "MAX_ATTEMPTS", "AlertInputs", "AlertTexts", "RateLimit", "Sms", "SmsMetrics",
-           "SmsOutbox", "SmsQueue", "SmsSender", "alert_conditions"]
+           "SmsOutbox", "SmsQueue", "SmsSender", "alert_conditions", "alert_inputs", "start_sms"]

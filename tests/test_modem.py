@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from hw.modem import AtError, Modem, ModemGone, ModemTimeout, at_quote, sms_text
+from ivr.metrics import Snapshot
 from ivr.sms import (
     AlertInputs,
     AlertTexts,
@@ -22,6 +23,7 @@ from ivr.sms import (
     SmsOutbox,
     SmsQueue,
     SmsSender,
+    alert_inputs,
 )
 
 WAIT = 10.0
@@ -381,7 +383,8 @@ def test_the_outbox_queues_a_caller_text_within_limits_without_a_modem(tmp_path:
         assert outbox.offer("+39222", "Ticket T-1", time.time()) == ""
         assert outbox.written.wait(WAIT)
     finally:
-        outbox.stop()
+        outbox.stop()  # closes the queue
+    queue = SmsQueue(tmp_path / "calls.db")
     assert queue.queued_count() == 2
     assert [n for n, _ in queue.recent("caller", 0.0)] == ["+39111", "+39222"]
     queue.close()
@@ -398,5 +401,15 @@ def test_the_outbox_looks_at_the_alerts_with_no_modem_plugged_in(tmp_path: Path)
         assert outbox.written.wait(WAIT)
     finally:
         outbox.stop()
+    queue = SmsQueue(tmp_path / "calls.db")
     assert queue.recent("alert", 0.0)[0][0] == "+39111"
     queue.close()
+
+
+def test_alert_inputs_from_the_published_snapshot() -> None:
+    snap = Snapshot(callers_waiting={"support": 2, "level2": 1, "sales": 0},
+                    queue_agents={("support", "logged_out"): 2, ("level2", "idle"): 1},
+                    trunks={"fxo": False, "sip": True})
+    assert alert_inputs(snap, 4, True) == AlertInputs(
+        gateways_down=("fxo",), records_pending=4, recordings_suspended=True,
+        unstaffed_queues=("support",))

@@ -38,6 +38,7 @@ from ivr.engine import (
     PlayPrompt,
     RecordingFinished,
     RequestCallback,
+    SendSms,
     SetOverrideState,
     StartRecording,
     StopPlayback,
@@ -184,6 +185,9 @@ class Callers(Ticketing):
             self._emit(m.SaveOverride(action.override, action.state, self.wall(now)))
             log.warning("hours override %s set to %s by call %s", action.override,
                         action.state, call.call_id)
+        elif isinstance(action, SendSms):
+            # only ever the number that called: the node cannot name another
+            self._emit(m.TextCaller(call.call_id, call.record.caller, action.text))
         elif isinstance(action, RequestCallback):
             self._request_callback(call, now)
         elif isinstance(action, CallbackRefused):

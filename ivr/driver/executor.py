@@ -52,6 +52,12 @@ class Store(Protocol):
     def save_ticket(self, ticket: Ticket) -> None: ...
 
 
+class Texts(Protocol):
+    """The SMS outbox (:class:`ivr.sms.SmsOutbox`): returns at once."""
+
+    def offer(self, number: str, text: str, now: float) -> str: ...
+
+
 class Lookups(Protocol):
     def submit(self, key: str, request_id: int, url: str, timeout: float) -> None: ...
     def cancel(self, key: str) -> object: ...
@@ -85,6 +91,8 @@ class Executor:
         self.clock = clock
         self.errors = 0
         """Effects that failed (each logged with its trace)."""
+        self.texts: Texts | None = None
+        """Where a flow's texts go (None: no modem configured)."""
 
     def run(self, effects: list[m.Effect]) -> list[m.Message]:
         """Carry out *effects* in order; returns what the SIP layer answered at once.
@@ -167,6 +175,8 @@ class Executor:
             self.store.set_override(fx.name, fx.state, fx.at)
         elif isinstance(fx, m.SaveTicket):
             self.store.save_ticket(fx.ticket)
+        elif isinstance(fx, m.TextCaller):
+            self._text_caller(fx)
         elif isinstance(fx, m.CountCallEnded):
             self.metrics.call_ended(fx.trunk, fx.outcome)
         elif isinstance(fx, m.CountIvrPath):
@@ -177,3 +187,17 @@ class Executor:
             if fx.reloaded:
                 self.metrics.reload_done(ok=True)
             self.metrics.flow_loaded(fx.name, fx.version, self.wall())
+
+    def _text_caller(self, fx: m.TextCaller) -> None:
+        if self.texts is None:
+            log.warning("call %s: the flow's sms node has no modem to text with (add one to "
+                        "devices in ivr.yaml)", fx.call_id)
+            return
+        refused = self.texts.offer(fx.number, fx.text, self.wall())
+        if refused:
+            log.info("call %s: no text to the caller: %s", fx.call_id, {
+                "withheld": "the number is withheld",
+                "per_number": "this caller had their texts for today",
+                "per_day": "the day's texts are used up"}.get(refused, refused))
+        else:
+            log.info("call %s: text to the caller queued", fx.call_id)

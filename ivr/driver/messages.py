@@ -233,6 +233,16 @@ class SaveTicket:
 
 
 @dataclass(frozen=True)
+class TextCaller:
+    """A flow's sms node: text the number that called (the executor's outbox applies the
+    rate limits and queues it for the modem)."""
+
+    call_id: str
+    number: str
+    text: str
+
+
+@dataclass(frozen=True)
 class SaveOverride:
     name: str
     state: str
@@ -308,4 +318,4 @@ Effect = (RecordCall | StopCallRecording | JoinRecording | CountRecording | Reco
           | AnswerLeg | HangupLeg | Dial | Play | StopPlay | Bridge | Record | StopRecord
           | RenderPrompt | StartLookup | CancelLookups | SaveRecord | SaveQueueEvents
           | SaveAgentState | SaveOverride | CountCallEnded | CountIvrPath | CountTransition
-          | FlowInService | Connect | Disconnect | SaveTicket)
+          | FlowInService | Connect | Disconnect | SaveTicket | TextCaller)

@@ -406,6 +406,7 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
     from ivr.prompts import PromptLibrary, PromptRenderer, RenderDone, music_on_hold
     from ivr.recording import RecordingWorker
     from ivr.sip.stack import SipSettings, SipStack, stack_version
+    from ivr.sms import SmsOutbox, start_sms
     from ivr.store import CallStore
 
     check_startup(config)
@@ -435,6 +436,7 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
     sip.start()
     store = None
     recorder: RecordingWorker | None = None
+    texts: SmsOutbox | None = None
     try:
         store = CallStore.open_for_service(config.store)
         metrics.watch_store(store.pending_count, lambda: store.write_errors if store else 0)
@@ -471,6 +473,9 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
             recorder.start()
         executor = Executor(sip, store, metrics, lookups, renderer, time.time,
                             recorder=recorder)
+        # the modem's own thread and the outbox's: texts to callers and alerts to supervisors
+        texts = executor.texts = start_sms(config, metrics, store.pending_count,
+                                           lambda name, up: inbox.post(m.DeviceState(name, up)))
         loop = Loop(core, executor, sip, inbox, metrics)
         code = _serve(config, flows, load_flow_file, loop, prompts, store, lookups, inbox,
                       metrics, stack_version())
@@ -478,6 +483,8 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
         sip.shutdown()
         if recorder is not None:
             recorder.stop()  # the recordings of the last calls are joined first
+        if texts is not None:
+            texts.stop()  # texts still on their way in are written to the queue
         unwritten = store.close() if store is not None else 0
     if unwritten:
         log.error("stopped with %d record(s) not written to %s: they are kept in the fallback "
