@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= ivr.yaml
 
-.PHONY: help run run-edge test test-unit lint bench bench-load venv sipstack system-deps clean
+.PHONY: help run run-edge test test-unit lint bench bench-load venv sipstack system-deps clean \
+        install uninstall
 
 help:
 	@echo "make run        run the switchboard on $(CONFIG) (the demo flow on loopback)"
@@ -18,6 +19,11 @@ help:
 	@echo "                a table and bench/results/DATE-LABEL.json (LABEL=run, CALLS=10,30,100,250)"
 	@echo "make sipstack   build (once, then cached) and install the pjsua2 SIP stack"
 	@echo "make clean      remove the virtualenv and runtime files"
+	@echo "make install    (root) install as a service: /opt/centralino, /etc/centralino,"
+	@echo "                /var/lib/centralino, user centralino, systemd units; an upgrade keeps"
+	@echo "                the configuration and data (DESTDIR=DIR, DRY_RUN=1: see scripts/install.sh)"
+	@echo "make uninstall  (root) remove the program and units, keep configuration and data"
+	@echo "                (PURGE=1 removes them too)"
 
 system-deps:
 	@scripts/system-deps.sh
@@ -70,6 +76,16 @@ LABEL ?= run
 CALLS ?= 10,30,100,250
 bench-load: $(BIN)/.ready
 	$(BIN)/python -m bench.load --calls $(CALLS) --label $(LABEL)
+
+# The service: scripts/install.sh says what it does (and, with DRY_RUN=1, what it would do).
+PREFIX ?= /opt/centralino
+INSTALL_FLAGS = --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR)) $(if $(DRY_RUN),--dry-run) \
+                $(if $(NO_START),--no-start)
+install:
+	PYTHON=$(PYTHON) scripts/install.sh $(INSTALL_FLAGS)
+
+uninstall:
+	scripts/install.sh --uninstall $(INSTALL_FLAGS) $(if $(PURGE),--purge)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
