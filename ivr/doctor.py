@@ -535,6 +535,10 @@ def _edge_supervisor(name: str, password: str, listen: str) -> list[Finding]:
     elif name.lower() in password.lower():
         out.append(Finding("warning", "supervision", f"supervisor '{name}' has a weak "
                            "password (it contains the supervisor's name)"))
+    if normalise(name) is not None:
+        out.append(Finding("warning", "supervision", f"supervisor '{name}''s name is a number: "
+                           "the edge refuses a trunk's calls From it, a caller's with that "
+                           "number too; give the supervisor a name"))
     return out
 
 

@@ -183,3 +183,12 @@ def test_the_doctor_lists_a_supervisor_registering_at_the_edge(tmp_path: Path) -
         ("warning", "supervisor 'laura' has a weak password (it contains the supervisor's "
                     "name)"),
     ]
+
+
+def test_the_doctor_warns_of_a_supervisor_named_by_a_number(tmp_path: Path) -> None:
+    path = write(tmp_path, IVR_YAML.replace("laura", "2001"))
+    findings = [(f.level, f.text) for f in security_report(load_config(path), path)
+                if f.area == "supervision"]
+    assert ("warning", "supervisor '2001''s name is a number: the edge refuses a trunk's calls "
+                       "From it, a caller's with that number too; give the supervisor a name") \
+        in findings
