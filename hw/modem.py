@@ -24,6 +24,7 @@ import re
 import termios
 import time
 from dataclasses import dataclass
+from typing import TextIO
 
 import serial
 
@@ -267,5 +268,42 @@ class Modem:
             log.debug("modem %s: could not cancel the text prompt", self.url)
 
 
+def exercise_modem(url: str, pin: str | None, out: TextIO, to: str = "", *,
+                   modem: Modem | None = None) -> int:
+    """``ivr hw test MODEM``: run the dialogue, show the network and the signal, and text *to*
+    if given; 0 if all of it worked. The PIN is never shown."""
+    modem = modem or Modem(url, pin=pin)
+    try:
+        info = modem.open()
+        out.write(f"modem at {url}: registered ({info.registration})\n")
+        for command, label in (("AT+COPS?", "operator"), ("AT+CSQ", "signal")):
+            try:
+                answer = " ".join(modem.command(command))
+            except AtError as exc:
+                answer = f"not known ({exc.answer})"
+            out.write(f"  {label}: {_shown(command, answer)}\n")
+        if not to:
+            out.write("  add --to NUMBER to send a test SMS\n")
+            return 0
+        reference = modem.send(to, f"Centralino: test SMS from the modem at {url}")
+        out.write(f"  test SMS to {at_quote(to)} sent (reference {reference})\n")
+        return 0
+    except ModemError as exc:
+        out.write(f"modem at {url}: {exc}\n")
+        return 1
+    finally:
+        modem.close()
+
+
+def _shown(command: str, answer: str) -> str:
+    """+CSQ: 17,99 -> '17/31 (about -79 dBm)'; other answers as they are."""
+    if command == "AT+CSQ" and answer.startswith("+CSQ:"):
+        rssi = answer.split(":", 1)[1].split(",")[0].strip()
+        if rssi.isdigit() and int(rssi) <= 31:
+            return f"{rssi}/31 (about {-113 + 2 * int(rssi)} dBm)"
+        return "none (99: not known or not detectable)"
+    return answer.split(":", 1)[-1].strip() if answer.startswith("+") else answer
+
+
 __all__ = ["MAX_TEXT", "AtError", "Modem", "ModemError", "ModemGone", "ModemInfo",
-           "ModemTimeout", "at_quote", "sms_text"]
+           "ModemTimeout", "at_quote", "exercise_modem", "sms_text"]

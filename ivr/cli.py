@@ -415,7 +415,12 @@ def cmd_hw(args: argparse.Namespace) -> int:
                 if args.name else f"name a device of {args.config}.")
         print(f"ivr hw test: {what} (devices: {known})", file=sys.stderr)
         return 2
-    return exercise(devices[args.name], sys.stdout)
+    device = devices[args.name]
+    if device.kind == "modem":
+        from hw.modem import exercise_modem
+
+        return exercise_modem(device.url, device.pin or None, sys.stdout, args.to or "")
+    return exercise(device, sys.stdout)
 
 
 def _store_and_recordings(args: argparse.Namespace) -> tuple[Path, Path | None, int] | None:
@@ -661,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "the switchboard first if it holds the port.")
     hw.add_argument("action", choices=("list", "test"))
     hw.add_argument("name", nargs="?", help="test: the device's name in ivr.yaml")
+    hw.add_argument("--to", metavar="NUMBER",
+                    help="test of a modem: text this number (else only the dialogue, network "
+                         "and signal are checked)")
     hw.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
                     help="appliance configuration (default: %(default)s)")
     hw.set_defaults(func=cmd_hw)

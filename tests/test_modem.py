@@ -4,6 +4,7 @@ one unplugged mid-message (the text stays queued and goes out after replug)."""
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import threading
@@ -13,7 +14,16 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from hw.modem import AtError, Modem, ModemGone, ModemTimeout, at_quote, sms_text
+from hw.modem import (
+    AtError,
+    Modem,
+    ModemGone,
+    ModemTimeout,
+    at_quote,
+    exercise_modem,
+    sms_text,
+)
+from ivr.cli import main
 from ivr.metrics import Snapshot
 from ivr.sms import (
     AlertInputs,
@@ -25,6 +35,7 @@ from ivr.sms import (
     SmsSender,
     alert_inputs,
 )
+from tests.driver_bench import CONFIG
 
 WAIT = 10.0
 
@@ -120,6 +131,10 @@ class FakeModem:
             self._say("+CREG: 0,1", "OK")
         elif command == "AT+CEREG?":
             self._say("ERROR")
+        elif command == "AT+CSQ":
+            self._say("+CSQ: 17,99", "OK")
+        elif command == "AT+COPS?":
+            self._say('+COPS: 0,0,"I TIM",7', "OK")
         elif command.startswith("AT+CMGS="):
             self._number = command.split('"')[1]
             os.write(self.master, b"\r\n> ")
@@ -413,3 +428,32 @@ def test_alert_inputs_from_the_published_snapshot() -> None:
     assert alert_inputs(snap, 4, True) == AlertInputs(
         gateways_down=("fxo",), records_pending=4, recordings_suspended=True,
         unstaffed_queues=("support",))
+
+
+def test_hw_test_runs_the_dialogue_and_texts_the_number_given(link: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    fake = FakeModem(link, pin="1234")
+    (tmp_path / "flow.yaml").write_text("flow: t\nlanguages: [en]\nstart: bye\nnodes:\n"
+                                        "  bye: {type: hangup}\n")
+    (tmp_path / "ivr.yaml").write_text(
+        CONFIG.format(lines=2, strategy="ring_all", dial_out="")
+        + f"devices:\n  gsm: {{kind: modem, url: '{link}', pin: '1234'}}\n")
+    try:
+        assert main(["hw", "test", "gsm", "--config", str(tmp_path / "ivr.yaml"),
+                     "--to", "+393331234567"]) == 0
+    finally:
+        fake.stop()
+    out = capsys.readouterr().out
+    assert "registered (home)" in out
+    assert '0,0,"I TIM",7' in out
+    assert "17/31 (about -79 dBm)" in out
+    assert "test SMS to +393331234567 sent (reference 7)" in out
+    assert "1234" not in out.replace("+393331234567", "")
+    assert fake.texts[0][0] == "+393331234567"
+
+
+def test_hw_test_of_a_modem_that_is_not_there_fails(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert exercise_modem(str(tmp_path / "nothing"), None, out) == 1
+    assert "cannot open" in out.getvalue()
