@@ -198,11 +198,12 @@ log_level: info
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM (hang up, close the store), then SIGKILL after *timeout*."""
+        """SIGINT (hang up at once, close the store; SIGTERM would drain the calls first),
+        then SIGKILL after *timeout*."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
