@@ -30,7 +30,7 @@ def supervisord_config(ivr_command: str | Sequence[str], kamailio_command: str |
 
     Logs, pid files and the control socket (``supervisorctl -c WORKDIR/supervisord.conf``) are
     in *workdir*; there is no HTTP server. Kamailio starts first; both are stopped with
-    SIGTERM (the switchboard finishes its calls' records and exits; Kamailio stops its workers)
+    SIGTERM (the switchboard drains its calls, then exits; Kamailio stops its workers)
     and killed, with their children, if they take longer than ``stopwaitsecs``.
     """
     work = _ini_value(str(Path(workdir).resolve()))
@@ -86,7 +86,8 @@ autorestart=true
 startsecs=5
 startretries=3
 stopsignal=TERM
-stopwaitsecs=20
+; SIGTERM drains the calls first (drain_seconds, 30 by default)
+stopwaitsecs=60
 stopasgroup=true
 killasgroup=true
 redirect_stderr=true
