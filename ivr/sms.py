@@ -59,8 +59,10 @@ REOPEN_FIRST = 1.0
 """Seconds before the sender opens a modem that failed again; doubled up to REOPEN_MAX."""
 REOPEN_MAX = 60.0
 POLL_EVERY = 5.0
-"""Seconds between two looks at the queue and the alert conditions while nothing wakes the
-thread."""
+"""Seconds between two looks at the queue while nothing wakes the thread."""
+HEARTBEAT = 30.0
+"""Seconds between two ``AT`` to an idle modem: one unplugged, or that stopped answering, is
+noticed (ivr_device_up) and reopened before a text needs it."""
 _WAKE = "wake"
 BUSY_TIMEOUT = 5.0
 
@@ -288,13 +290,15 @@ class SmsSender(SerialDevice):
                  on_up: Callable[[str, bool], None] | None = None,
                  open_port: OpenPort = open_url, clock: Callable[[], float] = time.time,
                  backoff: tuple[float, float] = (REOPEN_FIRST, REOPEN_MAX),
-                 poll_every: float = POLL_EVERY) -> None:
+                 poll_every: float = POLL_EVERY, heartbeat: float = HEARTBEAT) -> None:
         super().__init__(name, url, on_up=on_up, open_port=open_port, backoff=backoff)
         self.modem = modem or Modem(url)
         self.queue = queue
         self._metrics = metrics
         self._wall = clock
         self._poll_every = poll_every
+        self._heartbeat = heartbeat
+        self._heartbeat_at = 0.0
         self.sent = threading.Event()
         """Set after each text that went out (tests wait on it)."""
 
@@ -310,6 +314,7 @@ class SmsSender(SerialDevice):
         self.send(_WAKE)
 
     def on_open(self, port: Any) -> None:
+        self._heartbeat_at = time.monotonic() + self._heartbeat
         try:
             info = self.modem.attach(port)
         except ModemError as exc:
@@ -321,6 +326,12 @@ class SmsSender(SerialDevice):
         self.modem.detach()
 
     def poll(self, port: Any) -> float:
+        if time.monotonic() >= self._heartbeat_at:
+            try:
+                self.modem.command("AT")
+            except ModemError as exc:  # gone, or no answer: reopen and run the dialogue again
+                raise serial.SerialException(f"modem does not answer: {exc}") from None
+            self._heartbeat_at = time.monotonic() + self._heartbeat
         self._send_due()
         due = self.queue.next_due()
         wait = self._poll_every if due is None else due - self._wall()

@@ -61,6 +61,8 @@ class FakeModem:
         self.commands: list[str] = []
         self.texts: list[tuple[str, str]] = []
         self.got_text = threading.Event()
+        self.registered = threading.Semaphore(0)
+        """Released each time the dialogue reached the registration (the modem was set up)."""
         self.unplugged = threading.Event()
         self._stop = threading.Event()
         self._buffer = b""
@@ -129,6 +131,7 @@ class FakeModem:
                 self._say("+CME ERROR: 16")
         elif command == "AT+CREG?":
             self._say("+CREG: 0,1", "OK")
+            self.registered.release()
         elif command == "AT+CEREG?":
             self._say("ERROR")
         elif command == "AT+CSQ":
@@ -457,3 +460,32 @@ def test_hw_test_of_a_modem_that_is_not_there_fails(tmp_path: Path) -> None:
     out = io.StringIO()
     assert exercise_modem(str(tmp_path / "nothing"), None, out) == 1
     assert "cannot open" in out.getvalue()
+
+
+def test_an_idle_modem_that_stops_answering_is_noticed_and_reopened(link: Path) -> None:
+    fake = FakeModem(link)
+    ups: list[bool] = []
+    changed = threading.Condition()
+
+    def on_up(name: str, up: bool) -> None:
+        with changed:
+            ups.append(up)
+            changed.notify_all()
+
+    queue = SmsQueue(link.parent / "calls.db")
+    sender = SmsSender("gsm", str(link), queue, on_up=on_up, backoff=(0.05, 0.1),
+                       modem=Modem(str(link), timeout=0.3, register_timeout=1.0, poll=0.05),
+                       poll_every=0.05, heartbeat=0.05)
+    sender.start()
+    try:
+        assert fake.registered.acquire(timeout=WAIT)
+        fake.mode = "mute"
+        with changed:
+            assert changed.wait_for(lambda: ups[:2] == [True, False], WAIT)
+        fake.mode = "ok"  # it answers again: the dialogue runs anew
+        assert fake.registered.acquire(timeout=WAIT)
+    finally:
+        sender.stop()
+        fake.stop()
+    assert fake.commands.count("ATE0") >= 2
+    queue.close()
