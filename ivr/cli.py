@@ -423,6 +423,16 @@ def cmd_hw(args: argparse.Namespace) -> int:
     return exercise(device, sys.stdout)
 
 
+def cmd_sms(args: argparse.Namespace) -> int:
+    from ivr.sms import format_queue
+
+    where = _store_and_recordings(args)
+    if where is None:
+        return 2
+    print(format_queue(where[0], args.last), end="")
+    return 0
+
+
 def _store_and_recordings(args: argparse.Namespace) -> tuple[Path, Path | None, int] | None:
     """The call record file, voicemail folder and retention days from --store or --config."""
     if getattr(args, "store", None) is not None:
@@ -672,6 +682,17 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
                     help="appliance configuration (default: %(default)s)")
     hw.set_defaults(func=cmd_hw)
+
+    sms = sub.add_parser(
+        "sms", help="the modem's texts: queued, sent, failed",
+        description="The texts in the queue of the call records file by state, then the "
+                    "latest ones (numbers by their last digits), with their attempts and the "
+                    "modem's last error.")
+    sms.add_argument("--last", type=int, default=20, help="latest texts to show (20)")
+    sms.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
+                     help="appliance configuration (default: %(default)s)")
+    sms.add_argument("--store", type=Path, help="call record file (instead of --config)")
+    sms.set_defaults(func=cmd_sms)
 
     report = sub.add_parser(
         "report", help="service level, ASA, abandonment, FCR... from the call records",

@@ -522,10 +522,38 @@ def start_sms(config: Config, metrics: Metrics, store_pending: Callable[[], int]
     return outbox
 
 
+def format_queue(path: Path, limit: int = 20) -> str:
+    """``ivr sms``: the texts by state, then the latest *limit* (numbers shown by their last
+    three digits), read without writing to the file."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    except sqlite3.Error as exc:
+        return f"cannot read {path}: {exc}\n"
+    try:
+        counts = db.execute("SELECT state, COUNT(*) FROM sms GROUP BY state").fetchall()
+        rows = db.execute("SELECT created_at, purpose, number, state, attempts, last_error "
+                          "FROM sms ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    except sqlite3.Error as exc:
+        return ("no texts yet\n" if "no such table" in str(exc)
+                else f"cannot read {path}: {exc}\n")
+    finally:
+        db.close()
+    by_state = dict(counts)
+    lines = [", ".join(f"{state} {by_state.get(state, 0)}"
+                       for state in ("queued", "sent", "failed"))]
+    for at, purpose, number, state, attempts, error in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+        lines.append(f"{when}  {purpose:<6} {_masked(number):>6}  {state:<6} "
+                     f"{attempts} attempt{'s' if attempts != 1 else ''}"
+                     + (f"  {error}" if error else ""))
+    return "\n".join(lines) + "\n"
+
+
 def _masked(number: str) -> str:
     """A number for the log: its last three digits only (callers' numbers are personal)."""
     return "…" + number[-3:] if len(number) > 3 else number
 
 
 __all__ = ["HOLD", "MAX_ATTEMPTS", "AlertInputs", "AlertTexts", "RateLimit", "Sms", "SmsMetrics",
-           "SmsOutbox", "SmsQueue", "SmsSender", "alert_conditions", "alert_inputs", "start_sms"]
+           "SmsOutbox", "SmsQueue", "SmsSender", "alert_conditions", "alert_inputs",
+           "format_queue", "start_sms"]

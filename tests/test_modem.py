@@ -489,3 +489,19 @@ def test_an_idle_modem_that_stops_answering_is_noticed_and_reopened(link: Path) 
         fake.stop()
     assert fake.commands.count("ATE0") >= 2
     queue.close()
+
+
+def test_ivr_sms_shows_the_queue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    queue = SmsQueue(tmp_path / "calls.db")
+    queue.add("+393331234567", "a", "caller", now=time.time())
+    [sms] = queue.due(time.time())
+    queue.failed(sms, time.time(), "+CMS ERROR: 500")
+    queue.add("+393337654321", "b", "alert", now=time.time())
+    queue.close()
+    assert main(["sms", "--store", str(tmp_path / "calls.db")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "queued 2, sent 0, failed 0"
+    assert "alert" in out[1]
+    assert "…321" in out[1]
+    assert out[2].endswith("1 attempt  +CMS ERROR: 500")
+    assert "1234567" not in "\n".join(out)
