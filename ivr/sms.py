@@ -2,9 +2,9 @@
 
 The queue is the ``sms`` table of the call records file (schema 5, :mod:`ivr.store`): a text
 is a row from the moment it is queued, so nothing is lost when the modem is unplugged or the
-switchboard stops. :class:`SmsQueue` opens its own connection to the file; the driver's loop
-only ever calls :meth:`SmsQueue.add` (one short insert), everything else happens on the
-sender's thread.
+switchboard stops. :class:`SmsQueue` opens its own connection to the file. The driver's loop
+never touches it: it calls :meth:`SmsOutbox.offer`, which applies the limits in memory and
+hands the text to the outbox's thread, which writes the row and wakes the modem's thread.
 
 :class:`SmsSender` is the modem's device (:class:`hw.serialdev.SerialDevice`, its own
 thread): each time the port opens it runs the AT dialogue, then sends the texts that are due
