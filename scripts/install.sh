@@ -125,7 +125,10 @@ install_program() {
         run "$PYTHON" -m venv "$venv"
         run "$venv/bin/pip" install -q --upgrade pip
     fi
-    # a local folder is always reinstalled; its dependencies only when missing or too old
+    # a local folder is always reinstalled; its dependencies only when missing or too old.
+    # setuptools builds in the checkout's build/ (as `make clean` knows): a module removed
+    # from the source would stay there and be installed again
+    run rm -rf "$SRC/build"
     run "$venv/bin/pip" install -q "$SRC"
     local wheel
     if [[ $DRY -eq 1 ]]; then
