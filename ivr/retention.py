@@ -29,6 +29,8 @@ class PurgeResult:
     callbacks: int = 0
     """Callback call records (the switchboard calling the caller back), included in ``calls``."""
     tickets: int = 0
+    texts: int = 0
+    """SMS texts (to callers or supervisors) whose rows went."""
     recordings: int = 0
     """Recorded calls' WAV files deleted (their call records went)."""
     recording_files: list[str] = field(default_factory=list)
@@ -40,6 +42,8 @@ class PurgeResult:
                 f"{self.queue_events} queue event(s), {self.voicemails} voicemail file(s)")
         if self.tickets:
             text += f", {self.tickets} ticket(s)"
+        if self.texts:
+            text += f", {self.texts} text message(s)"
         if self.recordings:
             text += f", {self.recordings} call recording(s)"
         if self.missing_files:
@@ -111,7 +115,8 @@ def _delete_recordings(result: PurgeResult) -> None:
 
 def _purge(db: sqlite3.Connection, where: str, params: tuple[object, ...],
            events_where: str | None, events_params: tuple[object, ...],
-           tickets_where: str, tickets_params: tuple[object, ...]) -> tuple[
+           tickets_where: str, tickets_params: tuple[object, ...],
+           texts_where: str, texts_params: tuple[object, ...]) -> tuple[
                PurgeResult, list[str]]:
     result = PurgeResult()
     db.execute("BEGIN IMMEDIATE")
@@ -134,6 +139,10 @@ def _purge(db: sqlite3.Connection, where: str, params: tuple[object, ...],
             # (a file from before tickets has none)
             result.tickets = db.execute(f"DELETE FROM tickets WHERE {tickets_where}",
                                         tickets_params).rowcount
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='sms'").fetchone():
+            # the texts hold the number they went to (a file from before texts has none)
+            result.texts = db.execute(f"DELETE FROM sms WHERE {texts_where}",
+                                      texts_params).rowcount
         result.calls = db.execute(f"DELETE FROM calls WHERE {where}", params).rowcount
         db.execute("COMMIT")
     except BaseException:
@@ -158,7 +167,9 @@ def purge_older_than(store_path: Path, days: float, now: float,
     try:
         result, files = _purge(
             db, "outcome != 'in_progress' AND COALESCE(ended_at, started_at) < ?", (cutoff,),
-            "at < ?", (cutoff,), "updated_at < ?", (cutoff,))
+            "at < ?", (cutoff,), "updated_at < ?", (cutoff,),
+            # a text still waiting for the modem stays until it goes or fails
+            "state != 'queued' AND created_at < ?", (cutoff,))
     finally:
         db.close()
     _delete_files(files, recordings, result)
@@ -169,7 +180,7 @@ def purge_older_than(store_path: Path, days: float, now: float,
 
 def purge_caller(store_path: Path, number: str, recordings: Path | None = None) -> PurgeResult:
     """Remove one person's data: the calls from *number*, the callbacks made to it, the queue
-    events of those calls, their tickets and their voicemail files."""
+    events of those calls, their tickets, the text messages sent to it and the voicemail files."""
     if not number.strip():
         raise ValueError("give the caller's number")
     db = _connect(store_path)
@@ -180,7 +191,8 @@ def purge_caller(store_path: Path, number: str, recordings: Path | None = None) 
             # the tickets kept under the number, and those of the removed calls (a ticket kept
             # under an account number keyed in the flow)
             f"customer = ? OR number IN (SELECT ticket FROM calls WHERE {where_caller})",
-            (number, number, number))
+            (number, number, number),
+            "number = ?", (number,))
     finally:
         db.close()
     _delete_files(files, recordings, result)

@@ -6,7 +6,7 @@ import pytest
 
 from ivr.cli import main
 from ivr.config import load_config
-from ivr.retention import purge_older_than
+from ivr.retention import purge_caller, purge_older_than
 from ivr.store import CallRecord, CallStore, QueueEventRow
 from ivr.yamlsrc import DocumentError
 from tests.test_report import DAY, T0, TARGET, scenario
@@ -106,3 +106,31 @@ def test_retention_days_default_keeps_forever_and_bad_values_are_located(tmp_pat
         assert ":5:" in problem
         assert "retention_days" in problem
         assert message in problem
+
+
+def _text(db_path, number: str, state: str, created_at: float) -> None:
+    conn = sqlite3.connect(str(db_path))
+    conn.execute("INSERT INTO sms (number, text, state, created_at, next_at) VALUES (?,?,?,?,?)",
+                 (number, f"ticket for {number}", state, created_at, created_at))
+    conn.commit()
+    conn.close()
+
+
+def test_texts_go_with_the_caller_and_with_age(tmp_path):
+    db = tmp_path / "calls.db"
+    CallStore(db).close()  # the schema, texts table included
+    _text(db, TARGET, "sent", T0 - 2 * DAY)
+    _text(db, TARGET, "queued", T0 - 1 * DAY)
+    _text(db, "+393330000001", "sent", T0 - 40 * DAY)
+    _text(db, "+393330000002", "queued", T0 - 40 * DAY)
+    _text(db, "+393330000003", "failed", T0 - 2 * DAY)
+    result = purge_caller(db, TARGET)
+    assert result.texts == 2
+    assert "2 text message(s)" in result.summary()
+    assert not any(TARGET in v for v in every_value(db))
+    result = purge_older_than(db, 30, T0)
+    assert result.texts == 1  # the old sent one; a text still queued waits for the modem
+    conn = sqlite3.connect(str(db))
+    left = sorted(r[0] for r in conn.execute("SELECT number FROM sms"))
+    conn.close()
+    assert left == ["+393330000002", "+393330000003"]
