@@ -6,6 +6,7 @@
 #   sipstack/build.sh                     # Debian source package "ring" (pjproject 2.12.1, Jami fork)
 #   sipstack/build.sh --tarball PATH/pjproject-2.x.tar.gz   # an upstream release tarball
 #   sipstack/build.sh --print-path        # print the wheel path (cached or not), build nothing
+#   sipstack/build.sh --print-plan        # machine, platform tag, key, wheel, configure args
 #   sipstack/build.sh --force             # rebuild even if the wheel is cached
 #
 # stdout: one line, the absolute path of the wheel, so that a Makefile can run
@@ -18,6 +19,7 @@
 #   CENTRALINO_CACHE  cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/centralino);
 #                     wheels go to $CENTRALINO_CACHE/pjsua2/<key>/
 #   JOBS              parallel make jobs (default: nproc)
+#   CC                C compiler whose target is the machine built for (default gcc)
 #   RING_VERSION      Debian version of the source package "ring" to fetch
 #   RING_SUITES       Debian suites to fetch it from (default "bookworm bookworm-security")
 #
@@ -74,12 +76,14 @@ usage() {
 # ---------------------------------------------------------------- arguments
 tarball=""
 print_path=0
+print_plan=0
 force=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --tarball) [ $# -ge 2 ] || die "--tarball needs a PATH"; tarball="$2"; shift 2 ;;
         --tarball=*) tarball="${1#--tarball=}"; shift ;;
         --print-path) print_path=1; shift ;;
+        --print-plan) print_plan=1; shift ;;
         --force) force=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage; die "unknown argument: $1" ;;
@@ -157,6 +161,21 @@ wheel_version() {  # $1 = pjproject version string, e.g. 2.12.1 or 2.14-dev
 wheel_name() {  # $1 = pjproject version
     printf 'pjsua2-%s-%s-%s-%s.whl\n' "$(wheel_version "$1")" "$PY_TAG" "$PY_TAG" "$PY_PLAT"
 }
+
+# The machine is the compiler's (the userland's), never the kernel's: Raspberry Pi OS 32-bit
+# runs a 64-bit kernel (uname -m: aarch64) under an armhf gcc. Given to configure as --build,
+# so pjproject's config.guess (2012, reads uname) is not asked. x86_64, aarch64 (Raspberry Pi
+# OS 64-bit, Debian 12 arm64) and armhf alike: nothing else here depends on the machine; the
+# wheel's platform tag and the cache key come from $PYTHON (sysconfig: linux_aarch64...).
+CC="${CC:-gcc}"
+BUILD_TRIPLET="$("$CC" -dumpmachine 2>/dev/null)" || BUILD_TRIPLET=""
+
+if [ "$print_plan" -eq 1 ]; then
+    printf 'machine %s\nkernel %s\nplatform %s\nkey %s\nwheel %s\nconfigure --build=%s %s\n' \
+        "${BUILD_TRIPLET:-unknown (no $CC)}" "$(uname -m)" "$PY_PLAT" "$KEY" \
+        "$(wheel_name "$RING_PJ_VERSION_EXPECTED")" "${BUILD_TRIPLET:-?}" "${CONFIGURE_FLAGS[*]}"
+    exit 0
+fi
 
 if [ "$force" -eq 0 ] && w="$(cached_wheel)"; then
     [ "$print_path" -eq 1 ] || say "using cached wheel $w"
@@ -450,7 +469,9 @@ for f in "${CONFIGURE_FLAGS[@]}"; do
     fi
 done
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
-(cd "$PJ" && run ./configure "${flags[@]}" CFLAGS="$PJ_CFLAGS")
+[ -n "$BUILD_TRIPLET" ] || die "$CC -dumpmachine names no machine"
+info "machine $BUILD_TRIPLET (kernel: $(uname -m)), wheel platform $PY_PLAT"
+(cd "$PJ" && run ./configure --build="$BUILD_TRIPLET" "${flags[@]}" CFLAGS="$PJ_CFLAGS")
 
 # ---------------------------------------------------------------- 4. make
 step 4 "compiling pjproject (make dep; make -j$JOBS)"
