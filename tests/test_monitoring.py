@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ivr.metrics import Metrics, Snapshot
+from ivr.sms import SmsMetrics
 
 MONITORING = Path(__file__).resolve().parent.parent / "monitoring"
 ALERTS = MONITORING / "alerts.yml"
@@ -95,7 +96,11 @@ def exported_sample_names() -> set[str]:
     m.publish(Snapshot(calls_in_progress=1, callers_waiting={"support": 1},
                        agents_by_state={"available": 1}, longest_wait={"support": 4.0},
                        queue_agents={("support", "available"): 1},
-                       registered={"alice": True}, trunks={"gateway": True}))
+                       registered={"alice": True}, trunks={"gateway": True},
+                       devices={"modem": True}))
+    texts = SmsMetrics(registry)
+    texts.total.labels("failed").inc()
+    texts.queued.set(0)
     text = generate_latest(registry).decode()
     return {s.name for family in text_string_to_metric_families(text)
             for s in family.samples}
@@ -114,7 +119,8 @@ def test_alert_names():
         "CentralinoDown", "QueueServiceLevelLow", "QueueNoAgentLoggedIn",
         "QueueAbandonmentHigh", "FlowReloadFailed", "AgentPhoneUnregistered",
         "GatewayUnreachable", "CallRecordsNotWritten", "CallRecordingSuspended",
-        "CallRecordingsFailing", "AgentWrapUpLong", "AgentEscalatesMost"}
+        "CallRecordingsFailing", "AgentWrapUpLong", "AgentEscalatesMost",
+        "DeviceUnplugged", "TextsNotSent"}
 
 
 NO_AGENT_TEST = """
