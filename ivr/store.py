@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS calls (
     transferred_to TEXT,
     ticket TEXT,
     ticket_seq INTEGER,
-    disposition TEXT
+    disposition TEXT,
+    recording_path TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
 CREATE INDEX IF NOT EXISTS calls_outcome ON calls(outcome);
