@@ -59,7 +59,8 @@ def format_checks(checks: Sequence[Check]) -> str:
         if c.fix and c.status in ("warning", "fail"):
             lines.append(f"{'':19}-> {c.fix}")
     counts = {s: sum(1 for c in checks if c.status == s) for s in LABELS}
-    lines.append(f"{counts['fail']} failed, {counts['warning']} warnings, {counts['ok']} ok, "
+    warnings = f"{counts['warning']} warning{'' if counts['warning'] == 1 else 's'}"
+    lines.append(f"{counts['fail']} failed, {warnings}, {counts['ok']} ok, "
                  f"{counts['skip']} skipped")
     return "\n".join(lines) + "\n"
 
