@@ -32,6 +32,7 @@ from typing import Literal
 
 from ivr.config import Config, load_config
 from ivr.prompts import check_tools
+from ivr.sip.build import build_info
 
 Status = Literal["ok", "warning", "fail", "skip"]
 LABELS: dict[Status, str] = {"ok": "ok", "warning": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -406,11 +407,10 @@ def check_sip_stack(info: object | None = None) -> Check:
     """The pjsua2 build in use and its security patches (Debian's CVE fix, then ours)."""
     fix = "rebuild it: make sipstack"
     if info is None:
-        try:
-            import pjsua2_build_info  # written by sipstack/build.sh
-        except ImportError:
-            return Check("SIP stack", "fail", "pjsua2 build info missing (not our build)", fix)
-        info = pjsua2_build_info
+        info = build_info()
+        if info is None:
+            return Check("SIP stack", "fail", "the SIP stack's build info is missing (not our "
+                         "build)", fix)
     patches: list[str] = list(getattr(info, "PATCHES", ()))
     version = f"pjproject {getattr(info, 'PJ_VERSION', '?')} from {getattr(info, 'SOURCE', '?')}"
     missing = [cve for cve in SECURITY_PATCHES if not any(cve in p for p in patches)]

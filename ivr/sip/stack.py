@@ -29,6 +29,7 @@ import pjsua2 as pj
 
 from ivr.logs import Summarizer, escape
 from ivr.sip import policy
+from ivr.sip.build import build_info, build_patches
 from ivr.sip.events import (
     CallConfirmed,
     CallRecordingEnded,
@@ -116,21 +117,12 @@ class SipSettings:
 
 def stack_version() -> str:
     """The pjsua2 build in use: version, source and call limit where the build recorded them."""
-    try:
-        import pjsua2_build_info as info  # written by sipstack/build.sh
-    except ImportError:
+    info = build_info()
+    if info is None:
         return "pjsua2 (build info missing)"
-    patches = ", ".join(getattr(info, "PATCHES", ())) or "none"
+    patches = ", ".join(build_patches()) or "none"
     return (f"pjproject {info.PJ_VERSION} from {info.SOURCE}, max {info.MAX_CALLS} calls, "
             f"patches: {patches}")
-
-
-def _build_patches() -> tuple[str, ...]:
-    try:
-        import pjsua2_build_info as info  # written by sipstack/build.sh
-    except ImportError:
-        return ()
-    return tuple(getattr(info, "PATCHES", ()))
 
 
 REQUEST_POLICY_PATCH = "0001-request-policy-hook.patch"
@@ -407,7 +399,7 @@ class SipStack:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         s = self.settings
-        patches = _build_patches()
+        patches = build_patches()
         self.request_policy = REQUEST_POLICY_PATCH in patches and \
             hasattr(pj, "OnRequestPolicyParam")
         if not self.request_policy:
