@@ -288,6 +288,24 @@ def _device_pin(d: dict[str, Any]) -> str:
     return ""
 
 
+CONSOLE_DEFAULT = HostPort("127.0.0.1", 9481)
+"""Where the web console listens when ivr.yaml does not say (on by default, loopback)."""
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """``console: {listen: 127.0.0.1:9481, tls: {cert: PATH, key: PATH}, lang: it,
+    session_hours: 12}``, or ``console: ADDRESS``; ``console: off`` leaves it None."""
+
+    listen: HostPort = CONSOLE_DEFAULT
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    lang: str = "it"
+    """Language of the pages: 'it' or 'en'."""
+    session_hours: float = 12.0
+    """Hours a login lasts."""
+
+
 @dataclass(frozen=True)
 class Config:
     source: Path
@@ -348,6 +366,8 @@ class Config:
     """Teams of agents for reports; an agent is in one team at most."""
     devices: dict[str, Device] = field(default_factory=dict)
     """Serial devices by name (night switch, lamp, modem)."""
+    console: ConsoleSettings | None = field(default_factory=ConsoleSettings)
+    """The web console; None: ``console: off``."""
 
     def team_of(self) -> dict[str, str]:
         """Agent -> the name of their team, for agents in one."""
@@ -548,7 +568,24 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         supervisors={name: Supervisor(name, v["uri"], tuple(v["queues"]), v["announce"],
                                       v.get("sms") or "")
                      for name, v in (top.get("supervisors") or {}).items()},
-        devices={name: _device(name, d) for name, d in (top.get("devices") or {}).items()})
+        devices={name: _device(name, d) for name, d in (top.get("devices") or {}).items()},
+        console=_console(top.get("console", _NO_KEY)))
+
+
+_NO_KEY = object()
+
+
+def _console(value: object) -> ConsoleSettings | None:
+    """The console's settings from the checked ``console`` value: absent is on, on loopback."""
+    if value is _NO_KEY:
+        return ConsoleSettings()
+    if isinstance(value, tuple):
+        return ConsoleSettings(HostPort(*value))
+    if not isinstance(value, dict):
+        return None  # off
+    tls = value.get("tls") or {}
+    return ConsoleSettings(HostPort(*value["listen"]), tls.get("cert"), tls.get("key"),
+                           str(value["lang"]), float(value["session_hours"]))
 
 
 def _ticket_settings(top: dict[str, Any]) -> dict[str, Any]:
@@ -581,4 +618,5 @@ def _queue(name: str, q: dict[str, Any]) -> QueueSpec:
         skill=q.get("skill"), skill_level=q["skill_level"],
         skill_fallback_after=float(q["skill_fallback_after"]),
         escalate_to=q.get("escalate_to"), announce_every=float(q["announce_every"]),
-        disposition_hold=float(q["disposition_wait"]) if q["require_disposition"] else 0.0)
+        disposition_hold=float(q["disposition_wait"]) if q["require_disposition"] else 0.0,
+        script=str(q.get("script") or ""))

@@ -362,6 +362,10 @@ _QUEUE = Section("A queue of callers waiting for agents.", (
     Key("record", Value("boolean", "Record this queue's calls with agents (stereo WAV under "
                                    "'recordings'/calls: caller left, agent right); the flow's "
                                    "own prompt should say so.", default=False)),
+    Key("script", Value("text", "What the agent's screen shows when a call of this queue is "
+                                "offered (several lines): {caller}, {queue}, {agent}, {ticket} "
+                                "and the call's flow variables such as {customer_name} are "
+                                "filled in.", default="")),
     Key("description", Value("text", "A note for technicians.")),
 ), require_any=("agents", "tiers"), require_any_message="a queue needs 'agents' (level 1) or "
                                                         "'tiers'")
@@ -386,6 +390,31 @@ _METRICS = Either(
                                                 "for the service level.", 20.0, 1, 3600)),
         Key("service_level_window", _seconds("Sliding window of the service level metrics, "
                                              "seconds.", 3600.0, 60, 7 * 86400)),
+    )))
+
+_CONSOLE_LISTEN = "127.0.0.1:9481"
+"""Where the web console listens when ivr.yaml says nothing of it (loopback: the demo's)."""
+CONSOLE_LANGUAGES = ("it", "en")
+
+_CONSOLE = Either(
+    "The web console (agent desktop, wallboard, reports) served by the switchboard: an "
+    "address:port, off, or a section. On by default, on " + _CONSOLE_LISTEN + ".",
+    Value("address", "Address:port of the web console, or off.", allows_off=True,
+          example=_CONSOLE_LISTEN),
+    Section("The web console served by the switchboard.", (
+        Key("listen", Value("address", "Address:port of the web console.",
+                            example=_CONSOLE_LISTEN), required=True),
+        Key("tls", Section("HTTPS for the console: a certificate and its key (PEM files).", (
+            Key("cert", Value("path", "The certificate chain (PEM).",
+                              must_exist="certificate file '{name}' does not exist"),
+                required=True),
+            Key("key", Value("path", "The certificate's private key (PEM).",
+                             must_exist="key file '{name}' does not exist"), required=True),
+        ))),
+        Key("lang", Value("choice", "Language of the pages: it or en.", default="it",
+                          choices=CONSOLE_LANGUAGES, what="console language")),
+        Key("session_hours", Value("number", "Hours a login lasts.", default=12.0,
+                                   minimum=0.25, maximum=24 * 30)),
     )))
 
 _EXTENSION = Section("A fixed transfer destination.", (
@@ -627,6 +656,7 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
                                        "made in the prompt cache).",
                                must_exist="music on hold file '{name}' does not exist")),
     Key("metrics", _METRICS),
+    Key("console", _CONSOLE),
     Key("log_level", Value("choice", "Detail of the log.", default="info",
                            choices=("debug", "info", "warning", "error"))),
     Key("extensions", MapOf("Transfer destinations by the number a caller keys.", _EXTENSION,

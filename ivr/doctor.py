@@ -555,6 +555,17 @@ def _ports(config: Config) -> list[Finding]:
     else:
         out.append(_bound(config, f"metrics (HTTP, no password) on {config.metrics}",
                           config.metrics.host, None))
+    if config.console is None:
+        out.append(Finding("ok", "ports", "the web console is off"))
+    else:
+        console = config.console
+        what = f"web console ({'HTTPS' if console.tls_cert else 'HTTP'}) on {console.listen}"
+        if console.tls_cert is None and not ipaddress.ip_address(console.listen.host).is_loopback:
+            out.append(Finding("warning", "ports", f"{what}: reachable from the network without "
+                                                   "TLS, passwords travel in clear; set "
+                                                   "console.tls"))
+        else:
+            out.append(_bound(config, what, console.listen.host, "users who log in"))
     if config.edge is not None:
         out.append(_bound(config, f"edge SIP (UDP) on {config.edge.listen}",
                           config.edge.listen.host, "calls only from trunk sources, phones "

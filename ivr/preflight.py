@@ -37,6 +37,7 @@ _LISTENERS: dict[str, tuple[str, str]] = {
     # what -> (the ivr.yaml key that sets the address, who else may hold it)
     "SIP": ("sip.listen", "another switchboard or PBX?"),
     "metrics": ("metrics", "another switchboard or exporter?"),
+    "console": ("console", "another switchboard or web server?"),
 }
 
 
@@ -149,11 +150,14 @@ def check_store_path(path: Path) -> None:
 
 
 def check_startup(config: Config) -> None:
-    """Every check above for *config*: the store, the SIP address, the metrics address."""
+    """Every check above for *config*: the store, the SIP address, the metrics and console
+    addresses."""
     check_store_path(config.store)
     check_udp_free(config.sip_listen.host, config.sip_listen.port, "SIP")
     if config.metrics is not None:
         check_tcp_free(config.metrics.host, config.metrics.port, "metrics")
+    if config.console is not None:
+        check_tcp_free(config.console.listen.host, config.console.listen.port, "console")
 
 
 _REQUIRED_COLUMNS = {

@@ -84,6 +84,8 @@ class QueueSpec:
     disposition_hold: float = 0.0
     """When set, a disposition is required: the agent's wrap-up lasts until they key one
     (:meth:`Router.disposed`), at least ``wrap_up``, at most this many seconds."""
+    script: str = ""
+    """Text shown to the agent offered a call of this queue (not used for routing)."""
 
     def all_members(self) -> tuple[Member, ...]:
         return self._all_members

@@ -695,3 +695,62 @@ dial_out:
     assert c.callback_target("3331234567") == "sip:3331234567@192.0.2.1"
     assert c.transfer_target("3331234567") is None
     assert c.transfer_target("0612345678") == "sip:0612345678@192.0.2.1"
+
+
+# -- the web console and queue scripts ------------------------------------------------------------
+
+def test_the_console_is_on_by_default_on_loopback_and_takes_a_short_form_or_off(tmp_path):
+    console = config(tmp_path, "").console
+    assert console is not None
+    assert (str(console.listen), console.tls_cert, console.lang, console.session_hours) == (
+        "127.0.0.1:9481", None, "it", 12.0)
+    short = config(tmp_path, "console: 127.0.0.1:9500\n").console
+    assert short is not None
+    assert str(short.listen) == "127.0.0.1:9500"
+    for spelling in ("off", "false", "no"):
+        assert config(tmp_path, f"console: {spelling}\n").console is None, spelling
+
+
+def test_the_console_section_takes_tls_language_and_session_length(tmp_path):
+    (tmp_path / "c.pem").write_text("cert")
+    (tmp_path / "k.pem").write_text("key")
+    console = config(tmp_path, "console: {listen: 0.0.0.0:8443, tls: {cert: c.pem, key: k.pem}, "
+                               "lang: en, session_hours: 8}\n").console
+    assert console is not None
+    assert (str(console.listen), console.tls_cert, console.tls_key, console.lang,
+            console.session_hours) == ("0.0.0.0:8443", tmp_path / "c.pem", tmp_path / "k.pem",
+                                       "en", 8.0)
+
+
+def test_console_problems_are_located_with_a_hint(tmp_path):
+    assert problems(tmp_path, "console: {listen: 127.0.0.1:9481, lang: fr, session_hour: 3, "
+                              "tls: {cert: none.pem}}\n") == [
+        "ivr.yaml:4:41: console.lang: 'fr' is not one of it, en",
+        "ivr.yaml:4:45: console.session_hour: unknown key 'session_hour'. "
+        "Did you mean 'session_hours'?",
+        "ivr.yaml:4:67: console.tls: missing required key 'key'",
+        "ivr.yaml:4:74: console.tls.cert: certificate file 'none.pem' does not exist",
+    ]
+    assert problems(tmp_path, "console: localhost:80\n") == [
+        "ivr.yaml:4:10: console: 'localhost' is not an IP address (give the address to listen "
+        "on)"]
+    assert problems(tmp_path, "console: {lang: en}\n")[0].startswith("ivr.yaml:4:10: console: ")
+
+
+def test_a_queue_takes_a_multi_line_script(tmp_path):
+    c = config(tmp_path, "agents: {anna: {uri: 'sip:anna@127.0.0.1:5070'}}\n"
+                         "queues:\n  support:\n    agents: [anna]\n    script: |\n"
+                         "      Hello {caller}\n      ticket {ticket}\n"
+                         "  sales: {agents: [anna]}\n")
+    assert c.queues["support"].script == "Hello {caller}\nticket {ticket}\n"
+    assert c.queues["sales"].script == ""
+    assert problems(tmp_path, "agents: {anna: {uri: 'sip:anna@127.0.0.1:5070'}}\n"
+                              "queues: {support: {agents: [anna], script: [a, b]}}\n") == [
+        "ivr.yaml:5:44: queues.support.script: expected text, got a list"]
+
+
+def test_the_shipped_config_has_a_console_and_scripts_on_its_queues():
+    c = load_config(ROOT / "ivr.yaml")
+    assert c.console is not None
+    assert str(c.console.listen) == "127.0.0.1:9481"
+    assert all(q.script for q in c.queues.values())

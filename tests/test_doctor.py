@@ -53,12 +53,13 @@ def test_a_loopback_switchboard_is_all_ok(tmp_path):
         ("ok", "SIP (UDP) on 127.0.0.1:5080: loopback only"),
         ("ok", "RTP (UDP) ports 20000-20999 on 127.0.0.1: loopback only"),
         ("ok", "metrics (HTTP, no password) on 127.0.0.1:9480: loopback only"),
+        ("ok", "web console (HTTP) on 127.0.0.1:9481: loopback only"),
         ("ok", "ivr.yaml holds no password (mode 0644)"),
     ]
     assert worst_level(findings) == "ok"
     assert [f.area for f in findings] == ["trunks", "trunks", "dialling", "dialling", "dialling",
                                           "dialling", "registration", "ports", "ports", "ports",
-                                          "files"]
+                                          "ports", "files"]
 
 
 def test_the_shipped_configuration_has_no_danger():
@@ -123,6 +124,7 @@ def test_an_open_switchboard_is_reported_area_by_area(tmp_path):
                     "the address it must be reached at"),
         ("warning", "metrics (HTTP, no password) on 192.0.2.5:9480: readable by anyone who "
                     "reaches that address; keep it on loopback or a management network"),
+        ("ok", "web console (HTTP) on 127.0.0.1:9481: loopback only"),
     ]
     assert worst_level(findings) == "danger"
 
@@ -188,6 +190,7 @@ def test_who_may_register_at_the_edge(tmp_path):
         ("ok", "SIP (UDP) on 192.0.2.5:5080: calls only from trunk sources"),
         ("ok", "RTP (UDP) ports 20000-20999 on 192.0.2.5: media of calls from trunk sources"),
         ("ok", "metrics are off"),
+        ("ok", "web console (HTTP) on 127.0.0.1:9481: loopback only"),
         ("ok", "edge SIP (UDP) on 192.0.2.5:5060: calls only from trunk sources, phones "
                "register with a password"),
         ("ok", "edge JSON-RPC (HTTP) on 127.0.0.1:5071: loopback only"),
