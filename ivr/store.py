@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS calls (
     ticket TEXT,
     ticket_seq INTEGER,
     disposition TEXT,
-    recording_path TEXT
+    recording_path TEXT,
+    note TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
 CREATE INDEX IF NOT EXISTS calls_outcome ON calls(outcome);
@@ -148,12 +149,13 @@ CREATE INDEX IF NOT EXISTS sms_state ON sms(state, next_at);
 """
 """Texts for the modem, queued and retried by ivr/sms.py (version 5)."""
 _SCHEMA += SMS_SCHEMA
-SCHEMA_VERSION = 5  # 5: the sms table (texts the modem sends, ivr/sms.py)
+SCHEMA_VERSION = 6  # 5: the sms table (texts the modem sends, ivr/sms.py); 6: calls.note
 _ADDED_COLUMNS = {
     # table -> column -> type: a file made before them gets them with ALTER TABLE
     "calls": {"voicemail_path": "TEXT", "transferred_to": "TEXT",  # version 2
               "ticket": "TEXT", "ticket_seq": "INTEGER", "disposition": "TEXT",  # version 4
-              "recording_path": "TEXT"},  # a recorded call's stereo WAV (version 4 too)
+              "recording_path": "TEXT",  # a recorded call's stereo WAV (version 4 too)
+              "note": "TEXT NOT NULL DEFAULT ''"},  # version 6: the agents' and CRM's notes
     "queue_events": {"event_id": "TEXT"},  # version 3: the fallback file's dedupe key
 }
 
@@ -217,6 +219,8 @@ class CallRecord:
     recording_path: str | None = None
     """The recording of the call with its agent (stereo WAV: caller left, agent right), when
     its queue records calls; set when the recording starts."""
+    note: str = ""
+    """Notes on the call, one a line: ``[HH:MM who] text`` (the agent's console, a CRM)."""
 
     def finish(self, ended_at: float, outcome: str, reason: str = "") -> None:
         """Close the record, deriving wait and talk times from the timestamps."""

@@ -131,7 +131,7 @@ def test_a_file_from_version_2_gets_the_event_id_column_and_keeps_its_rows(tmp_p
     store.add_events([QueueEventRow(3.0, "enter", "q", "new", "", {})])
     assert store.close() == 0
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert db.execute("SELECT call_id FROM calls").fetchall() == [("old",)]
         ids = db.execute("SELECT event_id FROM queue_events ORDER BY at").fetchall()
     db.close()
@@ -185,3 +185,29 @@ def test_a_value_sqlite_cannot_store_fails_on_the_callers_side(tmp_path):
     again = CallStore(tmp_path / "calls.db")
     assert [r["call_id"] for r in again.rows()] == ["c2"]
     again.close()
+
+
+def test_a_file_from_version_5_gets_the_note_column_empty_and_notes_are_kept(tmp_path):
+    path = tmp_path / "calls.db"
+    with sqlite3.connect(path) as db:
+        columns = ", ".join(f"{c} TEXT" for c in (
+            "caller", "called", "trunk", "source", "flow", "flow_version", "ivr_path", "queue",
+            "agent", "end_reason", "voicemail_path", "transferred_to", "ticket", "disposition",
+            "recording_path"))
+        db.executescript(f"""
+            CREATE TABLE calls (call_id TEXT PRIMARY KEY, {columns}, started_at REAL NOT NULL,
+                answered_at REAL, queued_at REAL, connected_at REAL, ended_at REAL,
+                wait_seconds REAL, talk_seconds REAL, ticket_seq INTEGER,
+                outcome TEXT NOT NULL);
+            INSERT INTO calls (call_id, started_at, outcome) VALUES ('old', 1.0, 'completed');
+            PRAGMA user_version=5;
+        """)
+    db.close()
+    store = CallStore(path)
+    store.save(CallRecord("new", 2.0, note="[10:01 anna] wants a callback\n[10:02 crm] VIP"))
+    assert store.close() == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+        rows = db.execute("SELECT call_id, note FROM calls ORDER BY started_at").fetchall()
+    db.close()
+    assert rows == [("old", ""), ("new", "[10:01 anna] wants a callback\n[10:02 crm] VIP")]
