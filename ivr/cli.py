@@ -520,6 +520,145 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 1 if result.failed_files else 0
 
 
+def cmd_user(args: argparse.Namespace) -> int:  # noqa: C901 - one small function per action
+    """``ivr user ...``: the console's accounts in the store file of ivr.yaml; every change
+    goes to the console's audit log as made by '(cli)' from 'local'."""
+    import getpass
+    import json
+    import time
+
+    from ivr.config import load_config
+    from ivr.console.accounts import (
+        AccountError,
+        Accounts,
+        User,
+        check_fields,
+        check_name,
+        check_password,
+    )
+    from ivr.preflight import check_store_path
+    from ivr.store import CallStore
+    from ivr.yamlsrc import did_you_mean
+
+    config = _checked(load_config, args.config)
+    if config is None:
+        return 2
+    cli, action = User("(cli)", "admin"), args.user_action
+
+    def ask_password() -> str:
+        if args.password_stdin:
+            line = sys.stdin.readline().rstrip("\r\n")
+            if not line:
+                raise AccountError("no password on standard input (one line)")
+            return line
+        first = getpass.getpass(f"New password for {args.name}: ")
+        check_password(first)  # said before it is typed again
+        if getpass.getpass("Again: ") != first:
+            raise AccountError("the two passwords differ; nothing changed")
+        return first
+
+    def in_config(kind: str, name: str, names: dict[str, Any]) -> None:
+        if name and name not in names:
+            known = ", ".join(sorted(names)) or "none"
+            raise AccountError(f"no {kind} {name!r} in {args.config}.{did_you_mean(name, names)}"
+                               .rstrip(".") + f" ({kind}s there: {known})")
+
+    def add(accounts: Accounts) -> str:
+        check_name(args.name)
+        check_fields(args.role, args.agent or "", args.supervisor or "", args.lang or "")
+        in_config("agent", args.agent or "", config.agents)
+        in_config("supervisor", args.supervisor or "", config.supervisors)
+        if accounts.get(args.name) is not None:
+            raise AccountError(f"the user {args.name!r} already exists (change the password "
+                               "with 'ivr user passwd')")
+        user = accounts.add_user(args.name, ask_password(), args.role, agent=args.agent or "",
+                                 supervisor=args.supervisor or "", lang=args.lang or "")
+        accounts.audit(cli, "local", "user.add", user.name,
+                       {"role": user.role, "agent": user.agent, "supervisor": user.supervisor,
+                        "lang": user.lang})
+        return f"user {user.name} added ({user.role}" + (
+            f", agent {user.agent}" if user.agent else "") + ")"
+
+    def existing(accounts: Accounts) -> User:
+        user = accounts.get(args.name)
+        if user is None:
+            names = [u.name for u in accounts.users()]
+            raise AccountError(f"no user {args.name!r}.{did_you_mean(args.name, names)}"
+                               .rstrip(".") + " (see 'ivr user list')")
+        return user
+
+    def passwd(accounts: Accounts) -> str:
+        existing(accounts)
+        accounts.set_password(args.name, ask_password())
+        accounts.audit(cli, "local", "user.passwd", args.name)
+        return f"password of {args.name} changed; their console sessions ended"
+
+    def remove(accounts: Accounts) -> str:
+        existing(accounts)
+        accounts.remove_user(args.name)
+        accounts.audit(cli, "local", "user.remove", args.name)
+        return f"user {args.name} removed, with their console sessions and API tokens"
+
+    def enable(accounts: Accounts) -> str:
+        existing(accounts)
+        off = action == "disable"
+        accounts.set_disabled(args.name, off)
+        accounts.audit(cli, "local", f"user.{action}", args.name)
+        return f"user {args.name} " + ("disabled: cannot log in, sessions ended, API tokens "
+                                       "refused" if off else "enabled")
+
+    def listing(accounts: Accounts) -> str:
+        rows = [("NAME", "ROLE", "AGENT", "SUPERVISOR", "LANG", "TOKENS", "CREATED", "")]
+        for u in accounts.users():
+            created = accounts.created(u.name) or 0.0
+            rows.append((u.name, u.role, u.agent or "-", u.supervisor or "-", u.lang or "-",
+                         str(len(accounts.tokens(u.name))),
+                         time.strftime("%Y-%m-%d", time.localtime(created)),
+                         "disabled" if u.disabled else ""))
+        if len(rows) == 1:
+            return "no users yet: add one with 'ivr user add NAME --role admin'"
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                         for r in rows)
+
+    def token(accounts: Accounts) -> str:
+        existing(accounts)
+        value = accounts.new_token(args.name, args.label or "", time.time())
+        accounts.audit(cli, "local", "user.token", args.name, {"label": args.label or ""})
+        print(f"API token for {args.name}" + (f" ({args.label})" if args.label else "")
+              + ": it will not be shown again, keep it now.", file=sys.stderr)
+        return value
+
+    def revoke(accounts: Accounts) -> str:
+        existing(accounts)
+        n = accounts.revoke_tokens(args.name)
+        accounts.audit(cli, "local", "user.revoke", args.name, {"tokens": n})
+        return f"{n} API token{'s' if n != 1 else ''} of {args.name} revoked"
+
+    def audit(accounts: Accounts) -> str:
+        lines = []
+        for e in reversed(accounts.audit_log(limit=args.limit, user=args.user)):
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["at"]))
+            detail = "" if e["detail"] is None else " " + json.dumps(e["detail"],
+                                                                     sort_keys=True)
+            lines.append(f"{at}  {e['user'] or '-'} ({e['role'] or '-'}) from {e['address']}: "
+                         f"{e['action']} {e['target']}".rstrip() + detail)
+        return "\n".join(lines) if lines else "no audit entries"
+
+    actions: dict[str, Callable[[Accounts], str]] = {
+        "add": add, "passwd": passwd, "remove": remove, "list": listing, "token": token,
+        "revoke": revoke, "audit": audit, "disable": enable, "enable": enable}
+    check_store_path(config.store)
+    CallStore(config.store).close()  # the call tables first: the file stays a call record store
+    try:
+        print(actions[action](Accounts(config.store)))
+    except AccountError as exc:
+        return _fail(str(exc))
+    except sqlite3.Error as exc:  # e.g. locked by a long transaction, or a read-only file
+        return _fail(f"{config.store}: cannot use the console's accounts: {exc}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ivr", description="Centralino: IVR and call queues for a SIP/FXO gateway.")
@@ -734,6 +873,67 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the call record file (instead of --config; voicemail paths are "
                             "then taken as stored)")
     purge.set_defaults(func=cmd_purge)
+
+    user = sub.add_parser(
+        "user", help="console accounts: add, passwd, remove, list, token, revoke, audit",
+        description="The web console's accounts, kept in the store file of ivr.yaml. Roles: "
+                    "agent (tied to an agent of ivr.yaml: sees only their own calls and "
+                    "tickets), team_leader, supervisor (may name a supervisors: entry, the "
+                    "phone the box calls to listen, whisper or barge), admin. Every change is "
+                    "in the console's audit log.")
+    user_sub = user.add_subparsers(dest="user_action", metavar="ACTION", required=True)
+
+    def user_action(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        p = user_sub.add_parser(name, help=help, description=description)
+        if name not in ("list", "audit"):
+            p.add_argument("name", help="the user's name: 1 to 32 of a-z 0-9 _ . -")
+        p.add_argument("--config", default=DEFAULT_CONFIG, type=Path,
+                       help="appliance configuration (default: %(default)s)")
+        if name in ("add", "passwd"):
+            p.add_argument("--password-stdin", action="store_true",
+                           help="read the password from the first line of standard input "
+                                "(for scripts) instead of asking twice")
+        p.set_defaults(func=cmd_user)
+        return p
+
+    add = user_action("add", "add a user",
+                      "Add a console user. The password (at least 10 characters) is asked "
+                      "twice, or read with --password-stdin.")
+    add.add_argument("--role", required=True, choices=("agent", "team_leader", "supervisor",
+                                                       "admin"))
+    add.add_argument("--agent", help="role agent: the agent of ivr.yaml this user is")
+    add.add_argument("--supervisor",
+                     help="role supervisor or admin: the supervisors: entry of ivr.yaml whose "
+                          "phone the box calls to listen, whisper or barge")
+    add.add_argument("--lang", choices=("it", "en"),
+                     help="the console's language (default: the browser's)")
+    user_action("passwd", "change a user's password",
+                "Change a user's password; the user's console sessions end (API tokens stay: "
+                "see revoke).")
+    user_action("remove", "remove a user",
+                "Remove a user with their console sessions and API tokens; their audit "
+                "entries stay.")
+    user_action("disable", "stop a user logging in, keeping the account",
+                "Disable a user: logins refused, console sessions ended, API tokens refused "
+                "until enabled again.")
+    user_action("enable", "let a disabled user log in again",
+                "Enable a disabled user again (their API tokens work again).")
+    user_action("list", "list the users",
+                "The users with their role, agent, supervisor phone, language, number of API "
+                "tokens and creation date.")
+    tok = user_action("token", "make an API token for integrations",
+                      "Make an API token for the console's /api/ for this user (it acts with "
+                      "the user's role). The token is printed once on standard output: only "
+                      "its SHA-256 is kept, so it cannot be shown again.")
+    tok.add_argument("--label", help="what the token is for, e.g. crm")
+    user_action("revoke", "revoke all API tokens of a user",
+                "Revoke every API token of a user.")
+    aud = user_action("audit", "show the console's audit log",
+                      "The latest entries of the console's audit log, oldest first: who "
+                      "(user and role), from where, what and on what.")
+    aud.add_argument("--user", help="only this user's entries ('(cli)': made with ivr user)")
+    aud.add_argument("--limit", type=int, default=50,
+                     help="the latest N entries (default: %(default)s)")
 
     version = sub.add_parser("version", help="show versions",
                              description="Show the versions of Centralino and its SIP stack.")
