@@ -654,6 +654,9 @@ def cmd_user(args: argparse.Namespace) -> int:  # noqa: C901 - one small functio
         print(actions[action](Accounts(config.store)))
     except AccountError as exc:
         return _fail(str(exc))
+    except (EOFError, KeyboardInterrupt):  # the password prompt closed or interrupted
+        print(file=sys.stderr)
+        return _fail("no password given; nothing changed")
     except sqlite3.Error as exc:  # e.g. locked by a long transaction, or a read-only file
         return _fail(f"{config.store}: cannot use the console's accounts: {exc}")
     return 0
