@@ -154,8 +154,20 @@ class Reloader:
     for each one that changed: all on its own thread, so a reload never stalls a call.
 
     ``flows`` maps each flow file (the key the core knows it by) to the version in service;
-    ``load(path)`` reads and checks one file again.
+    ``load(path)`` reads and checks one file again. ``last`` tells how the last reload went
+    and ``loaded_at`` when each flow in service was loaded (the console shows both);
+    :meth:`reload_file` reloads one flow at once, for the console after it replaced the file.
     """
+
+    @dataclass(frozen=True)
+    class Outcome:
+        """How a reload went: 'reloaded', 'unchanged' or 'failed', when (wall clock), what
+        asked for it, and the problems of the flows it refused (those stay in service)."""
+
+        result: str
+        at: float
+        trigger: str
+        problems: tuple[str, ...] = ()
 
     def __init__(self, load: Callable[[str], Flow], prepare: Callable[[Flow], int],
                  post: Callable[[m.Message], None], metrics: Metrics, flows: dict[str, Flow],
@@ -169,6 +181,10 @@ class Reloader:
         self.last_files = files_state(self.files())
         self.requests: queue.SimpleQueue[ReloadRequest | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._work, name="reload", daemon=True)
+        self.last: Reloader.Outcome | None = None
+        self.loaded_at = {path: time.time() for path in flows}
+        self._problems: list[str] = []
+        self._lock = threading.RLock()  # the reload thread and the console's reload_file
 
     def files(self) -> tuple[str, ...]:
         """Every file the flows in service were read from (subflows and prompts included)."""
@@ -208,13 +224,30 @@ class Reloader:
     def reload(self, trigger: str) -> str:
         """'reloaded' (at least one flow), 'unchanged' or 'failed' (at least one refused, which
         stays in service as it was); every problem is logged."""
-        results = [self._reload_one(path, trigger) for path in list(self.current)]
-        self.last_files = files_state(self.files())
-        if self.watcher is not None:
-            self.watcher.watch(self.files())
-        if "failed" in results:
-            return "failed"
-        return "reloaded" if "reloaded" in results else "unchanged"
+        with self._lock:
+            self._problems = []
+            results = [self._reload_one(path, trigger) for path in list(self.current)]
+            self.last_files = files_state(self.files())
+            if self.watcher is not None:
+                self.watcher.watch(self.files())
+            result = "failed" if "failed" in results else \
+                "reloaded" if "reloaded" in results else "unchanged"
+            self.last = Reloader.Outcome(result, time.time(), trigger, tuple(self._problems))
+            return result
+
+    def reload_file(self, path: str, trigger: str) -> Reloader.Outcome:
+        """Reload the flow in service read from *path* (a key of ``current``; KeyError for
+        any other) now, on the calling thread, and return how it went."""
+        with self._lock:
+            if path not in self.current:
+                raise KeyError(path)
+            self._problems = []
+            result = self._reload_one(path, trigger)
+            self.last_files = files_state(self.files())
+            if self.watcher is not None:
+                self.watcher.watch(self.files())
+            self.last = Reloader.Outcome(result, time.time(), trigger, tuple(self._problems))
+            return self.last
 
     def _reload_one(self, path: str, trigger: str) -> str:
         old = self.current[path]
@@ -230,6 +263,7 @@ class Reloader:
         except DocumentError as exc:
             for problem in exc.problems:
                 log.error("%s", problem)
+            self._problems.extend(str(problem) for problem in exc.problems)
             n = len(exc.problems)
             log.error("flow reload (%s) refused, %d problem%s: flow %s version %s stays in "
                       "service", trigger, n, "" if n == 1 else "s", old.name, old.version)
@@ -237,11 +271,13 @@ class Reloader:
             return "failed"
         except Exception as exc:  # noqa: BLE001 - a bad reload must never stop the switchboard
             log.error("flow reload (%s) failed: %s: %s", trigger, type(exc).__name__, exc)
+            self._problems.append(f"{path}: {type(exc).__name__}: {exc}")
             log.error("flow reload (%s) refused: flow %s version %s stays in service", trigger,
                       old.name, old.version)
             self.metrics.reload_done(ok=False)
             return "failed"
         self.current[path] = new
+        self.loaded_at[path] = time.time()
         self.post(m.FlowReady(new, trigger, count, round(time.monotonic() - started, 1), path))
         return "reloaded"
 
