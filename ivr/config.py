@@ -468,7 +468,14 @@ class Config:
         match = _REFER_USER.search(refer_to)
         if match is None:
             return None
-        user = match.group(1)
+        return self.agent_transfer_named(match.group(1))
+
+    def agent_transfer_named(self, user: str) -> TransferTarget | None:
+        """Where an agent's transfer to *user* (an extension, a queue's name or number, a
+        number; what the console's transfer names) goes, or None: refused. The rules of
+        :meth:`agent_transfer_target`."""
+        if not user or len(user) > 64:
+            return None
         number = normalise(user)
         extension = self.extensions.get(number) if number else None
         if extension is not None and number:

@@ -394,6 +394,16 @@ class Router:
         agent.wrap_up_min = None
         return self.on_timer(now)
 
+    def end_wrap_up(self, agent_id: str, now: float) -> list[RoutingAction]:
+        """The agent says they are done with their last call (saved it): wrap-up ends now,
+        a required disposition's hold included."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state != "wrap_up":
+            return []
+        agent.wrap_up_until = now
+        agent.wrap_up_min = None
+        return self.on_timer(now)
+
     def login(self, agent_id: str, now: float) -> list[RoutingAction]:
         agent = self.agents[agent_id]
         if agent.state == "logged_out":

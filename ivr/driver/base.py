@@ -94,6 +94,19 @@ class CoreBase:
         self.recordings_suspended = False
         """The disk under ``recordings`` is under its floor: no recording starts."""
         self.transitions: dict[tuple[str, str, str], int] = {}
+        self.console_notices: dict[str, dict[str, Any]] = {}
+        """Name (agent, supervisor, source) -> what came of their last console command."""
+        self._notice_seq = 0
+        self._view_seq = 0
+        self.agent_since: dict[str, tuple[str, float]] = {}
+        """Agent -> (state, wall time it started), followed after every message."""
+        self.agent_talk: dict[str, float] = {}
+        """Agent -> seconds talked in finished calls since the start."""
+        self._talk_from: dict[str, float] = {}
+        self.ended_calls: dict[str, CallerCall] = {}
+        """Ended calls that are still an agent's last call (the console's wrap-up)."""
+        self._agent_queues: dict[str, list[str]] | None = None
+        self._teams: dict[str, str] = {}
         self.stopping = False
         self._next_ref = 0
         self._fx: list[m.Effect] = []
@@ -111,6 +124,8 @@ class CoreBase:
         for name in sorted(self.registering & set(self.router.agents)):
             self.router.set_reachable(name, False, now)  # offered calls once registered
         self.router.drain_log()  # restoring is not news for the queue log
+        self.agent_since = {name: (agent.state, self.wall(now))
+                            for name, agent in self.router.agents.items()}
 
     def wall(self, now: float) -> float:
         return round(now + self.wall_offset, 6)
@@ -267,4 +282,14 @@ class CoreBase:
         raise NotImplementedError
 
     def _callback_done(self, cb: Callback, outcome: str, reason: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _console_events(self, events: list[QueueEvent]) -> None:
+        raise NotImplementedError
+
+    def _supervisor_answered(self, leg: Leg, now: float) -> None:
+        raise NotImplementedError
+
+    def _supervisor_leg_ended(self, leg: Leg, was: LegPhase, status: int, reason: str,
+                              now: float) -> None:
         raise NotImplementedError

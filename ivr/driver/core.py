@@ -31,6 +31,7 @@ import logging
 from ivr.driver import messages as m
 from ivr.driver.callbacks import Callbacks
 from ivr.driver.callers import Callers
+from ivr.driver.console import Console
 from ivr.driver.devices import Devices
 from ivr.driver.queues import Queues
 from ivr.driver.state import (
@@ -53,7 +54,7 @@ from ivr.sip import events as sip
 
 log = logging.getLogger("ivr.driver")
 
-class Core(Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
+class Core(Console, Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
     """The switchboard's state and decisions. See the module doc."""
 
     draining = False
@@ -91,6 +92,7 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
         if self.supervisions:
             self._supervision_sweep(now)
         self._queue_log()
+        self._track_agents(now)
         fx, self._fx = self._fx, []
         return fx
 
@@ -114,7 +116,7 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
         for sup_leg in self.supervisions:
             self._emit(m.HangupLeg(sup_leg))
         for leg in self.legs.values():
-            if leg.live and leg.sip is not None:
+            if leg.live and leg.sip is not None and leg.sip not in self.supervisions:
                 self._emit(m.HangupLeg(leg.sip))
         fx, self._fx = self._fx, []
         return fx
@@ -184,6 +186,8 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
             self._leg_answered(msg.leg, now)
         elif isinstance(msg, sip.LegEnded) and msg.leg in self.supervisions:
             self._supervisor_left(msg, now)
+            if msg.leg in self.by_sip:  # a supervisor's phone the console had called
+                self._leg_ended(msg, now)
         elif isinstance(msg, sip.LegEnded):
             self._leg_ended(msg, now)
         elif isinstance(msg, sip.TransferRequested):
@@ -210,6 +214,8 @@ class Core(Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
             self._device_message(msg, now)
         elif isinstance(msg, m.AgentCommand):
             self._agent_command(msg, now)
+        elif isinstance(msg, (m.ConsoleWrapUp, m.ConsoleTransfer, m.Supervise, m.CallNote)):
+            self._console_command(msg, now)
         elif isinstance(msg, m.FlowReady):
             old = self.flows.get(msg.path, self.flow) if msg.path else self.flow
             if msg.path:

@@ -93,6 +93,52 @@ class AgentCommand:
 
 
 @dataclass(frozen=True)
+class ConsoleWrapUp:
+    """An agent saves their call from the console: the disposition ('' none chosen), a note
+    ('' none), what becomes of the caller's ticket ('' leave it, 'resolve', 'escalate').
+    Saved during wrap-up it ends the wrap-up; during the call it only records."""
+
+    agent: str
+    call_id: str
+    disposition: str = ""
+    note: str = ""
+    ticket: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ConsoleTransfer:
+    """An agent sends their connected caller to *target* from the console: an extension, a
+    queue (name or number) or a number a ``dial_out`` rule with ``agent_transfers`` allows."""
+
+    agent: str
+    target: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Supervise:
+    """The box calls the supervisor's phone and joins it to the agent's call in *mode*
+    ('listen', 'whisper', 'barge'); a supervisor already on a session has its mode changed."""
+
+    supervisor: str
+    agent: str
+    mode: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CallNote:
+    """A note for a live call (or one in its agent's wrap-up), e.g. from a CRM."""
+
+    call_id: str
+    text: str
+    source: str = ""
+    author: str = ""
+    """Who the note is signed by ('' : the first word of *source*)."""
+
+
+@dataclass(frozen=True)
 class FlowReady:
     """A reloaded flow passed its checks and its prompts are rendered: new calls get it."""
 
@@ -112,7 +158,7 @@ class Tick:
 Message = (RecordingDone | RecordingDisk
            | SipEvent | Dialled | Bridged | PromptReady | LookupResult | Registrations
            | TrunkReachability | AgentCommand | FlowReady | Tick | DeviceState
-           | NightSwitchChanged)
+           | NightSwitchChanged | ConsoleWrapUp | ConsoleTransfer | Supervise | CallNote)
 
 
 # -- effects: out of the driver -----------------------------------------------------------------

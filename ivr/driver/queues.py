@@ -136,6 +136,8 @@ class Queues(Recordings):
             self._agent_answered(leg, now)
         elif leg.role is LegRole.TRANSFER:
             self._transfer_answered(leg, now)
+        elif leg.role is LegRole.SUPERVISOR:
+            self._supervisor_answered(leg, now)
         else:
             self._customer_answered(leg, now)
 
@@ -214,6 +216,11 @@ class Queues(Recordings):
         if not call.agent_keys.endswith(code):
             self._disposition_keys(call, leg.agent, now)
             return
+        self._escalate_call(call, leg, now)
+
+    def _escalate_call(self, call: CallerCall, leg: Leg, now: float) -> None:
+        """The connected agent on *leg* sends the caller on to the next level (their code,
+        or the console): the agent goes to wrap-up, the caller waits again."""
         log.info("call %s: agent %s escalates the call", call.call_id, leg.agent)
         actions = self.router.escalate(call.call_id, now)
         call.agent_ref = None
@@ -249,6 +256,8 @@ class Queues(Recordings):
             self._agent_leg_ended(leg, was, status, reason, now)
         elif leg.role is LegRole.TRANSFER:
             self._transfer_leg_ended(leg, was, status, reason, now)
+        elif leg.role is LegRole.SUPERVISOR:
+            self._supervisor_leg_ended(leg, was, status, reason, now)
         else:
             self._customer_leg_ended(leg, was, status, reason, now)
 
@@ -314,6 +323,7 @@ class Queues(Recordings):
         if not events:
             return
         self._ticket_events(events)
+        self._console_events(events)
         rows = tuple(QueueEventRow(self.wall(e.at), e.kind, e.queue, e.call_id, e.agent,
                                    dict(e.detail)) for e in events)
         self._emit(m.SaveQueueEvents(rows))

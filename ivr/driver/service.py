@@ -42,6 +42,10 @@ EXIT_UNWRITTEN = 3
 fallback file, which the next start imports)."""
 PUBLISH_EVERY = 1.0
 """Seconds between two snapshots of the state when no scrape asks for one."""
+VIEW_MIN_EVERY = 0.05
+"""Seconds at least between two console views (a burst of messages makes one)."""
+VIEW_MAX_EVERY = 1.0
+"""Seconds at most between two console views (waits and times keep moving)."""
 STATUS_EVERY = 1.0
 """Seconds between two looks at the STATUS line sent to systemd (sent only when it changed)."""
 
@@ -77,8 +81,18 @@ class Loop:
     every message.
     """
 
+    on_view: Callable[[dict[str, Any]], None] | None = None
+    """Given :meth:`Core.console_view` (the web console's data) after turns that changed
+    something, at most every :data:`VIEW_MIN_EVERY` and at least every
+    :data:`VIEW_MAX_EVERY` seconds (waits keep moving). Called on the loop thread: it must
+    only hand the view over (store a reference, wake a waiter), never wait."""
+
     def __init__(self, core: Core, executor: Executor, sip: Sip, inbox: Inbox,
-                 metrics: Metrics, clock: Callable[[], float] = time.monotonic):
+                 metrics: Metrics, clock: Callable[[], float] = time.monotonic,
+                 on_view: Callable[[dict[str, Any]], None] | None = None):
+        self.on_view = on_view
+        self._view_at = -math.inf
+        self._view_stale = True
         self.core = core
         self.executor = executor
         self.sip = sip
@@ -118,12 +132,30 @@ class Loop:
         if asked or now - self._published >= PUBLISH_EVERY:
             self.metrics.publish(self.core.snapshot(now), answers=asked)
             self._published = now
+        if self.on_view is not None:
+            self._publish_view(now)
         self.turns += 1
         return handled
+
+    def _publish_view(self, now: float) -> None:
+        """The console's view, when something changed (not more often than
+        :data:`VIEW_MIN_EVERY`) or when :data:`VIEW_MAX_EVERY` passed."""
+        since = now - self._view_at
+        if since < VIEW_MIN_EVERY or (not self._view_stale and since < VIEW_MAX_EVERY):
+            return
+        assert self.on_view is not None
+        try:
+            self.on_view(self.core.console_view(now))
+        except Exception:
+            log.exception("error publishing the console's view; the switchboard goes on")
+            self.metrics.loop_errors.inc()
+        self._view_at = now
+        self._view_stale = False
 
     def feed(self, message: m.Message) -> None:
         """Hand *message* to the core and carry out its effects, and the answers those give."""
         self._deadline_stale = True
+        self._view_stale = True
         pending: deque[m.Message] = deque([message])
         while pending:
             msg = pending.popleft()
@@ -513,6 +545,8 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
         texts = executor.texts = start_sms(config, metrics, store.pending_count,
                                            lambda name, up: inbox.post(m.DeviceState(name, up)))
         loop = Loop(core, executor, sip, inbox, metrics)
+        # The web console (config.console) starts here: its server thread takes views from
+        # loop.on_view and posts its commands with inbox.post.
         code = _serve(config, flows, load_flow_file, loop, prompts, store, lookups, inbox,
                       metrics, stack_version())
     finally:

@@ -63,6 +63,8 @@ class LegRole(enum.Enum):
     TRANSFER = "transfer"
     CUSTOMER = "customer"
     """The call out to a caller who asked to be called back."""
+    SUPERVISOR = "supervisor"
+    """The call out to a supervisor's phone asked for from the console (Supervise)."""
 
 
 class CallbackPhase(enum.Enum):
@@ -83,6 +85,10 @@ class Leg:
     phase: LegPhase = LegPhase.DIALLING
     sip: str | None = None
     """The SIP layer's leg, once the dial is placed."""
+    supervisor: str = ""
+    """A supervisor's leg: whose phone it calls..."""
+    mode: str = ""
+    """...and the mode of the session it joins on answer."""
 
     @property
     def live(self) -> bool:

@@ -20,6 +20,7 @@ is moved by the switchboard itself to what ivr.yaml names (never to the Refer-To
 
 import logging
 
+from ivr.config import TransferTarget
 from ivr.driver import messages as m
 from ivr.driver.base import CoreBase
 from ivr.driver.state import (
@@ -156,9 +157,15 @@ class Transfers(CoreBase):
             log.warning("transfer from leg %s to %s dropped: the call is no longer the "
                         "agent's", event.leg, escape(event.refer_to, 80))
             return
+        self._agent_moves_caller(call, leg, target, event.replaces, now)
+
+    def _agent_moves_caller(self, call: CallerCall, leg: Leg, target: TransferTarget,
+                            replaces: str, now: float) -> None:
+        """The agent on *leg* hands their connected caller to *target* (their phone's REFER,
+        or the console): the agent's leg is hung up and the agent wraps up."""
         agent = leg.agent
         log.info("call %s: agent %s transfers the caller to %s %s%s", call.call_id, agent,
-                 target.kind, target.name, " (attended)" if event.replaces else "")
+                 target.kind, target.name, " (attended)" if replaces else "")
         call.agent_ref = None
         self._cancel(leg.ref, "transferred")  # the phone had its NOTIFY 200: its part is over
         finished = self.router.finished(call.call_id, now)  # the agent wraps up as usual
@@ -168,8 +175,8 @@ class Transfers(CoreBase):
             self._agent_transfer_to_queue(call, target.name, finished, now)
             return
         uri = target.uri
-        if target.kind == "extension" and event.replaces and "?" not in uri:
-            uri = f"{uri}?Replaces={event.replaces}"
+        if target.kind == "extension" and replaces and "?" not in uri:
+            uri = f"{uri}?Replaces={replaces}"
         ref = self._ref()
         self.legs[ref] = Leg(ref, LegRole.TRANSFER, call.call_id)
         self._to(call, CallPhase.TRANSFERRING, f"agent {agent} to {target.name}")

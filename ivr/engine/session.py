@@ -285,6 +285,10 @@ class _Frame:
     """Node of the parent flow to continue at when this subflow returns."""
 
 
+KEYS_KEPT = 128
+"""How many of a caller's last keys :attr:`CallSession.keys` keeps."""
+
+
 class CallSession:
     """One call in the IVR. See the module doc for the protocol."""
 
@@ -303,6 +307,9 @@ class CallSession:
         self.variables.update(caller=caller, called=called, call_id=call_id,
                               language=self.language)
         self.path: list[PathStep] = []
+        self.keys = ""
+        """Every key the caller pressed in the IVR and while queued, in order (the last
+        :data:`KEYS_KEPT`)."""
         self.state = "new"
         """'new', 'ivr', 'queued', 'transferred' or 'ended'."""
         self.end_reason = ""
@@ -336,6 +343,8 @@ class CallSession:
         return [Answer(), *self._enter(self.flow.start, now)]
 
     def handle(self, event: Event, now: float) -> list[Action]:
+        if isinstance(event, DigitPressed) and self.state in ("ivr", "queued"):
+            self.keys = (self.keys + event.digit)[-KEYS_KEPT:]
         if self.state == "queued":
             return self._queued(event, now)
         if self.state != "ivr":
