@@ -537,7 +537,6 @@ def cmd_user(args: argparse.Namespace) -> int:  # noqa: C901 - one small functio
         check_password,
     )
     from ivr.preflight import check_store_path
-    from ivr.store import CallStore
     from ivr.yamlsrc import did_you_mean
 
     config = _checked(load_config, args.config)
@@ -649,7 +648,6 @@ def cmd_user(args: argparse.Namespace) -> int:  # noqa: C901 - one small functio
         "add": add, "passwd": passwd, "remove": remove, "list": listing, "token": token,
         "revoke": revoke, "audit": audit, "disable": enable, "enable": enable}
     check_store_path(config.store)
-    CallStore(config.store).close()  # the call tables first: the file stays a call record store
     try:
         print(actions[action](Accounts(config.store)))
     except AccountError as exc:

@@ -19,7 +19,7 @@ from ivr.console.accounts import (
     token_hash,
 )
 from ivr.preflight import record_file_problem
-from ivr.store import CallStore
+from ivr.store import CallStore, StoreError
 
 PW = "correct horse battery"
 T0 = 1_790_000_000.0
@@ -82,6 +82,21 @@ def test_the_tables_live_beside_the_call_records_and_the_file_stays_a_store(tmp_
     store = CallStore(path)  # opens it again as a store, tables kept
     store.close()
     assert Accounts(path).get("boss") == User("boss", "admin")
+
+
+def test_a_new_file_is_made_a_call_record_store_first(tmp_path):
+    path = tmp_path / "var" / "centralino.db"
+    Accounts(path).add_user("boss", PW, "admin")
+    assert record_file_problem(path) is None  # the switchboard starts on it
+    tables = {r[0] for r in rows(path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"calls", "queue_events", "console_users", "console_audit"} <= tables
+
+
+def test_a_file_that_is_not_a_database_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "calls.txt"
+    path.write_text("date,caller\n2026-11-02,333\n" * 100)
+    with pytest.raises(StoreError, match=r"calls.txt: file is not a database; check the file"):
+        Accounts(path)
 
 
 def test_password_change(accounts):

@@ -2,7 +2,7 @@
 and the audit log.
 
 Everything lives in the switchboard's SQLite store file (``store`` in ivr.yaml), in tables
-named ``console_*``. That file is shared with the store's writer thread and with the ``ivr``
+named ``console_*`` (a new file is made a call record store first). That file is shared with the store's writer thread and with the ``ivr``
 commands, so every operation opens its own connection with a busy timeout and keeps its
 transaction short; nothing is cached in memory, so a user removed by ``ivr user remove`` is
 gone for a running console at its next request.
@@ -196,6 +196,7 @@ class Accounts:
         self._dummy = _DUMMY_HASH
         if self.hasher.check_needs_rehash(_DUMMY_HASH):  # other parameters: other timing
             self._dummy = self.hasher.hash(secrets.token_urlsafe(24))
+        self._store_first()
         try:
             with self._db() as db:
                 if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -206,6 +207,20 @@ class Accounts:
                                "check the file or set 'store' in ivr.yaml") from None
 
     # -- the database --------------------------------------------------------------------------
+    def _store_first(self) -> None:
+        """A new file becomes a call record store before it gets console tables: the
+        switchboard refuses to start on a file with tables but no call records."""
+        try:
+            with self._db() as db:
+                has_calls = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                       "name = 'calls'").fetchone() is not None
+        except sqlite3.Error:
+            has_calls = False  # not a database: the store says so in its own words
+        if not has_calls:
+            from ivr.store import CallStore
+
+            CallStore(self.path).close()
+
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         """A connection for one operation, in autocommit mode (see :meth:`_write`)."""
