@@ -2,10 +2,10 @@
 and the audit log.
 
 Everything lives in the switchboard's SQLite store file (``store`` in ivr.yaml), in tables
-named ``console_*`` (a new file is made a call record store first). That file is shared with the store's writer thread and with the ``ivr``
-commands, so every operation opens its own connection with a busy timeout and keeps its
-transaction short; nothing is cached in memory, so a user removed by ``ivr user remove`` is
-gone for a running console at its next request.
+named ``console_*`` (a new file is made a call record store first). That file is shared with
+the store's writer thread and with the ``ivr`` commands, so every operation opens its own
+connection with a busy timeout and keeps its transaction short; nothing is cached in memory,
+so a user removed by ``ivr user remove`` is gone for a running console at its next request.
 
 Passwords are hashed with argon2id (argon2-cffi's defaults, the OWASP recommendation). Session
 cookies and API tokens are random strings known only to the browser or the integration: the
