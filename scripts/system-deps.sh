@@ -7,9 +7,11 @@ set -euo pipefail
 # build of the SIP stack | prompts | test peers | source fetch | 'ivr graph' (SVG, PNG) |
 # the edge, registrar of agents' phones (its jsonrpcs, xhttp, htable modules are in the base
 # package) | promtool, to check monitoring/ | SIPVicious, the scanner the edge's security
-# tests run against it (svmap, svwar, svcrack) | systemd-analyze, to verify and rate the unit
+# tests run against it (svmap, svwar, svcrack) | systemd-analyze, to verify and rate the unit |
+# the console's browser tests (Playwright drives this Chromium; it downloads none of its own)
 PACKAGES=(build-essential swig libssl-dev uuid-dev pkg-config dpkg-dev patch xz-utils
-          espeak-ng sox baresip-core graphviz kamailio prometheus sipvicious systemd)
+          espeak-ng sox baresip-core graphviz kamailio prometheus sipvicious systemd
+          chromium)
 
 if [[ "${1:-}" == "--list" ]]; then
     printf '%s\n' "${PACKAGES[@]}"
