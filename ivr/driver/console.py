@@ -341,6 +341,12 @@ class Console(Callers, Queues, Transfers, Supervisions):
         super()._caller_ended(call, event, now)
         if call.record.agent:
             self.ended_calls[call.call_id] = call
+        for leg in list(self.legs.values()):
+            if leg.role is LegRole.SUPERVISOR and leg.call_id == call.call_id and leg.live \
+                    and leg.phase is not LegPhase.CONNECTED:
+                self._cancel(leg.ref, "the call ended")
+                self._tell(leg.supervisor, f"{leg.mode} of {leg.agent} ended: the call ended",
+                           False)
 
     # -- the view ------------------------------------------------------------------------------
     def console_view(self, now: float) -> dict[str, Any]:
@@ -384,7 +390,7 @@ class Console(Callers, Queues, Transfers, Supervisions):
         return {"call_id": call.call_id, "caller": rec.caller, "called": rec.called,
                 "trunk": rec.trunk, "phase": call.phase.value, "started": rec.started_at,
                 "queue": rec.queue or "", "queued_at": rec.queued_at, "wait": wait,
-                "level": routed.level if routed is not None else 0,
+                "level": routed.min_level if routed is not None else 0,
                 "path": [step.node for step in session.path], "keys": session.keys,
                 "variables": dict(session.variables), "agent": agent, "ticket": ticket,
                 "script": script, "recorded": call.call_id in self.call_recordings,
