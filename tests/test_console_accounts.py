@@ -228,6 +228,40 @@ def test_ten_failures_lock_the_address_out_even_for_the_right_password(accounts)
     assert accounts.login("anna", PW, "10.0.0.9", T0 + 9 + 900) is not None
 
 
+def test_parallel_attempts_cannot_pass_the_limit(accounts):
+    """Twenty wrong passwords at once from one address: ten are looked at, ten refused."""
+    accounts.add_user("anna", PW, "agent", agent="anna")
+    results = []
+    start = threading.Barrier(20)
+
+    def attempt(i):
+        start.wait()
+        try:
+            results.append(accounts.login("anna", f"wrong password {i}", "10.0.0.9", T0))
+        except LockedOut:
+            results.append("locked")
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(map(str, results)) == ["None"] * 10 + ["locked"] * 10
+
+
+def test_a_right_password_is_not_counted_as_a_failure(tmp_path):
+    accounts = Accounts(tmp_path / "c.db", max_failures=2)
+    accounts.add_user("anna", PW, "agent", agent="anna")
+    for _ in range(3):
+        assert accounts.login("anna", PW, "a", T0) is not None
+    assert rows(accounts.path, "SELECT * FROM console_login_failures") == []
+    assert accounts.login("anna", "wrong password", "a", T0) is None
+    assert accounts.login("anna", PW, "a", T0) is not None
+    assert accounts.login("anna", "wrong password", "a", T0) is None
+    with pytest.raises(LockedOut):
+        accounts.login("anna", PW, "a", T0)
+
+
 def test_failures_spread_over_more_than_the_window_do_not_lock(tmp_path):
     accounts = Accounts(tmp_path / "c.db", max_failures=3, window=60, lockout=300)
     accounts.add_user("anna", PW, "agent", agent="anna")

@@ -325,11 +325,14 @@ class Accounts:
         """When *address* may try again (a time <= now: it may now). Locked when
         max_failures failures fall within window seconds; the lock lasts lockout seconds
         after the failure that completed them."""
-        n = self.max_failures
         with self._db() as db:
-            times = [r[0] for r in db.execute(
-                "SELECT at FROM console_login_failures WHERE address = ? AND at > ? "
-                "ORDER BY at", (address, now - self.window - self.lockout))]
+            return self._locked_until(db, address, now)
+
+    def _locked_until(self, db: sqlite3.Connection, address: str, now: float) -> float:
+        n = self.max_failures
+        times = [r[0] for r in db.execute(
+            "SELECT at FROM console_login_failures WHERE address = ? AND at > ? ORDER BY at",
+            (address, now - self.window - self.lockout))]
         until = 0.0
         for i in range(n - 1, len(times)):
             if times[i] - times[i - n + 1] <= self.window:
@@ -341,30 +344,36 @@ class Accounts:
         for a wrong name, a wrong password or a disabled account, all in the same time.
 
         Raises :class:`LockedOut` first, without looking at the password, while *address* is
-        locked out; attempts refused so do not count as failures."""
-        until = self.locked_until(address, now)
-        if until > now:
-            raise LockedOut(until - now)
-        row = self._row(name) if NAME_PATTERN.fullmatch(name) else None
+        locked out; attempts refused so do not count as failures. Each attempt is counted as
+        a failure in the same transaction that checks the lock, and uncounted if the password
+        is right: parallel attempts cannot slip more than max_failures past the check."""
+        valid = NAME_PATTERN.fullmatch(name) is not None
+        with self._write() as db:
+            until = self._locked_until(db, address, now)
+            if until > now:
+                raise LockedOut(until - now)
+            attempt = db.execute("INSERT INTO console_login_failures (address, at) "
+                                 "VALUES (?, ?)", (address, now)).lastrowid
+            db.execute("DELETE FROM console_login_failures WHERE at <= ?",
+                       (now - self.window - self.lockout,))
+            row = db.execute("SELECT * FROM console_users WHERE name = ?",
+                             (name,)).fetchone() if valid else None
         stored = row["password_hash"] if row is not None else self._dummy
         ok = False
-        if len(password) <= MAX_PASSWORD:
+        if len(password) <= MAX_PASSWORD:  # the verification outside any transaction
             try:
                 ok = self.hasher.verify(stored, password)
             except (VerificationError, InvalidHashError):
                 ok = False
         if row is None or not ok or row["disabled"]:
-            with self._write() as db:
-                db.execute("INSERT INTO console_login_failures (address, at) VALUES (?, ?)",
-                           (address, now))
-                db.execute("DELETE FROM console_login_failures WHERE at <= ?",
-                           (now - self.window - self.lockout,))
-            return None
-        if self.hasher.check_needs_rehash(stored):
-            hashed = self.hasher.hash(password)
-            with self._write() as db:  # only if nobody changed it meanwhile
+            return None  # the attempt stays counted
+        rehashed = self.hasher.hash(password) if self.hasher.check_needs_rehash(stored) \
+            else None
+        with self._write() as db:
+            db.execute("DELETE FROM console_login_failures WHERE rowid = ?", (attempt,))
+            if rehashed is not None:  # only if nobody changed it meanwhile
                 db.execute("UPDATE console_users SET password_hash = ? WHERE name = ? AND "
-                           "password_hash = ?", (hashed, name, stored))
+                           "password_hash = ?", (rehashed, name, stored))
         return _user(row)
 
     def new_session(self, user: User, address: str, now: float, hours: float) -> Session:
