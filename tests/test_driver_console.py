@@ -6,6 +6,7 @@ import itertools
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,7 +123,7 @@ def notice(bench: Bench, name: str) -> tuple[str, bool]:
     return found["text"], found["ok"]
 
 
-def view(bench: Bench) -> dict[str, object]:
+def view(bench: Bench) -> dict[str, Any]:
     return bench.core.console_view(bench.now)
 
 
