@@ -519,3 +519,17 @@ def test_a_repeat_callers_ticket_is_in_the_view_before_the_answer(tmp_path: Path
     call = view(bench)["calls"]["c1"]
     assert call["ticket"] == "1042"
     assert call["variables"]["ticket_status"] == "open"
+
+
+def test_escalate_during_a_call_without_a_ticket_escalates_the_call(bench: Bench) -> None:
+    leg = bench.incoming(caller="")  # withheld: no ticket
+    bench.key(leg, "1")
+    bench.key(leg, "1234#")
+    bench.answer(bench.ringing()["anna"])
+    assert bench.record_of("c1").ticket is None
+    wrap(bench, "anna", "c1", ticket="escalate")
+    assert notice(bench, "anna") == ("call c1 saved", True)
+    assert bench.core.calls["c1"].phase is CallPhase.QUEUED
+    assert list(bench.ringing()) == ["lia"]
+    bench.settle()
+    assert bench.core.problems() == []

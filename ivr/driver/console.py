@@ -177,7 +177,8 @@ class Console(Callers, Queues, Transfers, Supervisions):
             self._tell(agent, f"save refused: unknown ticket action '{msg.ticket}'", False)
             return
         ticket = self.ticket_book.of_call(record.call_id)
-        if msg.ticket and (ticket is None or not ticket.is_open):
+        call_escalation = msg.ticket == "escalate" and connected is not None
+        if msg.ticket and not call_escalation and (ticket is None or not ticket.is_open):
             self._tell(agent, f"save refused: the call has no open ticket to {msg.ticket}",
                        False)
             return
