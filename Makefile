@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= ivr.yaml
 
-.PHONY: help run run-edge test test-unit lint bench bench-load venv sipstack system-deps clean \
+.PHONY: help run run-edge test test-unit lint bench bench-load bench-console venv sipstack \
+        system-deps clean \
         install uninstall
 
 help:
@@ -17,6 +18,9 @@ help:
 	@echo "make bench      run the benchmarks and print their figures"
 	@echo "make bench-load real calls into a real switchboard, 10 to 250 at once (about 4 min):"
 	@echo "                a table and bench/results/DATE-LABEL.json (LABEL=run, CALLS=10,30,100,250)"
+	@echo "make bench-console  what 50 open wallboards and 20 agent pages cost the switchboard"
+	@echo "                at 100 calls (CPU) and how late events reach them (about 2 min):"
+	@echo "                bench/results/DATE-console-LABEL.json (LABEL=run, PAIRS=1)"
 	@echo "make sipstack   build (once, then cached) and install the pjsua2 SIP stack"
 	@echo "make clean      remove the virtualenv and runtime files"
 	@echo "make install    (root) install as a service: /opt/centralino, /etc/centralino,"
@@ -76,6 +80,12 @@ LABEL ?= run
 CALLS ?= 10,30,100,250
 bench-load: $(BIN)/.ready
 	$(BIN)/python -m bench.load --calls $(CALLS) --label $(LABEL)
+
+# The console's pages under load (bench/console/): rounds of 100 calls without and with 70 open
+# live streams; the CPU difference and the event -> page latency, with the machine, in the JSON.
+PAIRS ?= 1
+bench-console: $(BIN)/.ready
+	$(BIN)/python -m bench.console --calls 100 --pairs $(PAIRS) --label $(LABEL)
 
 # The service: scripts/install.sh says what it does (and, with DRY_RUN=1, what it would do).
 PREFIX ?= /opt/centralino
