@@ -336,10 +336,11 @@ async def page(request: web.Request) -> web.StreamResponse:
     entry = data["agent"] or {}
     queues = getattr(config, "queues", {}) or {}
     served = [name for name, q in queues.items() if agent in getattr(q, "agents", ())]
+    dispositions = list((getattr(config, "dispositions", {}) or {}).values())
     return console.render(
         request, "agent.html", agent=agent, entry=entry, state=entry.get("state", ""),
         call=data["call"], now=now, reasons=PAUSE_REASONS,
-        dispositions=list((getattr(config, "dispositions", {}) or {}).values()),
+        dispositions=dispositions, labels={d.code: d.label for d in dispositions},
         extensions=sorted((getattr(config, "extensions", {}) or {}).keys()),
         queues=sorted(queues.keys()), served=served, my_calls=mine,
         words={k: t(k) for k in JS_WORDS})

@@ -8,6 +8,8 @@
   const $ = (id) => document.getElementById(id);
   const words = JSON.parse(desk.dataset.words || "{}");
   const t = (key) => words[key] || key;
+  const labels = JSON.parse(desk.dataset.dispositions || "{}");
+  const disposition = (code) => code ? code + (labels[code] ? " · " + labels[code] : "") : "";
   // the server's clock: times in the view are the switchboard's wall clock
   const offset = parseFloat(desk.dataset.serverNow || "0") - Date.now() / 1000;
   const now = () => Date.now() / 1000 + offset;
@@ -92,7 +94,7 @@
             (ticket.agent ? " · " + ticket.agent : "")});
     const list = Console.el("ul", {class: "agent-ticket-history"});
     for (const e of ticket.history || []) {
-      const bits = [fmtTime(e.at), e.kind, e.agent, e.queue, e.disposition, e.note];
+      const bits = [fmtTime(e.at), e.kind, e.agent, e.queue, disposition(e.disposition), e.note];
       list.append(Console.el("li", {text: bits.filter((b) => b).join(" · ")}));
     }
     box.replaceChildren(head, list);
@@ -104,7 +106,7 @@
     for (const c of calls) {
       body.append(Console.el("tr", {"data-call-id": c.call_id},
         Console.el("td", {text: fmtTime(c.started)}), Console.el("td", {text: c.outcome}),
-        Console.el("td", {text: c.agent}), Console.el("td", {text: c.disposition}),
+        Console.el("td", {text: c.agent}), Console.el("td", {text: disposition(c.disposition)}),
         Console.el("td", {class: "agent-note", text: c.note})));
     }
   }
@@ -137,7 +139,8 @@
       shownCall = callId;
       clearContext();
       $("wrapup-form").reset();
-      if (!callId) refreshCalls();
+      if (callId) setNotice("", true);  // a new call: the last one's result is old news
+      else refreshCalls();
     }
     if (data.call && data.call.call_id === callId) showCall(data.call);
     $("call-none").hidden = !!callId;
@@ -173,7 +176,7 @@
           Console.el("td", {text: fmtTime(c.started)}), Console.el("td", {text: c.caller}),
           Console.el("td", {text: c.queue}), Console.el("td", {text: c.outcome}),
           Console.el("td", {class: "num", text: Math.round(c.talk || 0) + " s"}),
-          Console.el("td", {text: c.disposition}),
+          Console.el("td", {text: disposition(c.disposition)}),
           Console.el("td", {class: "agent-note", text: c.note})));
       }
     } catch (e) {
@@ -218,6 +221,7 @@
     if (await send("/agent/transfer", {target})) $("transfer-number").value = "";
   });
 
+  tick();
   setInterval(tick, 1000);
   Console.live("/agent/live", update);
 })();
