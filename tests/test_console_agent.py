@@ -34,6 +34,9 @@ queues:
   sales: {{agents: [marco, luca]}}
 extensions:
   "201": {{uri: "sip:reception@127.0.0.1:5090"}}
+dial_out:
+  - {{pattern: "^0[1-9][0-9]{{5,9}}$", uri: "sip:{{number}}@127.0.0.1:5099", agent_transfers: true}}
+  - {{pattern: "^3[0-9]{{8,9}}$", uri: "sip:{{number}}@127.0.0.1:5099", callbacks: true}}
 dispositions:
   "1": {{label: resolved, resolves: true}}
   "2": {{label: callback}}
@@ -89,7 +92,10 @@ def _fill_store(path: Path) -> None:
 
 
 def view(anna: str = "on_call", marco: str = "on_call", *, offered: bool = False,
-         notice: dict[str, Any] | None = None, anna_call: str | None = "c1") -> dict[str, Any]:
+         notice: dict[str, Any] | None = None, anna_call: str | None = "c1",
+         hung_up: bool = False) -> dict[str, Any]:
+    """The loop's view (ivr/driver/console.py); *hung_up*: anna's caller hung up, their call
+    is among the ended ones (her wrap-up)."""
     now = time.time()
 
     def agent(name: str, state: str, call: str | None, queues: list[str]) -> dict[str, Any]:
@@ -108,10 +114,12 @@ def view(anna: str = "on_call", marco: str = "on_call", *, offered: bool = False
                 "script": f"Support - {caller}", "recorded": False,
                 "supervisors": ["laura"], "notes": []}
 
+    calls = {"c1": call("c1", ANNA_CALLER, "support", "anna"),
+             "c2": call("c2", MARCO_CALLER, "sales", "marco")}
+    ended = {"c1": dict(calls.pop("c1"), phase="ended")} if hung_up else {}
     return {"agents": {"anna": agent("anna", anna, anna_call, ["support"]),
                        "marco": agent("marco", marco, "c2", ["support", "sales"])},
-            "calls": {"c1": call("c1", ANNA_CALLER, "support", "anna"),
-                      "c2": call("c2", MARCO_CALLER, "sales", "marco")},
+            "calls": calls, "ended": ended,
             "queues": {"support": {"waiting": 4, "longest_wait": 33.0, "agents": {}},
                        "sales": {"waiting": 1, "longest_wait": 5.0, "agents": {}}},
             "supervisions": []}
@@ -275,6 +283,8 @@ def test_transfer_posts_the_target(kit_clean: Kit) -> None:
     assert kit.posted == [ConsoleTransfer("anna", t, kit.posted[0].source)
                           for t in ("201", "sales", "0612345678")]
     assert anna.api("POST", "/agent/transfer", {"target": "sip:evil@x"}).status == 400
+    assert anna.api("POST", "/agent/transfer", {"target": "3331234567"}).status == 400
+    assert anna.api("POST", "/agent/transfer", {"target": "support2"}).status == 400
     assert anna.api("POST", "/agent/transfer", {"target": ""}).status == 400
     kit.publish(view(anna="wrap_up"))
     assert anna.api("POST", "/agent/transfer", {"target": "201"}).status == 409
@@ -344,6 +354,12 @@ def test_live_stream_is_this_agents_slice_only(kit_clean: Kit) -> None:
         assert second["agent"]["state"] == "wrap_up"
         assert second["agent"]["notice"] == notice
         assert "c2" not in json.dumps(second)
+
+        kit.publish(view(anna="wrap_up", hung_up=True))  # her call is among the ended ones
+        third = anna.next()
+        assert third["call"]["call_id"] == "c1"
+        assert third["call"]["phase"] == "ended"
+        assert third["call"]["caller"] == ANNA_CALLER
     finally:
         anna.close()
         marco.close()
@@ -372,10 +388,7 @@ def test_context_only_for_the_agents_own_call(kit_clean: Kit) -> None:
     assert anna.get("/agent/context?call_id=c2").status == 403  # marco's call
     assert anna.get("/agent/context?call_id=other1").status == 403  # an old call
     assert anna.get("/agent/context").status == 403
-    kit.publish(view(anna="wrap_up"))  # the caller hung up: the wrap-up's call still is hers
-    view_now = view(anna="wrap_up")
-    del view_now["calls"]["c1"]
-    kit.publish(view_now)
+    kit.publish(view(anna="wrap_up", hung_up=True))  # the wrap-up's call still is hers
     after = anna.get("/agent/context?call_id=c1")
     assert after.status == 200
     assert after.json()["caller"] == ANNA_CALLER

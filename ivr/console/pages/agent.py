@@ -15,7 +15,6 @@ every command sent is written to the audit log.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -36,7 +35,6 @@ pause code pauses with 'break'. Reports add pause time up by reason."""
 TICKET_ACTIONS = ("", "resolve", "escalate")
 NOTE_MAX = 2000
 HISTORY_CALLS = 10
-NUMBER = re.compile(r"^[0-9*#+]{1,32}$")
 
 COMMAND_STATES: dict[str, tuple[str, ...]] = {
     # what the routing layer accepts (routing/acd.py): anything else would do nothing
@@ -119,7 +117,8 @@ i18n.add({
         "agent.err.ticket": "Unknown ticket action.",
         "agent.err.note": "The note is too long.",
         "agent.err.transfer_state": "You can transfer only a call you are talking on.",
-        "agent.err.target": "Choose an extension or a queue, or type a number (digits, * # +).",
+        "agent.err.target": "Choose an extension or a queue, or type a number agents may "
+                            "transfer to.",
         "agent.err.body": "The request could not be read.",
     },
     "it": {
@@ -191,7 +190,8 @@ i18n.add({
         "agent.err.ticket": "Azione sul ticket sconosciuta.",
         "agent.err.note": "La nota è troppo lunga.",
         "agent.err.transfer_state": "Puoi trasferire solo una chiamata in conversazione.",
-        "agent.err.target": "Scegli un interno o una coda, o scrivi un numero (cifre, * # +).",
+        "agent.err.target": "Scegli un interno o una coda, o scrivi un numero a cui gli "
+                            "operatori possono trasferire.",
         "agent.err.body": "Richiesta illeggibile.",
     },
 })
@@ -212,8 +212,7 @@ def agent_slice(view: View, agent: str) -> dict[str, Any]:
     call: dict[str, Any] | None = None
     queues: dict[str, Any] = {}
     if entry is not None:
-        call_id = entry.get("call_id")
-        found = view.get("calls", {}).get(call_id) if call_id else None
+        found = _call_of(view, entry.get("call_id"))
         if found is not None:
             call = {k: found.get(k) for k in CALL_FIELDS}
         all_queues = view.get("queues", {})
@@ -224,6 +223,15 @@ def agent_slice(view: View, agent: str) -> dict[str, Any]:
     return {"seq": view.get("seq", 0), "at": view.get("at", 0.0), "name": agent,
             "agent": dict(entry) if entry is not None else None, "call": call,
             "queues": queues}
+
+
+def _call_of(view: View, call_id: Any) -> Mapping[str, Any] | None:
+    """A call of the view: in progress, or ended and still an agent's last (their wrap-up)."""
+    if not call_id:
+        return None
+    found: Mapping[str, Any] | None = view.get("calls", {}).get(call_id) or \
+        view.get("ended", {}).get(call_id)
+    return found
 
 
 def _own_call_ids(view: View, agent: str) -> set[str]:
@@ -366,7 +374,7 @@ async def context(request: web.Request) -> web.StreamResponse:
     view = console.hub.view
     if not call_id or call_id not in _own_call_ids(view, agent):
         return _refuse(request, "agent.err.no_call", 403)
-    call = view.get("calls", {}).get(call_id) or {}
+    call = _call_of(view, call_id) or {}
     caller = str(call.get("caller") or "")
     customer = caller
     variable = getattr(console.config, "ticket_customer_variable", None)
@@ -429,13 +437,6 @@ async def wrapup(request: web.Request) -> web.StreamResponse:
     return web.json_response({"ok": True})
 
 
-def transfer_targets(config: Any) -> set[str]:
-    names: set[str] = set((getattr(config, "extensions", {}) or {}).keys())
-    names |= set((getattr(config, "queues", {}) or {}).keys())
-    names |= set((getattr(config, "queue_numbers", {}) or {}).keys())
-    return names
-
-
 async def transfer(request: web.Request) -> web.StreamResponse:
     _, agent = require_agent(request)
     console = console_of(request)
@@ -446,7 +447,7 @@ async def transfer(request: web.Request) -> web.StreamResponse:
         return _refuse(request, "agent.no_view")
     if entry.get("state") != "on_call" or not entry.get("call_id"):
         return _refuse(request, "agent.err.transfer_state")
-    if target not in transfer_targets(console.config) and not NUMBER.match(target):
+    if console.config.agent_transfer_named(target) is None:  # the loop checks it again
         return _refuse(request, "agent.err.target", 400)
     console.post(ConsoleTransfer(agent, target, _source(request)))
     await console.audit(request, "agent.transfer", str(entry.get("call_id")),
