@@ -118,6 +118,8 @@ LIVE = {
     "supervisions": [{"supervisor": "sara", "agent": "anna", "call_id": "L1", "mode": "listen",
                       "phase": "joined"}],
     "notices": {"anna": {"seq": 3, "text": "paused", "ok": True},
+                "api anna@127.0.0.1": {"seq": 5, "text": "note added", "ok": True},
+                "api bruno@127.0.0.1": {"seq": 6, "text": "note added", "ok": True},
                 "console sara@127.0.0.1": {"seq": 4, "text": "listening", "ok": True}},
 }
 
@@ -375,7 +377,7 @@ def test_live_view_whole_for_supervisors_a_slice_for_agents(kit):
     assert anna["ended"] == {}
     assert set(anna["queues"]) == {"support"}
     assert anna["supervisions"] == []
-    assert set(anna["notices"]) == {"anna"}
+    assert set(anna["notices"]) == {"anna", "api anna@127.0.0.1"}
     bruno = Token(kit, "bruno")("GET", "/api/live").json()
     assert set(bruno["ended"]) == {"L2"}
     assert bruno["calls"] == {}

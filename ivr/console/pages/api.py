@@ -318,13 +318,19 @@ def _live_calls(view: dict[str, Any]) -> dict[str, Any]:
     return {**view.get("ended", {}), **view.get("calls", {})}
 
 
+def _asker(source: str) -> str:
+    """The user of a command's source ``"console NAME@ADDRESS"`` ('' for another name)."""
+    kind, _, rest = source.partition(" ")
+    return rest.rpartition("@")[0] if kind in ("console", "api") and "@" in rest else ""
+
+
 def agent_slice(view: dict[str, Any], agent: str, user: str) -> dict[str, Any]:
     """What an agent sees of the live view: their own entry, calls and notices, and the
     figures of their queues."""
     me = view.get("agents", {}).get(agent)
     queues = set(me.get("queues", [])) if me else set()
     notices = {k: v for k, v in view.get("notices", {}).items()
-               if k == agent or k.split(" ")[-1].split("@")[0] == user}
+               if k == agent or _asker(k) == user}
     return {"seq": view["seq"], "at": view["at"],
             "agents": {agent: me} if me else {},
             "calls": {k: c for k, c in view.get("calls", {}).items() if c.get("agent") == agent},
