@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from ivr.config import load_config
+from ivr.console.i18n import MESSAGES
 from ivr.console.web import SESSION_COOKIE
 from ivr.driver.messages import AgentCommand, ConsoleTransfer, ConsoleWrapUp
 from ivr.store import CallRecord, CallStore
@@ -179,6 +180,15 @@ def test_the_page_speaks_italian(kit_clean: Kit) -> None:
     assert "in pausa" in page.body
     assert "pranzo" in page.body
     assert "Le mie chiamate di oggi" in page.body
+
+
+def test_every_word_of_the_desk_in_both_languages() -> None:
+    import ivr.console.pages.agent  # noqa: F401 - adds its words
+
+    english = {k for k in MESSAGES["en"] if k.startswith("agent.")}
+    italian = {k for k in MESSAGES["it"] if k.startswith("agent.")}
+    assert english == italian
+    assert len(english) > 60
 
 
 # -- state ---------------------------------------------------------------------------------------

@@ -159,6 +159,7 @@
       noticeSeq = notice.seq;
       setNotice(notice.text, notice.ok);
       refreshCalls();
+      setTimeout(refreshCalls, 2000);  // the store's writer commits a moment later
     }
     tick();
   }
