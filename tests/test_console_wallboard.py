@@ -563,3 +563,61 @@ def test_data_metric_names_and_values_match_the_metrics_text(kit: Kit) -> None:
     assert re.search(r'data-metric="ivr_queue_agents\{queue=&#34;support&#34;,state=&#34;busy'
                      r'&#34;\}"|data-metric="ivr_queue_agents\{queue=&quot;support&quot;',
                      signed_in(kit, "boss").get("/wallboard").body)
+
+
+# -- in a real browser ---------------------------------------------------------------------------
+def test_in_a_browser_the_page_updates_in_place_and_the_buttons_answer(
+        kit: Kit, tmp_path: Path) -> None:
+    from tests.browser import Tab, chromium, page_metrics, require_browser
+
+    require_browser()
+    now = time.time()
+    kit.publish(view(now, waiting=1, longest=5.0))
+    with chromium() as browser:
+        tab = Tab.open(browser, kit.url)
+        tab.login("sara", PASSWORD)
+        tab.page.goto("/wallboard")
+        page = tab.page
+        page.wait_for_selector('[data-queue="support"] [data-figure="waiting"][data-value="1"]')
+        # mark the nodes: an update must keep them
+        page.evaluate("""() => {
+            document.querySelector('[data-queue="support"]').marked = 1;
+            document.querySelector('tr[data-agent="anna"]').marked = 1; }""")
+        v = view(now + 1, waiting=4, longest=31.0)
+        v["agents"]["marco"].update(state="available", pause_reason="", since=now)
+        del v["calls"]["c2"]
+        kit.publish(v)
+        page.wait_for_selector('[data-queue="support"] [data-figure="waiting"][data-value="4"]')
+        page.wait_for_selector('tr[data-agent="marco"] '
+                               '[data-field="state"][data-value="available"]')
+        assert page.evaluate("""() =>
+            document.querySelector('[data-queue="support"]').marked === 1 &&
+            document.querySelector('tr[data-agent="anna"]').marked === 1""")
+        assert "bad" in (page.get_attribute('[data-queue="support"]', "class") or "")
+        assert page.locator('tr[data-call="c2"]').count() == 0
+        assert page.locator('tr[data-agent="anna"]').count() == 1
+        # the live figures carry numbers /metrics would show (filtered: the queue's only)
+        shown = page_metrics(page)
+        assert shown['ivr_queue_callers_waiting{queue="support"}'] == 4
+        assert shown['ivr_queue_longest_wait_seconds{queue="support"}'] == 31
+        page.click('button[data-action="listen"][data-agent="anna"]')
+        page.wait_for_selector('#supervise-result[data-ok="1"]')
+        assert "anna" in page.inner_text("#supervise-result")
+        assert isinstance(kit.posted[-1], Supervise)
+        page.click('button[data-action="barge"][data-agent="marco"]', force=True)
+        assert page.is_disabled('button[data-action="barge"][data-agent="marco"]')
+        page.click('button[data-command="logout"][data-agent="marco"]')
+        page.wait_for_function("() => document.querySelector('#supervise-result')"
+                               ".textContent.includes('marco')")
+        assert kit.posted[-1] == AgentCommand("marco", "logout", "", "console sara@127.0.0.1")
+        tab.shot("wallboard", tmp_path, full_page=True)
+        tv = Tab.open(browser, kit.url, viewport={"width": 1920, "height": 1080})
+        tv.login("boss", PASSWORD)
+        tv.page.goto("/wallboard?tv=1")
+        tv.page.wait_for_selector('[data-queue="sales"]')
+        assert not tv.page.is_visible("header.top")
+        tv.shot("wallboard-tv", tmp_path)
+        errors = tab.errors + tv.errors
+        tab.close()
+        tv.close()
+    assert not errors
