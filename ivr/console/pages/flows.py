@@ -21,6 +21,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -269,7 +270,12 @@ def _page(request: web.Request, console: Console, status: int = 200,
     return console.render(request, "flows.html", status=status, flows=in_service(console),
                           has_reloader=reloader is not None,
                           last=getattr(reloader, "last", None), upload=upload, error=error,
-                          chosen=chosen, max_bytes=MAX_BYTES)
+                          chosen=chosen, max_bytes=MAX_BYTES, when=_when)
+
+
+def _when(at: float | None) -> str:
+    """A time as the server's local time (the page's script shows the browser's)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else ""
 
 
 async def flows_page(request: web.Request) -> web.StreamResponse:
