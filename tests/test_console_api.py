@@ -5,8 +5,10 @@ routes the app really has."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +17,15 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from ivr.config import load_config
 from ivr.console.pages.api import SPEC_PATH
-from ivr.driver.messages import AgentCommand, CallNote
+from ivr.driver.core import Core
+from ivr.driver.messages import AgentCommand, CallNote, Supervise
+from ivr.flow import load_flow
 from ivr.store import CallRecord, CallStore, QueueEventRow
 from ivr.tickets import Ticket, TicketEntry
 from tests.consolekit import Browser, Kit, start_console
+from tests.driver_bench import Bench, files_for
 
 T0 = 1_790_000_000.0
 USERS = (("anna", "agent", "anna"), ("bruno", "agent", "bruno"), ("sara", "supervisor", ""),
@@ -470,3 +476,99 @@ def test_refusals_of_the_middleware_are_json_too(kit):
     assert unknown.status == 404
     assert unknown.json()["error"]
     assert kit.posted == []
+
+
+# -- the loop's own view against the description -----------------------------------------------
+DRIVER_CONFIG = """
+sip: {listen: 127.0.0.1:5999}
+trunks:
+  gw: {sources: [192.0.2.1], lines: 30}
+agents:
+  anna: {uri: "sip:anna@192.0.2.10"}
+  bruno: {uri: "sip:bruno@192.0.2.11"}
+queues:
+  support: {agents: [anna], script: "Hello {caller}, account {account}"}
+  sales: {agents: [bruno], wrap_up: 60}
+supervisors:
+  sara: {uri: "sip:sara@192.0.2.30", queues: [support]}
+teams:
+  front: {leader: Sara, members: [anna, bruno]}
+flow: flow.yaml
+store: calls.db
+"""
+DRIVER_FLOW = """
+flow: api
+languages: [en]
+start: menu
+nodes:
+  menu:
+    type: menu
+    prompt: {say: "One for support, two for sales."}
+    options: {"1": account, "2": sales}
+    timeout: 5
+    max_timeouts: 2
+    max_invalid: 2
+    on_failure: support
+  account:
+    type: collect
+    prompt: {say: "Your customer number."}
+    variable: account
+    min_length: 4
+    max_length: 8
+    next: support
+    on_failure: support
+  support: {type: queue, queue: support}
+  sales: {type: queue, queue: sales}
+"""
+
+
+def driver_view(tmp_path: Path) -> dict[str, Any]:
+    """The view of a real core: anna on a call with a supervisor listening and a note, bruno
+    in wrap-up after his, a caller waiting."""
+    (tmp_path / "ivr.yaml").write_text(DRIVER_CONFIG)
+    (tmp_path / "flow.yaml").write_text(DRIVER_FLOW)
+    config = load_config(tmp_path / "ivr.yaml")
+    flow = load_flow(tmp_path / "flow.yaml", known_queues=config.queues)
+    ids = itertools.count(1)
+    bench = Bench(Core(config, flow, files_for=files_for, music_on_hold="moh.wav", now=0.0,
+                       wall_offset=T0, new_id=lambda: f"c{next(ids)}"))
+    sales = bench.incoming(caller="3339999999")
+    bench.key(sales, "2")
+    bench.answer(bench.ringing()["bruno"])
+    bench.tick(20)
+    bench.end(sales)
+    caller = bench.incoming(caller="3331234567")
+    bench.key(caller, "1")
+    bench.key(caller, "1234#")
+    bench.answer(bench.ringing()["anna"])
+    bench.send(Supervise("sara", "anna", "listen", "console sara@127.0.0.1"))
+    sup = next(x.leg for x in bench.legs.values() if "sara" in x.uri and not x.ended)
+    bench.answer(sup)
+    bench.send(CallNote("c2", "from the CRM", "api root@127.0.0.1", "root"))
+    waiting = bench.incoming(caller="3337777777")
+    bench.key(waiting, "1")
+    bench.key(waiting, "9876#")
+    bench.tick(5)
+    view: dict[str, Any] = bench.core.console_view(bench.now)
+    return view
+
+
+def test_the_loops_own_view_matches_the_description(kit, tmp_path):
+    view = driver_view(tmp_path)
+    assert view["supervisions"]
+    assert view["ended"]
+    assert view["queues"]["support"]["waiting"] == 1
+    kit.publish(view)
+    api = Token(kit, "sara")
+    whole = api("GET", "/api/live").json()
+    check_response("/api/live", "get", 200, whole)
+    assert whole["calls"]["c2"]["notes"]
+    assert whole["calls"]["c2"]["variables"]["account"] == "1234"
+    check_response("/api/agents", "get", 200, api("GET", "/api/agents").json())
+    check_response("/api/queues", "get", 200, api("GET", "/api/queues").json())
+    anna = as_user(kit, "anna").get("/api/live").json()
+    check("LiveView", anna)
+    assert set(anna["calls"]) == {"c2"}
+    bruno = Token(kit, "bruno")("GET", "/api/live").json()
+    assert set(bruno["ended"]) == {"c1"}
+    assert bruno["agents"]["bruno"]["state"] == "wrap_up"
