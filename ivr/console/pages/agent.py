@@ -27,7 +27,7 @@ from ivr.console.hub import View
 from ivr.console.live import stream
 from ivr.console.web import Console, client_address, console_of, request_lang, require_agent
 from ivr.driver.messages import AgentCommand, ConsoleTransfer, ConsoleWrapUp
-from ivr.tickets import is_known
+from ivr.tickets import OPEN_STATUSES, is_known
 
 PAUSE_REASONS = ("break", "lunch", "training", "meeting", "other")
 """The pause reasons offered (the switchboard itself pauses with 'no answer'); the phone's
@@ -90,7 +90,6 @@ i18n.add({
         "agent.extensions": "Extensions",
         "agent.my_calls": "My calls today",
         "agent.talk": "Talk",
-        "agent.sent": "Sent.",
         "agent.reason.break": "break",
         "agent.reason.lunch": "lunch",
         "agent.reason.training": "training",
@@ -163,7 +162,6 @@ i18n.add({
         "agent.extensions": "Interni",
         "agent.my_calls": "Le mie chiamate di oggi",
         "agent.talk": "Conversazione",
-        "agent.sent": "Inviato.",
         "agent.reason.break": "pausa breve",
         "agent.reason.lunch": "pranzo",
         "agent.reason.training": "formazione",
@@ -198,7 +196,7 @@ i18n.add({
 
 AGENT_STATES = ("logged_out", "available", "ringing", "on_call", "wrap_up", "paused", "unknown")
 JS_WORDS = ("agent.no_call", "agent.offered", "agent.no_ticket", "agent.ticket_level",
-            "agent.waiting", "agent.sent", "common.none",
+            "agent.waiting",
             *(f"agent.state.{s}" for s in AGENT_STATES),
             *(f"agent.reason.{r}" for r in (*PAUSE_REASONS, "no answer")))
 """The words the page's script shows (given to it in the page)."""
@@ -282,9 +280,10 @@ def call_context(db: sqlite3.Connection, call_id: str, caller: str, customer: st
     if ticket:
         found = db.execute("SELECT * FROM tickets WHERE number = ?", (ticket,)).fetchone()
     if found is None and is_known(customer):
-        found = db.execute("SELECT * FROM tickets WHERE customer = ? AND status IN "
-                           "('open', 'escalated') ORDER BY updated_at DESC LIMIT 1",
-                           (customer,)).fetchone()
+        marks = ",".join("?" for _ in OPEN_STATUSES)
+        found = db.execute(f"SELECT * FROM tickets WHERE customer = ? AND status IN ({marks}) "
+                           "ORDER BY updated_at DESC LIMIT 1",
+                           (customer, *OPEN_STATUSES)).fetchone()
     if not caller:
         row = db.execute("SELECT caller FROM calls WHERE call_id = ?", (call_id,)).fetchone()
         caller = row["caller"] if row is not None else ""
