@@ -237,7 +237,11 @@ def replace_flow(reloader: Any, path: str, data: bytes, trigger: str) -> Upload:
             path, line, 1, "", "the file is not UTF-8 text")])
     with _REPLACING:
         old = reloader.current[path]
-        tmp = _write_beside(target, data, ".upload-")
+        try:
+            tmp = _write_beside(target, data, ".upload-")
+        except OSError as exc:
+            return Upload("refused", old.name, old.version, "", [Problem(
+                path, 1, 1, "", f"cannot write beside it: {exc.strerror or exc}")])
         try:
             try:
                 new: Flow = reloader.load(str(tmp))
@@ -248,9 +252,13 @@ def replace_flow(reloader: Any, path: str, data: bytes, trigger: str) -> Upload:
             except Exception as exc:  # noqa: BLE001 - shown, and nothing changes
                 return Upload("refused", old.name, old.version, "", [Problem(
                     path, 1, 1, "", f"{type(exc).__name__}: {exc}")])
-            previous = target.read_bytes()
-            _replace(target.with_name(target.name + ".bak"), previous)
-            os.replace(tmp, target)
+            try:
+                previous = target.read_bytes()
+                _replace(target.with_name(target.name + ".bak"), previous)
+                os.replace(tmp, target)
+            except OSError as exc:
+                return Upload("refused", old.name, old.version, "", [Problem(
+                    path, 1, 1, "", f"cannot replace it: {exc.strerror or exc}")])
             _fsync_folder(target.parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -259,7 +267,10 @@ def replace_flow(reloader: Any, path: str, data: bytes, trigger: str) -> Upload:
         if outcome.result == "failed":
             _replace(target, previous)
         now: Flow = reloader.current[path]
-        return Upload(outcome.result, new.name, old.version, now.version,
+        state = outcome.result
+        if state == "unchanged" and now.version != old.version:
+            state = "reloaded"  # the file watcher's reload came first
+        return Upload(state, new.name, old.version, now.version,
                       reload_problems=tuple(outcome.problems))
 
 
