@@ -393,6 +393,17 @@ def test_supervise_is_refused_without_a_tie_off_call_or_outside_the_queues(kit: 
                     {"agent": "anna", "mode": "shout"}).status == 400
     assert sara.api("POST", "/wallboard/supervise",
                     {"agent": "luca", "mode": "listen"}).status == 403
+    # ringing for a call, or in wrap-up after one: not on a call either
+    v = view(time.time())
+    v["agents"]["marco"].update(state="ringing", call_id="c2", offered=True)
+    kit.publish(v)
+    assert sara.api("POST", "/wallboard/supervise",
+                    {"agent": "marco", "mode": "listen"}).status == 409
+    v = view(time.time())
+    v["agents"]["anna"].update(state="wrap_up", call_id="c9")
+    kit.publish(v)
+    assert sara.api("POST", "/wallboard/supervise",
+                    {"agent": "anna", "mode": "listen"}).status == 409
     no_csrf = Browser(kit.url)
     no_csrf.login("sara")
     no_csrf.csrf = ""
@@ -557,9 +568,12 @@ def test_data_metric_names_and_values_match_the_metrics_text(kit: Kit) -> None:
     for node in tagged:
         name = node.attrs["data-metric"]
         shown = float(node.attrs["data-value"])
-        assert samples.get(name, 0.0) == pytest.approx(shown), name
-        if shown:
-            assert name in samples, name
+        assert name in samples, name
+        assert samples[name] == pytest.approx(shown), name
+    # a state no agent is in has no sample in /metrics: shown, but without a metric name
+    ringing = page.one(data_agents_state="ringing")
+    assert ringing.attrs["data-value"] == "0"
+    assert "data-metric" not in ringing.attrs
     assert re.search(r'data-metric="ivr_queue_agents\{queue=&#34;support&#34;,state=&#34;busy'
                      r'&#34;\}"|data-metric="ivr_queue_agents\{queue=&quot;support&quot;',
                      signed_in(kit, "boss").get("/wallboard").body)
@@ -603,6 +617,14 @@ def test_in_a_browser_the_page_updates_in_place_and_the_buttons_answer(
         page.click('button[data-action="listen"][data-agent="anna"]')
         page.wait_for_selector('#supervise-result[data-ok="1"]')
         assert "anna" in page.inner_text("#supervise-result")
+        # the switchboard's answer to laura's command, from the view
+        v = view(now + 2, waiting=4, longest=31.0)
+        v["notices"] = {"laura": {"seq": 7, "text": "listen of anna: your phone rings",
+                                  "ok": True},
+                        "anna": {"seq": 8, "text": "not for the wallboard", "ok": True}}
+        kit.publish(v)
+        page.wait_for_function("() => document.querySelector('#supervise-result')"
+                               ".textContent.includes('your phone rings')")
         assert isinstance(kit.posted[-1], Supervise)
         page.click('button[data-action="barge"][data-agent="marco"]', force=True)
         assert page.is_disabled('button[data-action="barge"][data-agent="marco"]')

@@ -299,11 +299,18 @@ def _path(call: Mapping[str, Any] | None) -> list[str]:
 
 
 def _call_wait(call: Mapping[str, Any], at: float) -> tuple[float, bool]:
-    """(seconds the caller waited, whether it still grows)."""
-    queued = call.get("queued_at")
-    if call.get("agent") or queued is None:
-        return float(call.get("wait") or 0.0), False
-    return max(0.0, at - float(queued)), True
+    """(seconds the caller waited as of the view, whether it still grows: in the queue)."""
+    if call.get("phase") == "queued" and call.get("queued_at") is not None:
+        return max(float(call.get("wait") or 0.0), at - float(call["queued_at"])), True
+    return float(call.get("wait") or 0.0), False
+
+
+def on_call(agent: Mapping[str, Any], calls: Mapping[str, Any]) -> bool:
+    """The agent talks to a caller (what listen, whisper and barge need): their call is
+    connected, not just ringing or in wrap-up."""
+    call = calls.get(agent.get("call_id") or "")
+    return call is not None and call.get("phase") == "connected" \
+        and not agent.get("offered") and call.get("agent") == agent.get("name")
 
 
 def live_part(console: Console, view: View, scope: Scope) -> dict[str, Any]:
@@ -328,13 +335,14 @@ def live_part(console: Console, view: View, scope: Scope) -> dict[str, Any]:
     for name in sorted(agents_shown):
         a = agents_shown[name]
         call = calls_all.get(a.get("call_id") or "")
+        talking = on_call(a, calls_all)
         wait, ticking = _call_wait(call, at) if call else (0.0, False)
         since = a.get("since")
         agents.append({
             "name": name, "state": str(a.get("state") or "logged_out"),
             "in_state": max(0.0, at - float(since)) if since else 0.0,
             "pause_reason": a.get("pause_reason") or "", "queues": list(a.get("queues") or ()),
-            "call_id": a.get("call_id") or "", "on_call": bool(a.get("call_id")),
+            "call_id": a.get("call_id") or "", "on_call": talking,
             "caller_wait": wait if call else None, "caller_wait_ticks": ticking,
             "path": _path(call), "supervised": supervised.get(name, [])})
     calls = []
@@ -351,7 +359,10 @@ def live_part(console: Console, view: View, scope: Scope) -> dict[str, Any]:
     for a in agents_shown.values():
         state = str(a.get("state") or "logged_out")
         by_state[state] = by_state.get(state, 0) + 1
+    notices = view.get("notices") or {}
+    supervisors = getattr(console.config, "supervisors", None) or {}
     return {"seq": view.get("seq", 0), "at": at, "everyone": everyone, "queues": queues,
+            "notices": {name: notices[name] for name in supervisors if notices.get(name)},
             "agents": agents, "calls": calls, "agents_by_state": by_state,
             "calls_in_progress": len(calls_all) if everyone else len(calls)}
 
@@ -482,7 +493,9 @@ async def wallboard_page(request: web.Request) -> web.StreamResponse:
     await board.refresh()
     _, data = board.made(console.hub.view, scope)
     tv = request.query.get("tv", "") not in ("", "0")
+    notice = data["notices"].get(user.supervisor) or {}
     return console.render(request, "wallboard.html", tv=tv, data=data, scope=scope,
+                          notice_seq=notice.get("seq", 0),
                           states=_states_in(data), metric=metric, modes=MODES,
                           commands=COMMANDS, fmt_ratio=fmt_ratio, fmt_duration=fmt_duration,
                           value=value)
@@ -598,7 +611,7 @@ async def supervise(request: web.Request) -> web.StreamResponse:
     state = (console.hub.view.get("agents") or {}).get(agent)
     if state is not None and not scope.has_agent(state):
         return _refuse(403, f"{agent} is not in your queues.")
-    if state is None or not state.get("call_id"):
+    if state is None or not on_call(state, console.hub.view.get("calls") or {}):
         return _refuse(409, t("wb.not_on_call").format(agent=agent))
     console.post(Supervise(user.supervisor, agent, mode, _source(request, user)))
     await console.audit(request, "supervise", agent,

@@ -8,6 +8,8 @@
   if (!root) return;
   const tv = root.dataset.tv === "1";
   const everyone = root.dataset.everyone === "1";
+  const supervisor = root.dataset.supervisor;
+  let noticeSeq = parseInt(root.dataset.noticeSeq, 10) || 0;
   const words = {};
   document.getElementById("wb-words").content.querySelectorAll("[data-key]")
     .forEach((n) => { words[n.dataset.key] = n.textContent; });
@@ -41,7 +43,6 @@
     let node = stateList.querySelector('[data-agents-state="' + esc(state) + '"]');
     if (!node) {
       node = Console.el("b", {"data-agents-state": state});
-      if (everyone) node.dataset.metric = metric("ivr_agents", {state});
       stateList.append(Console.el("span", {class: "wb-state-count"},
         Console.el("span", {class: "state " + state, text: t("state." + state)}), " ", node));
     }
@@ -187,7 +188,18 @@
     const calls = document.querySelector('[data-figure="calls_in_progress"]');
     setFigure(calls, data.calls_in_progress, String(data.calls_in_progress));
     for (const [state, n] of Object.entries(data.agents_by_state)) {
-      setFigure(stateNode(state), n, String(n));
+      // /metrics has a sample only for the states some agent is in
+      const node = stateNode(state);
+      setFigure(node, n, String(n));
+      if (everyone && n > 0) node.dataset.metric = metric("ivr_agents", {state});
+      else delete node.dataset.metric;
+    }
+    // what the switchboard answered to this supervisor's last command (its phone called,
+    // a refusal)
+    const notice = supervisor && data.notices[supervisor];
+    if (notice && notice.seq > noticeSeq) {
+      noticeSeq = notice.seq;
+      show(notice.ok, notice.text);
     }
     for (const [name, q] of Object.entries(data.queues)) updateTile(name, q);
     tiles.querySelectorAll("[data-queue]").forEach((tile) => {
