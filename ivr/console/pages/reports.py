@@ -339,8 +339,10 @@ def funnel(calls: Sequence[Mapping[str, Any]]) -> tuple[list[Step], list[Step]]:
             [Step(n, reached[n], left[n]) for n in others[:FUNNEL_NODES]])
 
 
-def figures(store_path: Path, query: Query, settings: Settings) -> Figures:
-    """Everything the page shows, from the store (read-only)."""
+def figures(store_path: Path, query: Query, settings: Settings,
+            with_charts: bool = True) -> Figures:
+    """Everything the page shows, from the store (read-only); without *with_charts*, the
+    table's figures only (the CSV)."""
     start, end = query.window.start, query.window.end
     calls, events = report.read_rows(store_path, start, end, FCR_DAYS)
 
@@ -355,16 +357,18 @@ def figures(store_path: Path, query: Query, settings: Settings) -> Figures:
     counted = Counter(str(c["outcome"]) for c in inside)
     outcomes = [(o, counted[o]) for o in (*OUTCOMES, *sorted(set(counted) - set(OUTCOMES)))
                 if counted[o]]
+    by_hour: dict[int, list[Mapping[str, Any]]] = {hour: [] for hour in range(24)}
+    for c in inside if with_charts else ():
+        by_hour[datetime.fromtimestamp(float(c["started_at"])).hour].append(c)
     hours: list[tuple[int, float | None, int]] = []
-    for hour in range(24):
-        # the calls of this hour of every day of the window; the previous calls too, for FCR
-        these = [c for c in calls if datetime.fromtimestamp(float(c["started_at"])).hour == hour
-                 or float(c["started_at"]) >= end]
-        total = compute(these, "queue")[-1]
+    for hour, these in by_hour.items():
+        # the calls of this hour of every day of the window; SL needs no queue events
+        total = report.compute(these, (), start=start, end=end, by="day",
+                               threshold=settings.threshold, fcr_days=FCR_DAYS)[-1]
         hours.append((hour, total.sl, total.answered))
     names = Counter(str(c["flow"]) for c in inside if c["flow"] and c["ivr_path"])
     flow = query.flow if query.flow in names else (names.most_common(1)[0][0] if names else "")
-    main_path, others = funnel([c for c in inside if c["flow"] == flow])
+    main_path, others = funnel([c for c in inside if c["flow"] == flow] if with_charts else [])
     codes = rows[-1].dispositions if rows else {}
     ordered = [*settings.labels, *sorted(set(codes) - set(settings.labels))]
     return Figures(rows=rows, outcomes=outcomes, hours=hours, flows=sorted(names), flow=flow,
@@ -459,9 +463,11 @@ def charts_of(fig: Figures, by: str, settings: Settings,
 
 
 # -- the routes -----------------------------------------------------------------------------------
-async def _figures(console: Console, query: Query) -> tuple[Figures | None, str]:
+async def _figures(console: Console, query: Query,
+                   with_charts: bool = True) -> tuple[Figures | None, str]:
     try:
-        fig = await console.run(figures, console.store_path, query, settings_of(console.config))
+        fig = await console.run(figures, console.store_path, query, settings_of(console.config),
+                                with_charts)
     except (RecordsError, sqlite3.Error) as exc:
         return None, str(exc)
     return fig, ""
@@ -496,7 +502,7 @@ async def reports_csv(request: web.Request) -> web.StreamResponse:
     query = parse_query(request.query, date.today())
     if query.error:
         raise web.HTTPBadRequest(text=i18n.translator("en")(query.error))
-    fig, problem = await _figures(console, query)
+    fig, problem = await _figures(console, query, with_charts=False)
     if fig is None:
         raise web.HTTPServiceUnavailable(text=problem)
     settings = settings_of(console.config)
