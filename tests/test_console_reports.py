@@ -233,3 +233,21 @@ def test_presets():
     assert (m.first, m.last) == (date(2026, 11, 1), today)
     assert parse_query({"from": "2026-01-01", "to": "2027-06-01"}, today).error
     assert parse_query({"by": "nonsense"}, today).by == "queue"
+
+
+def test_every_word_in_both_languages(kit):
+    from ivr.console.i18n import MESSAGES
+
+    for prefix in ("reports.", "outcome.", "flows."):
+        en = {k for k in MESSAGES["en"] if k.startswith(prefix)}
+        it = {k for k in MESSAGES["it"] if k.startswith(prefix)}
+        assert en == it, en ^ it
+    b = Browser(kit.url)
+    b.login("tina")
+    b.get("/reports")
+    b.post("/lang", {"csrf": b.csrf, "lang": "en", "back": "/reports"})
+    for by in ("queue", "agent", "disposition"):
+        page = b.get(f"/reports?{WINDOW}&by={by}").body
+        assert "Service level by hour of the day" in page
+        texts = re.findall(r">([^<]+)<", page) + re.findall(r'(?:alt|aria-label)="([^"]*)"', page)
+        assert not [x for x in texts if re.search(r"\b(reports|outcome)\.[a-z_]", x)]
