@@ -76,7 +76,7 @@ def test_doctor_security_prints_the_attack_surface_of_the_shipped_config(tmp_pat
     out = capsys.readouterr().out
     assert "Trunks: who may call in" in out
     assert "trunk 'loopback': calls from 127.0.0.1; at most 30 at once" in out
-    assert out.rstrip().endswith("0 dangers, 0 warnings, 11 ok")
+    assert out.rstrip().endswith("0 dangers, 0 warnings, 12 ok")
 
 
 def test_doctor_security_fails_on_a_dangerous_dial_out_rule(tmp_path, capsys):
