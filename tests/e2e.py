@@ -189,6 +189,7 @@ store: calls.db
 prompts: {{cache: {ROOT / "var" / "test-prompts"}}}
 metrics: 127.0.0.1:{self.metrics_port}
 log_level: info
+{"" if "console:" in self.extra_config else "console: off"}
 {self.extra_config}"""
         path = self.workdir / "ivr.yaml"
         path.write_text(config)
