@@ -80,6 +80,7 @@ i18n.add({
         "wb.answered": "Answered today",
         "wb.abandoned": "Abandoned today",
         "wb.escalated": "Escalated today",
+        "wb.window": "/metrics, last {minutes} min of this run:",
         "wb.sl_note": "SL: answered within {threshold} s of answered; SL2: answered or "
                       "abandoned within {threshold} s of both.",
         "wb.calls_in_progress": "Calls in progress",
@@ -134,6 +135,7 @@ i18n.add({
         "wb.answered": "Risposte oggi",
         "wb.abandoned": "Abbandonate oggi",
         "wb.escalated": "Escalate oggi",
+        "wb.window": "/metrics, ultimi {minutes} min da questo avvio:",
         "wb.sl_note": "SL: risposte entro {threshold} s sulle risposte; SL2: risposte o "
                       "abbandonate entro {threshold} s su entrambe.",
         "wb.calls_in_progress": "Chiamate in corso",
@@ -181,11 +183,11 @@ i18n.add({
 
 # -- figures --------------------------------------------------------------------------------
 def metric(name: str, **labels: str) -> str:
-    """The sample's name as Prometheus text writes it: ``name{a="x",b="y"}`` (labels in the
-    order given, which is the order the metric declares them)."""
+    """The sample's name as ``/metrics`` writes it: ``name{a="x",b="y"}``, labels sorted by
+    name as prometheus_client writes them."""
     if not labels:
         return name
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
     return f"{name}{{{inner}}}"
 
 
@@ -367,6 +369,16 @@ def live_part(console: Console, view: View, scope: Scope) -> dict[str, Any]:
             "calls_in_progress": len(calls_all) if everyone else len(calls)}
 
 
+def window_levels(console: Console) -> dict[str, dict[str, float | None]]:
+    """Queue -> sl and sl2 as ``/metrics`` has them now (``ivr_queue_service_level_ratio``:
+    the switchboard's own window since it started); empty without the metrics."""
+    metrics = console.metrics
+    if metrics is None:
+        return {}
+    levels = metrics.service_levels(metrics.clock())
+    return {queue: {"sl": sl, "sl2": sl2} for queue, (sl, sl2) in levels.items()}
+
+
 def payload(console: Console, live: Mapping[str, Any], stats: Mapping[str, Any]
             ) -> dict[str, Any]:
     """What a wallboard shows: the live part with today's figures and the tiles' levels."""
@@ -377,13 +389,16 @@ def payload(console: Console, live: Mapping[str, Any], stats: Mapping[str, Any]
         queues[name] = {**q, **{k: s.get(k) for k in (
             "sl_today", "sl2_today", "sl_hour", "sl2_hour")},
             **{k: int(s.get(k) or 0) for k in ("answered", "abandoned", "escalated")},
+            "window": (stats.get("window") or {}).get(name) or {},
             "level": tile_level(q, s, threshold)}
     agents = []
     for a in live["agents"]:
         s = stats["agents"].get(a["name"]) or {}
         agents.append({**a, "answered": int(s.get("answered") or 0), "aht": s.get("aht")})
+    metrics = console.metrics
     return {**live, "queues": queues, "agents": agents, "stats_at": stats.get("at", 0.0),
-            "threshold": threshold}
+            "threshold": threshold,
+            "window_minutes": round(metrics.sl_window / 60) if metrics is not None else 0}
 
 
 # -- the shared state: statistics and payloads ----------------------------------------------
@@ -425,6 +440,7 @@ class Board:
             except Exception:  # a locked or damaged file: keep the last figures
                 log.exception("wallboard: today's figures could not be read from the store")
                 return self.stats
+            stats["window"] = window_levels(self.console)
             self.stats = stats
             self.version += 1
             if self._changed is not None and not self._changed.done():

@@ -19,7 +19,8 @@
   const RATIOS = ["sl_hour", "sl2_hour", "sl_today", "sl2_today"];
   const COUNTS = ["answered", "abandoned", "escalated"];
   const esc = (s) => String(s).replace(/\\/g, "\\\\").replace(/"/g, '\\"');
-  const metric = (name, labels) => name + "{" + Object.entries(labels)
+  // as /metrics writes a sample: labels sorted by name
+  const metric = (name, labels) => name + "{" + Object.entries(labels).sort((a, b) => (a[0] < b[0] ? -1 : 1))
     .map(([k, v]) => k + '="' + esc(v) + '"').join(",") + "}";
   const ratio = (r) => (r === null || r === undefined) ? "\u2013" : Math.round(r * 100) + "%";
   const dur = (s) => (s === null || s === undefined) ? "\u2013" : Console.duration(s);
@@ -70,9 +71,21 @@
           fig("waiting", "ivr_queue_callers_waiting")),
         Console.el("div", {}, Console.el("div", {class: "label", text: t("wb.longest_wait")}),
           fig("longest_wait", "ivr_queue_longest_wait_seconds"))),
-      kv, Console.el("div", {class: "wb-queue-agents"}));
+      kv, windowLine(), Console.el("div", {class: "wb-queue-agents"}));
     tiles.append(tile);
     return tile;
+  }
+
+  // sl and sl2 as /metrics has them (the switchboard's window since it started)
+  const windowTemplate = document.querySelector(".wb-window");
+  function windowLine() {
+    if (windowTemplate) return windowTemplate.cloneNode(true);
+    const line = Console.el("p", {class: "muted wb-window", hidden: true});
+    for (const d of ["sl", "sl2"]) {
+      line.append(Console.el("span", {class: "wb-window-figure"}, d.toUpperCase() + " ",
+        Console.el("b", {"data-figure": d + "_window"})), " ");
+    }
+    return line;
   }
 
   function updateTile(name, q) {
@@ -85,6 +98,20 @@
     if (q.waiting > 0) ticking.push([longest, q.longest_wait]);
     for (const f of RATIOS) setFigure(tile.querySelector('[data-figure="' + f + '"]'), q[f], ratio(q[f]));
     for (const f of COUNTS) setFigure(tile.querySelector('[data-figure="' + f + '"]'), q[f], String(q[f]));
+    const line = tile.querySelector(".wb-window");
+    line.hidden = !windowShown;
+    for (const d of ["sl", "sl2"]) {
+      const node = line.querySelector('[data-figure="' + d + '_window"]');
+      const r = (q.window || {})[d];
+      setText(node, ratio(r));
+      if (r === null || r === undefined) {
+        delete node.dataset.value;
+        delete node.dataset.metric;
+      } else {
+        node.dataset.value = String(r);
+        node.dataset.metric = metric("ivr_queue_service_level_ratio", {queue: name, definition: d});
+      }
+    }
     const box = tile.querySelector(".wb-queue-agents");
     const seen = new Set();
     for (const [state, n] of Object.entries(q.agents || {})) {
@@ -182,8 +209,10 @@
     });
   }
 
+  let windowShown = false;
   function apply(data) {
     received = performance.now();
+    windowShown = data.window_minutes > 0;
     ticking = [];
     const calls = document.querySelector('[data-figure="calls_in_progress"]');
     setFigure(calls, data.calls_in_progress, String(data.calls_in_progress));
