@@ -533,3 +533,12 @@ def test_escalate_during_a_call_without_a_ticket_escalates_the_call(bench: Bench
     assert list(bench.ringing()) == ["lia"]
     bench.settle()
     assert bench.core.problems() == []
+
+
+def test_notices_are_kept_for_the_latest_askers_only(bench: Bench) -> None:
+    for i in range(250):
+        bench.send(m.CallNote("c404", "x", f"api crm{i}@10.0.0.5"))
+    notices = view(bench)["notices"]
+    assert len(notices) == 200
+    assert "api crm249@10.0.0.5" in notices
+    assert "api crm0@10.0.0.5" not in notices

@@ -61,6 +61,8 @@ log = logging.getLogger("ivr.driver")
 
 NOTE_MAX = 2000
 """Characters of one note kept (a longer one is cut)."""
+NOTICES_KEPT = 200
+"""Notices kept at most (one per agent, supervisor or API source; the oldest go)."""
 TICKET_ACTIONS = ("", "resolve", "escalate")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -84,7 +86,10 @@ class Console(Callers, Queues, Transfers, Supervisions):
     # -- notices -------------------------------------------------------------------------------
     def _tell(self, name: str, text: str, ok: bool) -> None:
         self._notice_seq += 1
+        self.console_notices.pop(name, None)  # the newest last: the oldest go first
         self.console_notices[name] = {"seq": self._notice_seq, "text": text, "ok": ok}
+        while len(self.console_notices) > NOTICES_KEPT:
+            del self.console_notices[next(iter(self.console_notices))]
         (log.info if ok else log.warning)("console notice to %s: %s", escape(name, 80), text)
 
     # -- the agents' state, followed after every message ---------------------------------------
