@@ -109,7 +109,7 @@ def view(now: float, *, waiting: int = 1, longest: float = 12.0) -> dict[str, An
     return {
         "at": now,
         "agents": {
-            "anna": {"name": "anna", "state": "busy", "since": now - 65, "pause_reason": "",
+            "anna": {"name": "anna", "state": "on_call", "since": now - 65, "pause_reason": "",
                      "queues": ["support"], "team": "", "call_id": "c1", "offered": False,
                      "wrapup_until": None, "answered": 3, "talk_seconds": 300.0,
                      "notice": None},
@@ -142,7 +142,7 @@ def view(now: float, *, waiting: int = 1, longest: float = 12.0) -> dict[str, An
                    "recorded": False, "supervisors": [], "notes": []},
         },
         "queues": {"support": {"waiting": waiting, "longest_wait": longest,
-                               "agents": {"busy": 1, "paused": 1}},
+                               "agents": {"on_call": 1, "paused": 1}},
                    "sales": {"waiting": 0, "longest_wait": 0.0, "agents": {"available": 1}}},
         "supervisions": [],
     }
@@ -199,13 +199,13 @@ def test_tiles_agents_and_calls_come_from_the_view(kit: Kit) -> None:
     assert calls.attrs["data-metric"] == "ivr_calls_in_progress"
     states = {n.attrs["data-agents-state"]: n.attrs["data-value"]
               for n in page.find(data_agents_state="*")}
-    assert states["busy"] == "1"
+    assert states["on_call"] == "1"
     assert states["paused"] == "1"
     assert states["available"] == "1"
     assert states["ringing"] == "0"
     anna = agent_row(page, "anna")
     assert anna.tag == "tr"
-    assert anna.one(data_field="state").attrs["data-value"] == "busy"
+    assert anna.one(data_field="state").attrs["data-value"] == "on_call"
     assert "welcome \u203a menu \u203a support" in anna.one(data_field="path").full_text()
     assert float(anna.one(data_field="caller_wait").attrs["data-value"]) == 15.0
     assert 64 <= float(anna.one(data_field="in_state").attrs["data-value"]) <= 66
@@ -556,7 +556,7 @@ def test_data_metric_names_and_values_match_the_metrics_text(kit: Kit, tmp_path:
     metrics.publish(Snapshot(
         calls_in_progress=len(v["calls"]),
         callers_waiting={q: d["waiting"] for q, d in v["queues"].items()},
-        agents_by_state={"busy": 1, "paused": 1, "available": 1},
+        agents_by_state={"on_call": 1, "paused": 1, "available": 1},
         longest_wait={q: d["longest_wait"] for q, d in v["queues"].items()},
         queue_agents={(q, s): n for q, d in v["queues"].items()
                       for s, n in d["agents"].items()}))
@@ -583,8 +583,8 @@ def test_data_metric_names_and_values_match_the_metrics_text(kit: Kit, tmp_path:
     names = {n.attrs["data-metric"] for n in tagged}
     assert 'ivr_queue_service_level_ratio{definition="sl",queue="support"}' in names
     assert 'ivr_queue_service_level_ratio{definition="sl2",queue="support"}' in names
-    assert 'ivr_queue_agents{queue="support",state="busy"}' in names
-    assert 'ivr_agents{state="busy"}' in names
+    assert 'ivr_queue_agents{queue="support",state="on_call"}' in names
+    assert 'ivr_agents{state="on_call"}' in names
     assert float(figure(page, "support", "sl_window").attrs["data-value"]) == \
         pytest.approx(2 / 3)
     # a state no agent is in has no sample in /metrics: shown, but without a metric name
@@ -661,3 +661,84 @@ def test_in_a_browser_the_page_updates_in_place_and_the_buttons_answer(
         tab.close()
         tv.close()
     assert not errors
+
+
+# -- the loop's own view and snapshot --------------------------------------------------------------
+CORE_FLOW = """\
+flow: wb
+languages: [en]
+start: support
+nodes:
+  support: {type: queue, queue: support}
+"""
+
+
+def test_the_loops_view_and_metrics_snapshot_show_the_same_figures(tmp_path: Path) -> None:
+    import itertools
+
+    from ivr.driver.core import Core
+    from ivr.flow import load_flow
+    from ivr.metrics import Metrics
+    from routing.acd import AGENT_STATES
+    from tests.driver_bench import Bench, files_for
+
+    assert set(wallboard.STATES) == set(AGENT_STATES)
+    (tmp_path / "ivr.yaml").write_text(
+        "sip: {listen: 127.0.0.1:5999}\ntrunks: {gw: {sources: [192.0.2.1], lines: 20}}\n"
+        "agents:\n  anna: {uri: \"sip:anna@192.0.2.10\"}\n"
+        "  marco: {uri: \"sip:marco@192.0.2.11\"}\n  luca: {uri: \"sip:luca@192.0.2.12\"}\n"
+        "queues:\n  support: {agents: [anna, marco]}\n  sales: {agents: [luca]}\n"
+        "supervisors:\n  laura: {uri: \"sip:laura@192.0.2.20\", queues: [support]}\n"
+        "flow: flow.yaml\nstore: calls.db\n")
+    (tmp_path / "flow.yaml").write_text(CORE_FLOW)
+    config = load_config(tmp_path / "ivr.yaml")
+    flow = load_flow(tmp_path / "flow.yaml", known_queues=config.queues)
+    ids = itertools.count(1)
+    bench = Bench(Core(config, flow, files_for=files_for, music_on_hold="moh.wav", now=0.0,
+                       wall_offset=time.time(), new_id=lambda: f"c{next(ids)}"))
+    for i in range(3):
+        bench.incoming(caller=f"06555000{i}")
+    bench.tick(1.0)
+    ringing = bench.ringing()
+    assert "anna" in ringing, ringing
+    bench.answer(ringing["anna"])
+    bench.tick(6.0)
+    view = bench.core.console_view(bench.now)
+    metrics = Metrics(CollectorRegistry(), process=False)
+    metrics.publish(bench.core.snapshot(bench.now))
+    samples = {}
+    for line in generate_latest(metrics.registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, number = line.rpartition(" ")
+            samples[name] = float(number)
+    k = start_console(tmp_path / "console", config, users=(("boss", "admin", ""),),
+                      metrics=metrics)
+    try:
+        k.console.accounts.add_user("sara", PASSWORD, "supervisor", supervisor="laura")
+        k.console.hub.publish(view)
+        boss = signed_in(k, "boss")
+        page = Page(boss.get("/wallboard").body).root
+        tagged = page.find(data_metric="*")
+        assert len(tagged) >= 8
+        for node in tagged:
+            name = node.attrs["data-metric"]
+            assert name in samples, name
+            assert samples[name] == pytest.approx(float(node.attrs["data-value"])), name
+        assert figure(page, "support", "waiting").attrs["data-value"] == "2"
+        assert agent_row(page, "anna").one(data_field="state").attrs["data-value"] == "on_call"
+        anna_listen = [b for b in page.find(data_action="listen")
+                       if b.attrs["data-agent"] == "anna"]
+        assert "disabled" not in anna_listen[0].attrs
+        sara = signed_in(k, "sara")
+        sara.get("/wallboard")
+        assert sara.api("POST", "/wallboard/supervise",
+                        {"agent": "anna", "mode": "listen"}).status == 200
+        assert sara.api("POST", "/wallboard/supervise",
+                        {"agent": "marco", "mode": "listen"}).status == 409
+        sent: Any = k.posted[-1]
+        assert sent == Supervise("laura", "anna", "listen", "console sara@127.0.0.1")
+        # what was posted is what the loop takes: it calls laura's phone
+        effects = bench.send(sent)
+        assert any("laura" in str(fx) for fx in effects), effects
+    finally:
+        k.stop()

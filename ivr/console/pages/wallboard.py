@@ -60,7 +60,7 @@ SL_TARGET = 0.8
 """Service level under which a tile turns warn: the QueueServiceLevelLow alert's 80 %."""
 SL_BAD = 0.6
 """Service level under which a tile turns bad (no setting for it: a constant)."""
-STATES = ("available", "ringing", "busy", "wrap_up", "paused", "logged_out")
+STATES = ("available", "ringing", "on_call", "wrap_up", "paused", "logged_out")
 """Agent states always shown (others the view names are added after them)."""
 COMMANDS = ("login", "logout", "pause", "unpause")
 MODES = ("listen", "whisper", "barge")
@@ -110,12 +110,12 @@ i18n.add({
         "wb.no_agents": "No agent.",
         "wb.stats_at": "Today's figures read at",
         "wb.filtered": "Queues of {supervisor}",
-        "state.available": "available",
-        "state.ringing": "ringing",
-        "state.busy": "on a call",
-        "state.wrap_up": "wrap-up",
-        "state.paused": "paused",
-        "state.logged_out": "logged out",
+        "wb.state.available": "available",
+        "wb.state.ringing": "ringing",
+        "wb.state.on_call": "on a call",
+        "wb.state.wrap_up": "wrap-up",
+        "wb.state.paused": "paused",
+        "wb.state.logged_out": "logged out",
         "wb.no_tie": "Your account has no supervisor's phone: an admin ties it to an entry of "
                      "supervisors: in ivr.yaml (ivr user ... --supervisor NAME).",
         "wb.not_on_call": "{agent} is not on a call.",
@@ -165,12 +165,12 @@ i18n.add({
         "wb.no_agents": "Nessun operatore.",
         "wb.stats_at": "Dati di oggi letti alle",
         "wb.filtered": "Code di {supervisor}",
-        "state.available": "disponibile",
-        "state.ringing": "squilla",
-        "state.busy": "in chiamata",
-        "state.wrap_up": "post-chiamata",
-        "state.paused": "in pausa",
-        "state.logged_out": "disconnesso",
+        "wb.state.available": "disponibile",
+        "wb.state.ringing": "squilla",
+        "wb.state.on_call": "in chiamata",
+        "wb.state.wrap_up": "post-chiamata",
+        "wb.state.paused": "in pausa",
+        "wb.state.logged_out": "disconnesso",
         "wb.no_tie": "Il tuo account non ha un telefono da supervisore: un amministratore lo "
                      "lega a una voce di supervisors: in ivr.yaml (ivr user ... --supervisor "
                      "NOME).",
@@ -510,8 +510,14 @@ async def wallboard_page(request: web.Request) -> web.StreamResponse:
     _, data = board.made(console.hub.view, scope)
     tv = request.query.get("tv", "") not in ("", "0")
     notice = data["notices"].get(user.supervisor) or {}
+    words = _t(request, console)
+
+    def state_word(state: str) -> str:
+        word: str = words(f"wb.state.{state}")
+        return state if word.startswith("wb.state.") else word
+
     return console.render(request, "wallboard.html", tv=tv, data=data, scope=scope,
-                          notice_seq=notice.get("seq", 0),
+                          notice_seq=notice.get("seq", 0), state_word=state_word,
                           states=_states_in(data), metric=metric, modes=MODES,
                           commands=COMMANDS, fmt_ratio=fmt_ratio, fmt_duration=fmt_duration,
                           value=value)

@@ -14,6 +14,7 @@
   document.getElementById("wb-words").content.querySelectorAll("[data-key]")
     .forEach((n) => { words[n.dataset.key] = n.textContent; });
   const t = (key) => words[key] || key;
+  const stateWord = (state) => words["wb.state." + state] || state;
   const MODES = ["listen", "whisper", "barge"];
   const COMMANDS = ["login", "logout", "pause", "unpause"];
   const RATIOS = ["sl_hour", "sl2_hour", "sl_today", "sl2_today"];
@@ -45,7 +46,7 @@
     if (!node) {
       node = Console.el("b", {"data-agents-state": state});
       stateList.append(Console.el("span", {class: "wb-state-count"},
-        Console.el("span", {class: "state " + state, text: t("state." + state)}), " ", node));
+        Console.el("span", {class: "state " + state, text: stateWord(state)}), " ", node));
     }
     return node;
   }
@@ -122,7 +123,7 @@
           "data-metric": metric("ivr_queue_agents", {queue: name, state})});
         box.append(node, " ");
       }
-      setFigure(node, n, t("state." + state) + " " + n);
+      setFigure(node, n, stateWord(state) + " " + n);
     }
     box.querySelectorAll("[data-queue-agents]").forEach((node) => {
       if (!seen.has(node.dataset.queueAgents)) node.remove();
@@ -159,7 +160,7 @@
     const row = agentRow(a.name);
     const state = row.querySelector('[data-field="state"]');
     state.className = "state " + a.state;
-    setFigure(state, a.state, t("state." + a.state) + (a.pause_reason ? " \u00b7 " + a.pause_reason : "")
+    setFigure(state, a.state, stateWord(a.state) + (a.pause_reason ? " \u00b7 " + a.pause_reason : "")
       + (a.supervised.length ? " \u00b7 " + a.supervised.join(", ") : ""));
     const since = row.querySelector('[data-field="in_state"]');
     setFigure(since, a.in_state, dur(a.in_state));
