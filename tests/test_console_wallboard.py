@@ -220,7 +220,7 @@ def test_tiles_agents_and_calls_come_from_the_view(kit: Kit) -> None:
     rows = {n.attrs["data-call"]: n for n in page.find(data_call="*")}
     assert set(rows) == {"c1", "c2", "c3"}
     assert rows["c2"].one(data_field="caller").full_text() == "+390622222"
-    assert rows["c2"].one(data_field="phase").full_text() == "queued"
+    assert rows["c2"].one(data_field="phase").attrs["data-value"] == "queued"
     assert rows["c1"].one(data_field="agent").full_text() == "anna"
 
 
@@ -742,3 +742,20 @@ def test_the_loops_view_and_metrics_snapshot_show_the_same_figures(tmp_path: Pat
         assert any("laura" in str(fx) for fx in effects), effects
     finally:
         k.stop()
+
+
+def test_every_word_is_in_italian_and_english(kit: Kit) -> None:
+    from ivr.console.i18n import MESSAGES
+
+    english = {k for k in MESSAGES["en"] if k.startswith("wb.")}
+    italian = {k for k in MESSAGES["it"] if k.startswith("wb.")}
+    assert english == italian
+    assert len(english) > 40
+    kit.publish(view(time.time()))
+    browser = signed_in(kit, "boss")
+    for lang in ("it", "en"):
+        browser.post("/lang", {"csrf": browser.csrf, "lang": lang, "back": "/wallboard"})
+        page = Page(browser.get("/wallboard").body).root
+        text = page.full_text()
+        assert "wb." not in text
+        assert ("Cruscotto" if lang == "it" else "Wallboard") in text

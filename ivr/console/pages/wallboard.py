@@ -110,6 +110,12 @@ i18n.add({
         "wb.no_agents": "No agent.",
         "wb.stats_at": "Today's figures read at",
         "wb.filtered": "Queues of {supervisor}",
+        "wb.phase.ivr": "in the menu",
+        "wb.phase.queued": "waiting",
+        "wb.phase.connected": "with an agent",
+        "wb.phase.transferring": "transferring",
+        "wb.phase.transferred": "transferred",
+        "wb.phase.closing": "closing",
         "wb.state.available": "available",
         "wb.state.ringing": "ringing",
         "wb.state.on_call": "on a call",
@@ -165,6 +171,12 @@ i18n.add({
         "wb.no_agents": "Nessun operatore.",
         "wb.stats_at": "Dati di oggi letti alle",
         "wb.filtered": "Code di {supervisor}",
+        "wb.phase.ivr": "nel menu",
+        "wb.phase.queued": "in attesa",
+        "wb.phase.connected": "con un operatore",
+        "wb.phase.transferring": "in trasferimento",
+        "wb.phase.transferred": "trasferita",
+        "wb.phase.closing": "in chiusura",
         "wb.state.available": "disponibile",
         "wb.state.ringing": "squilla",
         "wb.state.on_call": "in chiamata",
@@ -512,12 +524,12 @@ async def wallboard_page(request: web.Request) -> web.StreamResponse:
     notice = data["notices"].get(user.supervisor) or {}
     words = _t(request, console)
 
-    def state_word(state: str) -> str:
-        word: str = words(f"wb.state.{state}")
-        return state if word.startswith("wb.state.") else word
+    def word(kind: str, name: str) -> str:
+        found: str = words(f"wb.{kind}.{name}")
+        return name if found.startswith(f"wb.{kind}.") else found
 
     return console.render(request, "wallboard.html", tv=tv, data=data, scope=scope,
-                          notice_seq=notice.get("seq", 0), state_word=state_word,
+                          notice_seq=notice.get("seq", 0), word=word,
                           states=_states_in(data), metric=metric, modes=MODES,
                           commands=COMMANDS, fmt_ratio=fmt_ratio, fmt_duration=fmt_duration,
                           value=value)

@@ -188,7 +188,8 @@
 
   function updateCall(c) {
     const row = callRow(c.call_id);
-    for (const f of ["caller", "phase", "queue", "agent"]) setText(row.querySelector('[data-field="' + f + '"]'), c[f]);
+    for (const f of ["caller", "queue", "agent"]) setText(row.querySelector('[data-field="' + f + '"]'), c[f]);
+    setFigure(row.querySelector('[data-field="phase"]'), c.phase, words["wb.phase." + c.phase] || c.phase);
     const wait = row.querySelector('[data-field="wait"]');
     setFigure(wait, c.wait, dur(c.wait));
     if (c.wait_ticks) ticking.push([wait, c.wait]);
