@@ -449,3 +449,24 @@ class ConsoleServer:
             aloop.call_soon_threadsafe(aloop.stop)
             self.thread.join(5)
         self.console.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start(config: Any, post: Callable[[Any], None], metrics: Any = None,
+          reloader: Any = None) -> ConsoleServer:
+    """The console of a running switchboard, as ``console:`` in ivr.yaml says: listening when
+    this returns (raises :class:`StartupError` when it cannot)."""
+    settings = config.console
+    tls = (Path(settings.tls_cert), Path(settings.tls_key)) \
+        if settings.tls_cert and settings.tls_key else None
+    accounts = Accounts(config.store)
+    console = Console(config=config, hub=Hub(), accounts=accounts, post=post,
+                      store_path=Path(config.store), lang=settings.lang,
+                      session_hours=settings.session_hours, secure_cookies=tls is not None,
+                      metrics=metrics, reloader=reloader)
+    server = ConsoleServer(console, settings.listen.host, settings.listen.port, tls)
+    server.start()
+    users = accounts.users()
+    if not users:
+        log.warning("console: no user yet: create one with `ivr user add NAME --role admin` "
+                    "(and one per agent with --role agent --agent NAME)")
+    return server

@@ -545,8 +545,6 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
         texts = executor.texts = start_sms(config, metrics, store.pending_count,
                                            lambda name, up: inbox.post(m.DeviceState(name, up)))
         loop = Loop(core, executor, sip, inbox, metrics)
-        # The web console (config.console) starts here: its server thread takes views from
-        # loop.on_view and posts its commands with inbox.post.
         code = _serve(config, flows, load_flow_file, loop, prompts, store, lookups, inbox,
                       metrics, stack_version())
     finally:
@@ -593,12 +591,39 @@ def start_devices(config: Config, post: Callable[[m.Message], None],
     return devices
 
 
+def _start_watchers(config: Config, inbox: Inbox, metrics: Metrics) -> list[Any]:
+    """Start the threads that watch the world and post what changes (gateways' OPTIONS, the
+    edge's registrations, serial devices) and the retention purger; each has ``stop()``."""
+    from hw.gateway import GatewayMonitor
+
+    workers: list[Any] = []
+    for trunk in (t for t in config.trunks if t.ping is not None):
+        assert trunk.ping is not None
+        monitor = GatewayMonitor([(trunk.name, trunk.ping.host, trunk.ping.port)],
+                                 interval=trunk.ping_interval,
+                                 timeout=min(5.0, trunk.ping_interval / 2),
+                                 on_change=lambda name, up: inbox.post(
+                                     m.TrunkReachability(name, up)))
+        monitor.start()
+        workers.append(monitor)
+    if config.edge is not None:
+        from ivr.edge import RegistrationsPoller
+
+        poller = RegistrationsPoller(config.edge.rpc_url, 2.0,
+                                     lambda names: inbox.post(m.Registrations(names)))
+        poller.start()
+        workers.append(poller)
+    purger = Purger(config)
+    purger.start()
+    workers.append(purger)
+    workers.extend(start_devices(config, inbox.post, metrics.snapshot))
+    return workers
+
+
 def _serve(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], Flow],
            loop: Loop,
            prompts: Any, store: Any, lookups: Any, inbox: Inbox, metrics: Metrics,
            stack: str) -> int:
-    from hw.gateway import GatewayMonitor
-
     flags = {"stop": False, "drain": False}
 
     def on_stop(signum: int, _frame: object) -> None:
@@ -628,32 +653,22 @@ def _serve(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str
             inbox.post(m.AgentCommand(agent, command, reason, "ivr agent"))
 
     store.start_command_poller(agent_commands)
-    monitors = []
-    for trunk in (t for t in config.trunks if t.ping is not None):
-        assert trunk.ping is not None
-        monitor = GatewayMonitor([(trunk.name, trunk.ping.host, trunk.ping.port)],
-                                 interval=trunk.ping_interval,
-                                 timeout=min(5.0, trunk.ping_interval / 2),
-                                 on_change=lambda name, up: inbox.post(
-                                     m.TrunkReachability(name, up)))
-        monitor.start()
-        monitors.append(monitor)
-    poller = None
-    if config.edge is not None:
-        from ivr.edge import RegistrationsPoller
+    workers = _start_watchers(config, inbox, metrics)
+    console = None
+    if config.console is not None:
+        # the web console: its server thread reads the views the loop publishes and posts
+        # its commands to the inbox (ivr/console)
+        from ivr.console.web import start as start_console
 
-        poller = RegistrationsPoller(config.edge.rpc_url, 2.0,
-                                     lambda names: inbox.post(m.Registrations(names)))
-        poller.start()
-    purger = Purger(config)
-    purger.start()
-    devices = start_devices(config, inbox.post, metrics.snapshot)
+        console = start_console(config, inbox.post, metrics, reloader)
+        loop.on_view = console.console.hub.publish
     metrics_url = f"http://{config.metrics}/metrics" if config.metrics else "off"
     flow = loop.core.flow
     others = len(flows) - 1
-    log.info("Centralino ready: call %s | flow %s (version %s, %s)%s | metrics %s | %s",
-             config.sip_uri, flow.name, flow.version, flow.source,
-             f" and {others} more by called number" if others else "", metrics_url, stack)
+    log.info("Centralino ready: call %s | flow %s (version %s, %s)%s | metrics %s | "
+             "console %s | %s", config.sip_uri, flow.name, flow.version, flow.source,
+             f" and {others} more by called number" if others else "", metrics_url,
+             console.url if console is not None else "off", stack)
     sd_notify("READY=1")
     core = loop.core
     try:
@@ -662,13 +677,11 @@ def _serve(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str
         sd_notify("STOPPING=1")
         watcher.stop()
         reloader.stop()
-        purger.stop()
-        if poller is not None:
-            poller.stop()
-        for monitor in monitors:
-            monitor.stop()
-        for device in devices:
-            device.stop()
+        for worker in workers:
+            worker.stop()
+        if console is not None:
+            loop.on_view = None
+            console.stop()
         log.info("stopping: hanging up %d call(s)", len(core.calls))
         loop.run_effects(core.stop(time.monotonic()))
         end = time.monotonic() + 2.0
