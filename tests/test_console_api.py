@@ -322,6 +322,9 @@ def test_a_note_needs_a_live_call_and_a_text_of_at_most_2000(kit):
     assert api("POST", "/api/calls/L1/notes", {"text": "   "}).status == 400
     assert api("POST", "/api/calls/L1/notes", {"text": 12}).status == 400
     assert api("POST", "/api/calls/L1/notes", ["text"]).status == 400
+    huge = api("POST", "/api/calls/L1/notes", {"text": "x" * 70_000})
+    assert huge.status == 413
+    assert huge.json()["error"] == "the body is too large"
     assert kit.posted == []
     assert api("POST", "/api/calls/L1/notes", {"text": "x" * 2000}).status == 202
 
