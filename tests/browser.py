@@ -108,10 +108,11 @@ class Tab:
                                               f"{self.page.content()[:2000]}"
 
     def shot(self, name: str, folder: Path, full_page: bool = False) -> Path:
-        """A PNG of the page as *folder*/NAME.png and, when CONSOLE_SCREENSHOTS is set, there
-        too."""
+        """A PNG of the page from its top as *folder*/NAME.png and, when CONSOLE_SCREENSHOTS
+        is set, there too."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.png"
+        self.page.evaluate("window.scrollTo(0, 0)")  # a click may have scrolled it
         self.page.screenshot(path=str(path), full_page=full_page)
         extra = os.environ.get(SCREENSHOTS_ENV)
         if extra:
