@@ -93,8 +93,9 @@ class ConsoleBoard(Switchboard):
 
     def write(self) -> Path:
         path = super().write()
-        with path.open("a") as f:
-            f.write(f"console: 127.0.0.1:{self.console_port}\n")
+        lines = [x for x in path.read_text().splitlines() if not x.startswith("console:")]
+        lines.append(f"console: 127.0.0.1:{self.console_port}")
+        path.write_text("\n".join(lines) + "\n")
         from ivr.console.accounts import Accounts
 
         store = self.workdir / "calls.db"
