@@ -111,7 +111,8 @@ def view(anna: str = "on_call", marco: str = "on_call", *, offered: bool = False
                 "phase": "connected", "started": now - 30, "queue": queue,
                 "queued_at": now - 20, "wait": 12.0, "level": 1,
                 "path": ["welcome", "menu", "support"], "keys": "2",
-                "variables": {"account": "A-1234"}, "agent": who, "ticket": "",
+                "variables": {"account": "A-1234", "caller": caller, "call_id": cid,
+                              "language": "it", "ticket_status": ""}, "agent": who, "ticket": "",
                 "script": f"Support - {caller}", "recorded": False,
                 "supervisors": ["laura"], "notes": []}
 
@@ -345,7 +346,7 @@ def test_live_stream_is_this_agents_slice_only(kit_clean: Kit) -> None:
         assert first["call"]["call_id"] == "c1"
         assert first["call"]["caller"] == ANNA_CALLER
         assert first["call"]["path"] == ["welcome", "menu", "support"]
-        assert first["call"]["variables"] == {"account": "A-1234"}
+        assert first["call"]["variables"] == {"account": "A-1234", "language": "it"}
         assert first["call"]["script"] == f"Support - {ANNA_CALLER}"
         assert first["queues"] == {"support": {"waiting": 4, "longest_wait": 33.0}}
         assert "c2" not in text

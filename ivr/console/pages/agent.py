@@ -46,6 +46,9 @@ COMMAND_STATES: dict[str, tuple[str, ...]] = {
 CALL_FIELDS = ("call_id", "caller", "called", "phase", "started", "queue", "queued_at", "wait",
                "level", "path", "keys", "variables", "ticket", "script", "recorded", "notes")
 """What the desk shows of its call (not who supervises it)."""
+SHOWN_ELSEWHERE = frozenset(("caller", "called", "call_id", "position", "expected_wait"))
+"""Flow variables every call has that the desk shows otherwise (or that mean nothing to the
+agent once the call is theirs); with those that are empty, left out of the call's variables."""
 
 i18n.add({
     "en": {
@@ -213,6 +216,8 @@ def agent_slice(view: View, agent: str) -> dict[str, Any]:
         found = _call_of(view, entry.get("call_id"))
         if found is not None:
             call = {k: found.get(k) for k in CALL_FIELDS}
+            call["variables"] = {k: v for k, v in (found.get("variables") or {}).items()
+                                 if k not in SHOWN_ELSEWHERE and v not in ("", None)}
         all_queues = view.get("queues", {})
         for name in entry.get("queues") or ():
             q = all_queues.get(name) or {}
