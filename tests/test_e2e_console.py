@@ -256,7 +256,6 @@ def test_agent_desktop_wallboard_and_listen_in_a_real_browser(box: Box, tmp_path
                 '[data-queue="support"] [data-figure="waiting"][data-value="1"]', timeout=20_000)
             figures_agree(sb, laura, {'ivr_queue_callers_waiting{queue="support"}': 1.0,
                                       'ivr_queue_agents{queue="support",state="paused"}': 1.0})
-            laura.shot("wallboard-waiting", shots)
 
             # -- 4. anna talks to the caller; laura listens from her wallboard -----------------
             anna.page.click("#btn-unpause")
