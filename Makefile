@@ -19,8 +19,8 @@ help:
 	@echo "make bench-load real calls into a real switchboard, 10 to 250 at once (about 4 min):"
 	@echo "                a table and bench/results/DATE-LABEL.json (LABEL=run, CALLS=10,30,100,250)"
 	@echo "make bench-console  what 50 open wallboards and 20 agent pages cost the switchboard"
-	@echo "                at 100 calls (CPU) and how late events reach them (about 2 min):"
-	@echo "                bench/results/DATE-console-LABEL.json (LABEL=run, PAIRS=1)"
+	@echo "                at 100 calls (CPU) and how late events reach them (about 6 min):"
+	@echo "                bench/results/DATE-console-LABEL.json (LABEL=run, PAIRS=2)"
 	@echo "make sipstack   build (once, then cached) and install the pjsua2 SIP stack"
 	@echo "make clean      remove the virtualenv and runtime files"
 	@echo "make install    (root) install as a service: /opt/centralino, /etc/centralino,"
@@ -83,7 +83,8 @@ bench-load: $(BIN)/.ready
 
 # The console's pages under load (bench/console/): rounds of 100 calls without and with 70 open
 # live streams; the CPU difference and the event -> page latency, with the machine, in the JSON.
-PAIRS ?= 1
+# Two pairs by default: one round's CPU varies by a few % of a core on a shared machine.
+PAIRS ?= 2
 bench-console: $(BIN)/.ready
 	$(BIN)/python -m bench.console --calls 100 --pairs $(PAIRS) --label $(LABEL)
 
