@@ -204,6 +204,7 @@ def run_round(n: int, timing: Timing, workdir: Path, pages: bool) -> dict[str, A
                 "wallboards": [(u, PASSWORD) for u in sups],
                 "agents": [(a, PASSWORD) for a in board.agent_names()],
                 "out": str(workdir / "clients-result.json")}, workdir)
+            peers.append(clients)
             clients.start()
             if not clients.ready.wait(180):
                 raise RuntimeError("the pages did not connect: "
@@ -222,8 +223,8 @@ def run_round(n: int, timing: Timing, workdir: Path, pages: bool) -> dict[str, A
                     "silence_level": SILENCE_LEVEL, "next_level": NEXT_LEVEL,
                     "agent_level": AGENT_LEVEL}
             callers.append(PeerProcess(plan["name"], "bench.load.caller", plan, workdir))
-        peers = [agents, *callers] + ([clients] if clients is not None else [])
         for peer in (agents, *callers):
+            peers.append(peer)
             peer.start()
         for peer in (agents, *callers):
             if not peer.ready.wait(30):
