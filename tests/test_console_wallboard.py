@@ -459,8 +459,8 @@ class Stream:
                     with self.arrived:
                         self.messages.append(json.loads(line[6:]))
                         self.arrived.notify_all()
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError, AttributeError):
+            pass  # closed by close() (http.client's reader is gone then: AttributeError)
 
     def wait_for(self, test: Any, timeout: float = 10.0) -> dict[str, Any]:
         with self.arrived:

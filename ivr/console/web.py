@@ -129,6 +129,9 @@ class Console:
         return web.Response(text=body, status=status, content_type="text/html")
 
 
+CONSOLE = web.AppKey("console", Console)
+
+
 def client_address(request: web.Request) -> str:
     return request.remote or "?"
 
@@ -181,8 +184,7 @@ def require_agent(request: web.Request) -> tuple[User, str]:
 
 
 def console_of(request: web.Request) -> Console:
-    console: Console = request.app["console"]
-    return console
+    return request.app[CONSOLE]
 
 
 def _is_public(path: str) -> bool:
@@ -355,7 +357,7 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
 
 def build_app(console: Console) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=4 * 1024 * 1024)
-    app["console"] = console
+    app[CONSOLE] = console
     app.router.add_get("/", home)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/login", login_page)
