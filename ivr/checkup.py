@@ -93,6 +93,7 @@ def run_checks(config_path: Path, gateway_timeout: float = 1.0) -> list[Check]:
     checks.append(check_prompts(config.voices.get("en", "en") if config else "en"))
     if config is not None:
         checks.append(check_database(config.store))
+        checks.append(check_console(config))
         checks.append(check_edge(config))
         checks += check_devices(config)
     checks.append(check_sip_stack())
@@ -354,6 +355,44 @@ def check_database(path: Path) -> Check:
     if rows != ["ok"]:
         return Check("database", "fail", f"{path}: damaged: {'; '.join(rows)[:200]}", restore)
     return Check("database", "ok", f"{path}: integrity ok (quick_check)")
+
+
+# -- console -----------------------------------------------------------------------------------
+
+def check_console(config: Config) -> Check:
+    """The web console's accounts: someone can log in as admin, and every agent of ivr.yaml
+    has an account (read-only, from the store's console_users table); its TLS files exist."""
+    console = config.console
+    if console is None:
+        return Check("console", "skip", "the web console is off ('console: off' in ivr.yaml)")
+    for path in (console.tls_cert, console.tls_key):
+        if path is not None and not Path(path).is_file():
+            return Check("console", "fail", f"TLS file {path} is missing",
+                         "set console.tls to the certificate and key files, or remove it")
+    where = f"https://{console.listen}/" if console.tls_cert else f"http://{console.listen}/"
+    add = "ivr user add NAME --role admin"
+    users: list[tuple[str, str, str]] = []
+    if config.store.exists():
+        try:
+            db = sqlite3.connect(f"{config.store.absolute().as_uri()}?mode=ro", uri=True,
+                                 timeout=2.0)
+            try:
+                users = [(str(r[0]), str(r[1]), str(r[2] or "")) for r in db.execute(
+                    "SELECT name, role, agent FROM console_users WHERE NOT disabled")]
+            finally:
+                db.close()
+        except sqlite3.Error:
+            users = []  # no console table yet: nobody was ever added
+    if not any(role == "admin" for _, role, _ in users):
+        return Check("console", "warning", f"{where}: no admin account, nobody can manage "
+                     "flows or see the audit log", add)
+    tied = {agent for _, _, agent in users if agent}
+    without = sorted(set(config.agents) - tied)
+    if without:
+        return Check("console", "warning", f"{where}: {len(users)} account(s); agents without "
+                     f"one: {', '.join(without)}",
+                     f"ivr user add NAME --role agent --agent {without[0]}")
+    return Check("console", "ok", f"{where}: {len(users)} account(s), every agent has one")
 
 
 # -- edge --------------------------------------------------------------------------------------

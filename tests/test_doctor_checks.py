@@ -13,6 +13,7 @@ import pytest
 
 from ivr.checkup import (
     check_clock,
+    check_console,
     check_database,
     check_devices,
     check_gateways,
@@ -261,7 +262,48 @@ def test_report_lists_every_area_once_and_exits_by_failures(tmp_path: Path) -> N
     checks = run_checks(write_config(tmp_path), 0.2)
     areas = list(dict.fromkeys(c.area for c in checks))
     assert areas == ["configuration", "ports", "gateways", "clock", "disk", "prompts",
-                     "database", "edge", "devices", "SIP stack"]
+                     "database", "console", "edge", "devices", "SIP stack"]
     text = format_checks(checks)
     assert text.rstrip().splitlines()[-1].endswith("skipped")
     assert exit_status(checks) == (1 if any(c.status == "fail" for c in checks) else 0)
+
+
+# -- console ---------------------------------------------------------------------------------
+
+
+def test_console_accounts_are_checked_in_the_store(tmp_path: Path) -> None:
+    from ivr.console.accounts import Accounts
+
+    port = free_tcp_port()
+    config = load_config(write_config(
+        tmp_path, f"console: 127.0.0.1:{port}\nagents:\n"
+                  "  anna: {uri: 'sip:anna@127.0.0.1:5999'}\n"
+                  "  marco: {uri: 'sip:marco@127.0.0.1:5998'}\n"))
+    check = check_console(config)  # no store yet: nobody can log in
+    assert (check.status, check.fix) == ("warning", "ivr user add NAME --role admin")
+    assert f"http://127.0.0.1:{port}/" in check.text
+    accounts = Accounts(config.store)
+    accounts.add_user("boss", "a long password", "admin")
+    accounts.add_user("anna", "a long password", "agent", agent="anna")
+    check = check_console(config)
+    assert check.status == "warning"
+    assert "agents without one: marco" in check.text
+    assert check.fix == "ivr user add NAME --role agent --agent marco"
+    accounts.add_user("marco", "a long password", "agent", agent="marco")
+    check = check_console(config)
+    assert (check.status, check.text) == (
+        "ok", f"http://127.0.0.1:{port}/: 3 account(s), every agent has one")
+
+
+def test_console_off_or_missing_tls_files(tmp_path: Path) -> None:
+    off = load_config(write_config(tmp_path, "console: off\n"))
+    assert check_console(off).status == "skip"
+    (tmp_path / "key.pem").write_text("x")
+    (tmp_path / "cert.pem").write_text("x")
+    tls = load_config(write_config(
+        tmp_path, f"console: {{listen: 127.0.0.1:{free_tcp_port()}, "
+                  f"tls: {{cert: {tmp_path / 'cert.pem'}, key: {tmp_path / 'key.pem'}}}}}\n"))
+    (tmp_path / "cert.pem").unlink()  # gone since the configuration was checked
+    check = check_console(tls)
+    assert check.status == "fail"
+    assert "cert.pem is missing" in check.text
