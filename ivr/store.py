@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
 CREATE INDEX IF NOT EXISTS calls_outcome ON calls(outcome);
+CREATE INDEX IF NOT EXISTS calls_caller ON calls(caller, started_at);
+CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, started_at);
 CREATE TABLE IF NOT EXISTS overrides (
     name TEXT PRIMARY KEY,
     state TEXT NOT NULL,
