@@ -282,6 +282,8 @@ def run_round(n: int, timing: Timing, workdir: Path, pages: bool) -> dict[str, A
             row["latency_ms"] = latencies(data, answered,
                                           {a: a for a in board.agent_names()})
             row["clients_errors"] = [c["error"] for c in data["clients"] if c["error"]]
+            # the pages' process itself: a starved client would read its messages late
+            row["clients_cpu_s"] = round(float(clients.result.get("cpu_s", 0.0)), 2)
         return row
     finally:
         for peer in peers:
@@ -318,7 +320,8 @@ def report_lines(pairs: list[dict[str, Any]], n: int) -> list[str]:
         if msgs:
             lines.append(f"        messages: {msgs['received']} received ({msgs['distinct']} "
                          f"distinct), {msgs['bytes'] / 1e6:.1f} MB; answers {b['answers']}; "
-                         f"calls up A {a['up']}/{n}, B {b['up']}/{n}")
+                         f"calls up A {a['up']}/{n}, B {b['up']}/{n}; the pages' process "
+                         f"used {b.get('clients_cpu_s', 0.0):.1f} s of CPU")
     return lines
 
 
