@@ -188,6 +188,9 @@ class DialRule:
     """A flow's transfer node may dial this rule's numbers; false for a rule meant only for
     callbacks or agents' transfers (a mobile-number callback rule must not let a flow's
     ``{digits}`` transfer dial mobiles)."""
+    campaigns: bool = False
+    """Outbound campaigns may dial this rule's numbers; without any such rule no campaign
+    dials anything."""
 
     def target(self, number: str) -> str | None:
         if not _DIALLED.fullmatch(number) or not self.pattern.fullmatch(number):
@@ -368,6 +371,9 @@ class Config:
     """Serial devices by name (night switch, lamp, modem)."""
     console: ConsoleSettings | None = field(default_factory=ConsoleSettings)
     """The web console; None: ``console: off``."""
+    campaigns_dir: Path | None = None
+    """``campaigns:``: the folder of outbound campaign files (see ivr.outbound.campaigns);
+    None: no campaigns."""
 
     def team_of(self) -> dict[str, str]:
         """Agent -> the name of their team, for agents in one."""
@@ -438,6 +444,19 @@ class Config:
         """
         for rule in self.dial_out:
             uri = rule.target(number) if rule.callbacks else None
+            if uri is not None:
+                return uri
+        return None
+
+    def campaign_dial_target(self, number: str) -> str | None:
+        """The SIP URI an outbound campaign dials *number* (a contact's) at, or None: refused.
+
+        The first ``dial_out`` rule with ``campaigns: true`` whose pattern matches the whole
+        number (digits, ``*``, ``#``, ``+`` only): a contact list is data someone imported, so
+        only a rule decides which numbers may cost us calls.
+        """
+        for rule in self.dial_out:
+            uri = rule.target(number) if rule.campaigns else None
             if uri is not None:
                 return uri
         return None
@@ -561,7 +580,7 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
         extensions={name: Extension(name, e["uri"])
                     for name, e in (top.get("extensions") or {}).items()},
         dial_out=tuple(DialRule(r["pattern"], r["uri"], r["agent_transfers"], r["callbacks"],
-                                r["flows"])
+                                r["flows"], r["campaigns"])
                        for r in top.get("dial_out") or ()),
         recordings=top["recordings"], feature_codes=FeatureCodes(**codes), edge=edge,
         **_ticket_settings(top),
@@ -576,7 +595,7 @@ def _build(path: Path, top: dict[str, Any], edge: EdgeSettings | None) -> Config
                                       v.get("sms") or "")
                      for name, v in (top.get("supervisors") or {}).items()},
         devices={name: _device(name, d) for name, d in (top.get("devices") or {}).items()},
-        console=_console(top.get("console", _NO_KEY)))
+        console=_console(top.get("console", _NO_KEY)), campaigns_dir=top.get("campaigns"))
 
 
 _NO_KEY = object()

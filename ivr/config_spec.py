@@ -184,6 +184,14 @@ def _top_rules(values: dict[str, Any], cursor: Cursor) -> None:
     _flow_or_routes(values, cursor)
     _dispositions_not_codes(values, cursor)
     _one_team_each(values, cursor)
+    _campaigns_folder(values, cursor)
+
+
+def _campaigns_folder(values: dict[str, Any], cursor: Cursor) -> None:
+    folder = values.get("campaigns")
+    if isinstance(folder, Path) and not folder.is_dir():
+        (_child(cursor, "campaigns") or cursor).error(
+            f"campaigns folder '{folder.name}' does not exist")
 
 
 def _one_team_each(values: dict[str, Any], cursor: Cursor) -> None:
@@ -442,6 +450,10 @@ _DIAL_RULE = Section("Numbers a transfer (or a callback) may dial out to.", (
     Key("flows", Value("boolean", "Flows' transfer nodes may dial these numbers (default); "
                                   "false for a rule meant only for callbacks or agents' "
                                   "transfers.", default=True)),
+    Key("campaigns", Value("boolean", "Outbound campaigns may dial these numbers (the "
+                                      "contacts of their lists); without any such rule no "
+                                      "campaign dials anything (default: false).",
+                           default=False)),
     Key("description", Value("text", "A note for technicians.")),
 ))
 
@@ -684,6 +696,9 @@ IVR_YAML = Section("Centralino appliance configuration (ivr.yaml). Paths are rel
                        _TEAM)),
     Key("devices", MapOf("Serial devices by name: a night switch, a lamp or buzzer, a modem.",
                          _DEVICE)),
+    Key("campaigns", Value("path", "Folder of outbound campaign files, one YAML file per "
+                                   "campaign (checked by ivr.outbound.campaigns).",
+                           example="campaigns/")),
 ), require_any=("flow", "routes"),
     require_any_message="missing required key 'flow' (the flow of every call) or 'routes' (a "
                         "flow per called number)", rule=_top_rules,

@@ -161,7 +161,7 @@ dial_out:
         "'sip:{numbr}@192.0.2.1'; only {number} (the number dialled) can be used",
         "ivr.yaml:15:5: dial_out[3]: missing required key 'pattern'",
         "ivr.yaml:18:5: dial_out[4].trunk: unknown key 'trunk'; expected one of: "
-        "agent_transfers, callbacks, description, flows, pattern, uri",
+        "agent_transfers, callbacks, campaigns, description, flows, pattern, uri",
     ]
 
 
