@@ -746,4 +746,24 @@ def _interval(text: str) -> tuple[int, int] | None:
     return start, end
 
 
-__all__ = ["DocumentError", "load_flow"]
+# -- opening hours, shared with other documents that take them (outbound campaigns' windows) --
+
+def check_timezone(cursor: Cursor) -> str | None:
+    """The time zone named at *cursor* as an hours node checks it, or None (problem filed)."""
+    return _Builder(cursor, Path(cursor.file), None, None, ())._timezone({"timezone": cursor})
+
+
+def check_holidays(cursor: Cursor) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """(country, subdivision, extra closed dates) of a ``holidays:`` mapping at *cursor*, as an
+    hours node checks it (the holidays library's countries), every problem filed."""
+    return _Builder(cursor, Path(cursor.file), None, None, ())._holidays(cursor)
+
+
+day_range = _days
+"""Weekdays (Monday = 0) of 'mon', 'mon-fri', 'daily', or None."""
+time_range = _interval
+"""(start, end) minutes since midnight of '09:00-13:00', or None."""
+
+
+__all__ = ["DocumentError", "check_holidays", "check_timezone", "day_range", "load_flow",
+           "time_range"]
