@@ -936,6 +936,11 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--limit", type=int, default=50,
                      help="the latest N entries (default: %(default)s)")
 
+    from ivr.outbound.cli import add_campaign_parser, add_dnc_parser
+
+    add_campaign_parser(sub, DEFAULT_CONFIG)  # ivr campaign import|status|export|list
+    add_dnc_parser(sub, DEFAULT_CONFIG)  # ivr dnc add|remove|import|check|count
+
     version = sub.add_parser("version", help="show versions",
                              description="Show the versions of Centralino and its SIP stack.")
     version.set_defaults(func=lambda _args: print(_version_text()) or 0)
