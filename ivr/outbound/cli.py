@@ -66,13 +66,14 @@ def _run(args: argparse.Namespace, action: Callable[[Path], int]) -> int:
     """*action* on the store file, with the operator's errors as one line and status 2."""
     from ivr.errors import StartupError
     from ivr.outbound.dnc import ListError
+    from ivr.store import StoreError
 
     try:
         path = _store(args)
         if path is None:
             return 2
         return action(path)
-    except (ListError, StartupError) as exc:
+    except (ListError, StartupError, StoreError) as exc:
         return _fail(str(exc))
     except sqlite3.Error as exc:  # locked for longer than the timeout, damaged, read-only
         return _fail(f"cannot use the contact lists in the store file: {exc}")

@@ -27,6 +27,7 @@ connections wait up to :data:`BUSY_TIMEOUT` seconds for a lock and transactions 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 import sqlite3
@@ -157,11 +158,28 @@ class ImportReport:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection to the store file in WAL mode, autocommit (transactions are explicit)."""
+    """A connection to the store file in WAL mode, autocommit (transactions are explicit).
+
+    A new file becomes a call record store first (:class:`ivr.store.CallStore` makes its
+    tables): the switchboard refuses to start on a file with tables but no call records."""
+    _store_first(path)
     db = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+def _store_first(path: Path) -> None:
+    try:
+        with contextlib.closing(sqlite3.connect(str(path), timeout=BUSY_TIMEOUT)) as db:
+            has_calls = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                   "name = 'calls'").fetchone() is not None
+    except sqlite3.Error:
+        has_calls = False  # not a database: the store says so in its own words
+    if not has_calls:
+        from ivr.store import CallStore
+
+        CallStore(path).close()
 
 
 def register_source(name: str) -> str:
