@@ -313,7 +313,7 @@ class DncList:
             before = db.total_changes
             db.executemany("INSERT INTO outbound_dnc (number, source, added_at, note) "
                            "VALUES (?, ?, ?, '') ON CONFLICT(number) DO NOTHING",
-                           ((n, src, at) for n in numbers))
+                           ((n, src, at) for n in sorted(numbers)))  # in key order: fast
             report.added = db.total_changes - before
             db.execute("COMMIT")
         except BaseException:
