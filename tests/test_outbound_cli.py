@@ -94,14 +94,14 @@ def test_import_status_export_list(store, tmp_path, capsys):
 
     assert ivr("campaign", "list", "--store", store) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["campaign", "contacts", "pending", "last",
+    assert out.splitlines()[0].split() == ["campaign", "mode", "contacts", "pending", "last",
                                            "attempt"]
-    assert out.splitlines()[1].split()[:3] == ["spring", "2", "1"]
+    assert out.splitlines()[1].split()[:4] == ["spring", "-", "2", "1"]
 
 
 def test_unknown_campaigns_and_empty_store(store, capsys):
     assert ivr("campaign", "list", "--store", store) == 0
-    assert capsys.readouterr().out == "no campaign has contacts\n"
+    assert capsys.readouterr().out == "no campaign is defined or has contacts\n"
     assert ivr("campaign", "status", "nope", "--store", store) == 2
     assert "ivr: error: campaign 'nope' has no contacts (import a list with 'ivr campaign " \
            "import nope FILE.csv')" in capsys.readouterr().err
@@ -235,3 +235,55 @@ def test_module_main_runs(store):
     out.write(result.stdout)
     assert result.returncode == 0
     assert out.getvalue() == "        0  in all\n"
+
+
+CAMPAIGN_CONFIG = """\
+sip: {listen: 127.0.0.1:5080}
+trunks:
+  gateway: {sources: [127.0.0.1], lines: 8}
+agents:
+  anna: {uri: "sip:anna@127.0.0.1:5070"}
+queues:
+  sales: {agents: [anna]}
+dial_out:
+  - {pattern: "^\\\\+39[0-9]{6,11}$", uri: "sip:{number}@192.0.2.1", campaigns: true,
+     flows: false}
+flow: flow.yaml
+store: var/centralino.db
+campaigns: campaigns
+"""
+
+SHORT = """\
+name: short
+queue: sales
+mode: preview
+trunk: gateway
+max_lines: 1
+window: {timezone: Europe/Rome, hours: "10:00-12:00"}
+"""
+
+
+def test_with_the_config_the_campaign_must_have_a_file(tmp_path, capsys):
+    cfg = tmp_path / "ivr.yaml"
+    cfg.write_text(CAMPAIGN_CONFIG)
+    (tmp_path / "campaigns").mkdir()
+    (tmp_path / "campaigns" / "short.yaml").write_text(SHORT)
+    contacts = tmp_path / "list.csv"
+    contacts.write_text("number\n3471234567\n")
+    assert ivr("campaign", "import", "shrot", contacts, "--config", cfg) == 2
+    assert f"ivr: error: no campaign 'shrot' in the campaign files of {cfg} (campaigns: " \
+           "short); add its file first, or give --store FILE to import the list before the " \
+           "campaign exists" in capsys.readouterr().err
+    assert ivr("campaign", "import", "short", contacts, "--config", cfg) == 0
+    store = tmp_path / "var" / "centralino.db"
+    assert ivr("campaign", "import", "later", contacts, "--store", store) == 0
+    capsys.readouterr()
+    assert ivr("campaign", "list", "--config", cfg) == 0
+    assert [line.split()[:4] for line in capsys.readouterr().out.splitlines()[1:]] == [
+        ["later", "(no", "file)", "1"], ["short", "preview", "1", "1"]]
+
+    (tmp_path / "campaigns" / "broken.yaml").write_text("name: broken\nmode: sometimes\n")
+    assert ivr("campaign", "list", "--config", cfg) == 2
+    err = capsys.readouterr().err
+    assert "campaigns/broken.yaml:2:" in err
+    assert "sometimes" in err

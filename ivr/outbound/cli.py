@@ -16,9 +16,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ivr.errors import one_line
+from ivr.yamlsrc import DocumentError
+
+if TYPE_CHECKING:
+    from ivr.config import Config
+    from ivr.outbound.campaigns import Campaign
 
 DEFAULT_CONFIG = "ivr.yaml"
 SHOW_REFUSED = 10
@@ -34,26 +39,41 @@ def _when(at: float | None) -> str:
     return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-def _store(args: argparse.Namespace) -> Path | None:
-    """The store file: --store, else store: of --config (None, problems printed, if invalid)."""
+def _store(args: argparse.Namespace) -> tuple[Path, Config | None] | None:
+    """The store file, from --store, else store: of --config with the configuration (None,
+    problems printed, if the configuration is invalid)."""
+    config = None
     if args.store is not None:
         path = Path(args.store)
     else:
         from ivr.config import load_config
-        from ivr.yamlsrc import DocumentError
 
         try:
             config = load_config(args.config)
         except DocumentError as exc:
-            for problem in exc.problems:
-                print(str(problem), file=sys.stderr)
+            _print_problems(exc)
             return None
         path = Path(config.store)
     from ivr.preflight import check_store_path
 
     check_store_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return path, config
+
+
+def _print_problems(exc: DocumentError) -> None:
+    for problem in exc.problems:
+        print(str(problem), file=sys.stderr)
+
+
+def _campaigns(config: Config | None) -> dict[str, Campaign] | None:
+    """The campaigns of the configuration's campaigns folder; None with --store (unknown).
+    Raises DocumentError if a campaign file has problems."""
+    if config is None:
+        return None
+    from ivr.outbound.campaigns import load_campaigns
+
+    return load_campaigns(config)
 
 
 def _progress(what: str) -> Callable[[int], None]:
@@ -62,17 +82,21 @@ def _progress(what: str) -> Callable[[int], None]:
     return show
 
 
-def _run(args: argparse.Namespace, action: Callable[[Path], int]) -> int:
-    """*action* on the store file, with the operator's errors as one line and status 2."""
+def _run(args: argparse.Namespace, action: Callable[[Path, Config | None], int]) -> int:
+    """*action* on the store file (and the configuration, None with --store), with the
+    operator's errors as one line and status 2."""
     from ivr.errors import StartupError
     from ivr.outbound.dnc import ListError
     from ivr.store import StoreError
 
     try:
-        path = _store(args)
-        if path is None:
+        where = _store(args)
+        if where is None:
             return 2
-        return action(path)
+        return action(*where)
+    except DocumentError as exc:  # a campaign file with problems
+        _print_problems(exc)
+        return 2
     except (ListError, StartupError, StoreError) as exc:
         return _fail(str(exc))
     except sqlite3.Error as exc:  # locked for longer than the timeout, damaged, read-only
@@ -91,8 +115,14 @@ def _report(report_text: str, refused_out: Path | None, write: Callable[[Path], 
 def cmd_campaign_import(args: argparse.Namespace) -> int:
     from ivr.outbound.contacts import ContactBook, check_campaign_name, import_csv
 
-    def action(path: Path) -> int:
+    def action(path: Path, config: Config | None) -> int:
         check_campaign_name(args.name)
+        campaigns = _campaigns(config)
+        if campaigns is not None and args.name not in campaigns:
+            defined = ", ".join(sorted(campaigns)) or "none"
+            return _fail(f"no campaign {args.name!r} in the campaign files of {args.config} "
+                         f"(campaigns: {defined}); add its file first, or give --store FILE "
+                         "to import the list before the campaign exists")
         with ContactBook(path) as book:
             report = import_csv(book, args.name, args.file, number_column=args.number_column,
                                 name_column=args.name_column,
@@ -106,7 +136,7 @@ def cmd_campaign_import(args: argparse.Namespace) -> int:
 def cmd_campaign_status(args: argparse.Namespace) -> int:
     from ivr.outbound.contacts import ContactBook
 
-    def action(path: Path) -> int:
+    def action(path: Path, config: Config | None) -> int:
         with ContactBook(path) as book:
             status = book.status(args.name, time.time())
         if not status.total:
@@ -126,7 +156,7 @@ def cmd_campaign_status(args: argparse.Namespace) -> int:
 def cmd_campaign_export(args: argparse.Namespace) -> int:
     from ivr.outbound.contacts import ContactBook
 
-    def action(path: Path) -> int:
+    def action(path: Path, config: Config | None) -> int:
         with ContactBook(path) as book:
             contacts = list(book.contacts(args.name))
         if not contacts:
@@ -166,16 +196,23 @@ def _write_csv(out: TextIO, header: list[str], rows: Iterator[list[str]]) -> Non
 def cmd_campaign_list(args: argparse.Namespace) -> int:
     from ivr.outbound.contacts import ContactBook
 
-    def action(path: Path) -> int:
+    def action(path: Path, config: Config | None) -> int:
         with ContactBook(path) as book:
-            campaigns = book.campaigns()
-        if not campaigns:
-            print("no campaign has contacts")
+            stored = book.campaigns()
+        defined = _campaigns(config)
+        modes = {name: c.mode for name, c in (defined or {}).items()}
+        rows = {name: (total, pending, last) for name, total, pending, last in stored}
+        for name in modes:
+            rows.setdefault(name, (0, 0, None))
+        if not rows:
+            print("no campaign is defined or has contacts")
             return 0
-        width = max(8, *(len(c[0]) for c in campaigns))
-        print(f"{'campaign':<{width}}  {'contacts':>9}  {'pending':>9}  last attempt")
-        for name, total, pending, last in campaigns:
-            print(f"{name:<{width}}  {total:>9}  {pending:>9}  {_when(last)}")
+        width = max(8, *(len(name) for name in rows))
+        print(f"{'campaign':<{width}}  {'mode':<11}  {'contacts':>9}  {'pending':>9}  "
+              "last attempt")
+        for name, (total, pending, last) in sorted(rows.items()):
+            mode = modes.get(name, "-" if defined is None else "(no file)")
+            print(f"{name:<{width}}  {mode:<11}  {total:>9}  {pending:>9}  {_when(last)}")
         return 0
     return _run(args, action)
 
@@ -185,7 +222,7 @@ def cmd_campaign_list(args: argparse.Namespace) -> int:
 def cmd_dnc_add(args: argparse.Namespace) -> int:
     from ivr.outbound.dnc import DncList
 
-    def action(path: Path) -> int:
+    def action(path: Path, config: Config | None) -> int:
         with DncList(path) as dnc:
             added = dnc.add(args.number, "internal", args.note)
             entry = dnc.entry(args.number)
@@ -200,7 +237,7 @@ def cmd_dnc_add(args: argparse.Namespace) -> int:
 def cmd_dnc_remove(args: argparse.Namespace) -> int:
     from ivr.outbound.dnc import DncList, to_e164
 
-    def action(path: Path) -> int:
+    def action(path: Path, config: Config | None) -> int:
         with DncList(path) as dnc:
             removed = dnc.remove(args.number)
         number = to_e164(args.number)[0]
@@ -213,7 +250,7 @@ def cmd_dnc_remove(args: argparse.Namespace) -> int:
 def cmd_dnc_check(args: argparse.Namespace) -> int:
     from ivr.outbound.dnc import DncList, to_e164
 
-    def action(path: Path) -> int:
+    def action(path: Path, config: Config | None) -> int:
         with DncList(path) as dnc:
             entry = dnc.entry(args.number)
         if entry is None:
@@ -229,7 +266,7 @@ def cmd_dnc_check(args: argparse.Namespace) -> int:
 def cmd_dnc_count(args: argparse.Namespace) -> int:
     from ivr.outbound.dnc import DncList
 
-    def action(path: Path) -> int:
+    def action(path: Path, config: Config | None) -> int:
         with DncList(path) as dnc:
             counts = dnc.count()
         for source, n in counts.items():
@@ -242,7 +279,7 @@ def cmd_dnc_count(args: argparse.Namespace) -> int:
 def cmd_dnc_import(args: argparse.Namespace) -> int:
     from ivr.outbound.dnc import DncList, register_source
 
-    def action(path: Path) -> int:
+    def action(path: Path, config: Config | None) -> int:
         source = (register_source(args.register_name or args.file.name)
                   if args.source == "register" else "internal")
         with DncList(path) as dnc:
@@ -288,7 +325,8 @@ def add_campaign_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                     "non-E.164 number, a duplicate (in the file or already in the campaign), a "
                     "number on the do-not-call list, or a wrong number of fields. Prints the "
                     "counts by reason and the first refused rows; progress every 10,000 rows "
-                    "on standard error.")
+                    "on standard error. With --config, NAME must be a campaign of the "
+                    "campaign files of ivr.yaml.")
     imp.add_argument("name", help="the campaign's name")
     imp.add_argument("file", type=Path, metavar="FILE.csv", help="the list")
     imp.add_argument("--number-column", default="number", metavar="COL",
@@ -319,9 +357,11 @@ def add_campaign_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     export.set_defaults(func=cmd_campaign_export)
 
     listing = actions.add_parser(
-        "list", help="the campaigns with contacts",
-        description="Every campaign with contacts in the store file: contacts, pending ones, "
-                    "the last attempt.")
+        "list", help="the campaigns: defined, with contacts",
+        description="Every campaign of the campaign files of ivr.yaml and every campaign with "
+                    "contacts in the store file: its mode ('-' with --store, '(no file)' for "
+                    "contacts whose campaign has no file), contacts, pending ones, the last "
+                    "attempt.")
     _where(listing, default_config)
     listing.set_defaults(func=cmd_campaign_list)
     return campaign
