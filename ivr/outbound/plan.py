@@ -54,14 +54,32 @@ def next_window_start(campaign: Campaign, wall_unix: float) -> float | None:
             continue
         midnight = dt.datetime.combine(date, dt.time())
         for start, end in window.intervals:
-            opens = (midnight + dt.timedelta(minutes=start)).replace(tzinfo=zone).timestamp()
-            closes = (midnight + dt.timedelta(minutes=end)).replace(tzinfo=zone).timestamp()
+            opens = _first_instant(midnight + dt.timedelta(minutes=start), zone)
+            closes = _first_instant(midnight + dt.timedelta(minutes=end), zone)
             if closes <= wall_unix:
                 continue
             candidate = max(wall_unix, opens)
             if in_window(campaign, candidate):  # not a holiday, and not a wall time DST skips
                 return candidate
     return None
+
+
+def _first_instant(wall: dt.datetime, zone: zoneinfo.ZoneInfo) -> float:
+    """The first instant whose wall time in *zone* is *wall* or later: *wall* itself (its
+    first occurrence when the clocks go back), or the end of the gap a change to summer
+    time makes (02:30 on that day in Europe/Rome is 03:00 summer time)."""
+    first = wall.replace(tzinfo=zone).timestamp()
+    if dt.datetime.fromtimestamp(first, zone).replace(tzinfo=None) == wall:
+        return first
+    other = wall.replace(tzinfo=zone, fold=1).timestamp()
+    low, high = int(min(first, other)), math.ceil(max(first, other))
+    while low < high:  # wall times are monotonic across a gap; transitions fall on seconds
+        middle = (low + high) // 2
+        if dt.datetime.fromtimestamp(middle, zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle + 1
+    return float(low)
 
 
 def _next_day_window(campaign: Campaign, wall_unix: float) -> float | None:
