@@ -221,3 +221,43 @@ def test_vars_keep_unicode(book, tmp_path):
     row = book.db.execute("SELECT vars FROM outbound_contacts").fetchone()
     assert json.loads(row[0]) == {"città": "Forlì"}
     assert "Forlì" in row[0]
+
+
+def test_the_planners_decisions_are_recorded_with_their_retry_counts(book, tmp_path):
+    from ivr.outbound.campaigns import Campaign, Retry, Window
+    from ivr.outbound.plan import after_attempt
+
+    always = Window("UTC", (0, 1, 2, 3, 4, 5, 6), ((0, 1440),))
+    campaign = Campaign(name="c", mode="progressive", trunk="gw", trunk_lines=4, max_lines=2,
+                        window=always, retries={"busy": Retry(1, 60.0)},
+                        final_dispositions=frozenset({"1"}), dnc_disposition="8")
+    t0 = 1_800_000_000.0
+    import_csv(book, "c", write(tmp_path / "l.csv",
+                                "number,name\n3470000001,A\n3470000002,B\n3470000003,C\n"),
+               now=t0)
+    a, b, c = book.due("c", now=t0, limit=10)
+    assert a.to_plan().tries == {}
+    first = after_attempt(campaign, a.to_plan(), "busy", t0)
+    book.record_decision(first, "busy", "call-1", t0, dnc_checked=True)
+    stored = book.contact(a.id)
+    assert stored is not None
+    assert (stored.state, stored.next_at, dict(stored.tries), stored.attempts) == (
+        "pending", t0 + 60, {"busy": 1}, 1)
+    assert [x.id for x in book.due("c", now=t0 + 59, limit=10)] == [b.id, c.id]
+    (again,) = [x for x in book.due("c", now=t0 + 60, limit=10) if x.id == a.id]
+    second = after_attempt(campaign, again.to_plan(), "busy", t0 + 61)
+    assert second.action == "failed"
+    book.record_decision(second, "busy", "call-2", t0 + 61, dnc_checked=True)
+    stored = book.contact(a.id)
+    assert stored is not None
+    assert (stored.state, stored.next_at, stored.attempts) == ("failed", None, 2)
+    assert [t.decision for t in book.attempts(a.id)] == [first.reason, second.reason]
+
+    stop = after_attempt(campaign, b.to_plan(), "answered", t0, disposition="8")
+    book.record_decision(stop, "answered", "call-3", t0, dnc_checked=True, disposition="8")
+    sale = after_attempt(campaign, c.to_plan(), "answered", t0, disposition="1")
+    book.record_decision(sale, "answered", "call-4", t0, dnc_checked=True, disposition="1")
+    states = {x.id: (x.state, x.disposition) for x in book.contacts("c")}
+    assert states == {a.id: ("failed", None), b.id: ("dnc", "8"), c.id: ("done", "1")}
+    assert book.dnc.entry("3470000002") == ("+393470000002", "disposition", t0, "8")
+    assert book.due("c", now=t0 + 10**6, limit=10) == []

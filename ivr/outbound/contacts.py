@@ -5,7 +5,8 @@ Tables in the switchboard's SQLite file (``store:`` of ivr.yaml, WAL mode), made
 - ``outbound_contacts``: one row per (campaign, number): name, ``vars`` (JSON: the list's
   other columns, for the script and flows), ``state`` (:data:`STATES`), attempts, ``next_at``
   (when it may be dialled next; None once it is closed), last outcome, disposition,
-  ``answers`` (JSON: what an automated survey collected), created and updated times;
+  ``answers`` (JSON: what an automated survey collected), ``tries`` (JSON: attempts by retry
+  rule, for the planner's limits), created and updated times;
 - ``outbound_attempts``: one row per dial decision (contact, campaign, number, time, outcome,
   call id, the decision's reason in words, whether the do-not-call list was checked), so every
   dial, and every dial not made, can be explained afterwards;
@@ -20,6 +21,9 @@ uses :class:`ContactBook`::
         ...  # offered to the driver; check book.is_dnc(contact.number) again right before dialling
     book.record_attempt(contact.id, "no_answer", call_id, "dialled: agent anna free",
                         next_at=now + 3600, state="pending", now=now, dnc_checked=True)
+    # or, with the planner's retry rules (ivr.outbound.plan): the reason and counts kept
+    decision = after_attempt(campaign, contact.to_plan(), "busy", now)
+    book.record_decision(decision, "busy", call_id, now, dnc_checked=True)
     book.set_answers(contact.id, {"q1": "2"})                 # merged with earlier answers
     book.set_disposition(contact.id, "sale", now=now, ends=True)
     book.set_disposition(contact.id, "no_more_calls", now=now, ends=True, dnc=True)
@@ -46,7 +50,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivr.outbound.dnc import (
     DNC_SCHEMA,
@@ -58,6 +62,10 @@ from ivr.outbound.dnc import (
     sniff_delimiter,
     to_e164,
 )
+
+if TYPE_CHECKING:
+    from ivr.outbound.plan import Contact as PlanContact
+    from ivr.outbound.plan import Decision
 
 STATES = ("pending", "done", "dnc", "failed", "invalid")
 """A contact's states: ``pending`` (will be dialled at ``next_at``), ``done`` (closed by a
@@ -81,6 +89,7 @@ CREATE TABLE IF NOT EXISTS outbound_contacts (
     last_outcome TEXT,
     disposition TEXT,
     answers TEXT NOT NULL DEFAULT '{}',
+    tries TEXT NOT NULL DEFAULT '{}',
     created REAL NOT NULL,
     updated REAL NOT NULL,
     UNIQUE (campaign, number)
@@ -103,7 +112,7 @@ CREATE INDEX IF NOT EXISTS outbound_attempts_campaign ON outbound_attempts (camp
 """
 
 _COLUMNS = ("id, campaign, number, name, vars, state, attempts, next_at, last_outcome, "
-            "disposition, answers, created, updated")
+            "disposition, answers, created, updated, tries")
 
 
 @dataclass(frozen=True)
@@ -123,11 +132,22 @@ class Contact:
     answers: Mapping[str, Any]
     created: float
     updated: float
+    tries: Mapping[str, int]
+    """Attempts so far by retry rule (busy: 2...), as :func:`ivr.outbound.plan.after_attempt`
+    counts them for the retry limits."""
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Contact:
         return cls(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7],
-                   row[8], row[9], json.loads(row[10]), row[11], row[12])
+                   row[8], row[9], json.loads(row[10]), row[11], row[12], json.loads(row[13]))
+
+    def to_plan(self) -> PlanContact:
+        """The contact as the planner (:mod:`ivr.outbound.plan`: the hopper, the retry rules)
+        sees it. A closed contact has no next time: 0."""
+        from ivr.outbound.plan import Contact as Planned
+
+        return Planned(self.id, self.number, self.name, self.vars, self.attempts,
+                       self.next_at or 0.0, self.last_outcome or "", self.tries)
 
 
 @dataclass(frozen=True)
@@ -226,10 +246,13 @@ class ContactBook:
 
     def record_attempt(self, contact_id: int, outcome: str, call_id: str | None,
                        decision_text: str, next_at: float | None, state: str, now: float, *,
-                       dnc_checked: bool = False) -> None:
+                       dnc_checked: bool = False, tries: Mapping[str, int] | None = None,
+                       disposition: str | None = None) -> None:
         """One dial (or decision not to dial) of a contact: an attempt row, and the contact's
-        attempts + 1, last outcome, next time (None: not to be dialled again) and state, in one
-        transaction. *dnc_checked*: the do-not-call list was looked at just before it.
+        attempts + 1, last outcome, next time (None: not to be dialled again), state and (if
+        given) retry counts by rule and disposition, in one transaction. *dnc_checked*: the
+        do-not-call list was looked at just before it. A contact closed as ``dnc`` has its
+        number put on the do-not-call list (source ``disposition``), in the same transaction.
         Raises KeyError for an unknown contact, ValueError for an unknown state."""
         if state not in STATES:
             raise ValueError(f"unknown contact state {state!r}: one of {', '.join(STATES)}")
@@ -248,6 +271,30 @@ class ContactBook:
                        "last_outcome = ?, next_at = ?, state = ?, updated = ? WHERE id = ?",
                        (outcome, next_at if state == "pending" else None, state, now,
                         contact_id))
+            if tries is not None:
+                db.execute("UPDATE outbound_contacts SET tries = ? WHERE id = ?",
+                           (json.dumps(dict(tries), sort_keys=True), contact_id))
+            if disposition is not None:
+                db.execute("UPDATE outbound_contacts SET disposition = ? WHERE id = ?",
+                           (disposition, contact_id))
+            if state == "dnc":
+                self.dnc.add(row[1], "disposition", disposition or decision_text, now)
+
+    def record_decision(self, decision: Decision, outcome: str, call_id: str | None,
+                        now: float, *, dnc_checked: bool = False,
+                        disposition: str | None = None) -> None:
+        """:meth:`record_attempt` of what :func:`ivr.outbound.plan.after_attempt` decided:
+        ``retry`` stays pending until ``decision.at``, ``done``, ``dnc`` (the number goes on
+        the do-not-call list) and ``failed`` close the contact; the reason is the attempt's
+        decision text and the retry counts are kept for the next decision."""
+        state = {"retry": "pending", "done": "done", "dnc": "dnc",
+                 "failed": "failed"}.get(decision.action)
+        if state is None:
+            raise ValueError(f"unknown decision {decision.action!r}")
+        self.record_attempt(decision.contact.id, outcome, call_id, decision.reason,
+                            decision.at if state == "pending" else None, state, now,
+                            dnc_checked=dnc_checked, tries=decision.contact.tries,
+                            disposition=disposition)
 
     def set_answers(self, contact_id: int, answers: Mapping[str, Any],
                     now: float | None = None) -> dict[str, Any]:
