@@ -341,13 +341,13 @@ def test_automated_uses_its_lines_without_agents():
 STATES = st.builds(
     PacerState, free_agents=st.integers(0, 50), inbound_waiting=st.integers(0, 5),
     service_level=st.none() | st.floats(0, 1), service_level_target=st.none() | st.floats(0, 1),
-    longest_wait=st.floats(0, 600), lines_in_use=st.integers(0, 40),
-    campaign_lines=st.integers(0, 40), ringing=st.integers(0, 40),
+    longest_wait=st.floats(0, 60), lines_in_use=st.integers(0, 32),
+    campaign_lines=st.integers(0, 32), ringing=st.integers(0, 8),
     answered_today=st.integers(0, 1000), abandoned_today=st.integers(0, 100),
     window_open=st.booleans(), overdial_stopped=st.booleans())
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(state=STATES, mode=st.sampled_from(["preview", "progressive", "automated"]),
        trunk_lines=st.integers(1, 30), max_lines=st.integers(1, 30),
        reserve=st.integers(0, 29), ratio=st.floats(1.0, 5.0), queue=st.booleans())
