@@ -73,6 +73,7 @@ lint: $(BIN)/.ready
 
 bench: $(BIN)/.ready
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@echo "== bench/outbound/plan_bench.py"; $(BIN)/python bench/outbound/plan_bench.py
 	@echo "== bench/outbound/import_bench.py"; $(BIN)/python bench/outbound/import_bench.py --no-json
 
 # Rounds of N pjsua2 calls into `ivr run` (bench/load/); the JSON records the machine, the stack
