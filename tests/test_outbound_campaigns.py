@@ -262,6 +262,17 @@ answers: [confirm, rating]
     ]
 
 
+def test_a_window_that_never_opens_is_a_problem(tmp_path):
+    text = PROGRESSIVE.replace("days: [mon-fri, sat]", "days: []").replace(
+        'hours: "09:00-13:00,14:00-19:00"', "hours: []")
+    assert problems(tmp_path, {"a.yaml": text}) == [
+        "campaigns/a.yaml:9:9: window.days: no day: the campaign would never dial (leave "
+        "'days' out for mon-fri)",
+        "campaigns/a.yaml:10:10: window.hours: no hours: give at least one range such as "
+        "'09:00-13:00'",
+    ]
+
+
 def test_problems_of_an_automated_campaigns_flow_are_reported_in_the_flow_file(tmp_path):
     text = """\
 mode: automated

@@ -331,43 +331,49 @@ def _window(cursor: Cursor) -> Window | None:
     f = cursor.mapping(allowed=[k.name for k in _WINDOW.keys], required=("timezone", "hours"))
     if f is None:
         return None
-    ok = True
+    before = len(cursor.problems.items)
     timezone = check_timezone(f["timezone"]) if "timezone" in f else None
-    days: set[int] = set(DAYS_DEFAULT)
-    if "days" in f:
-        days = set()
-        items = f["days"].sequence() if f["days"].is_sequence() else [f["days"]]
-        for item in items or ():
-            text = item.text()
-            found = day_range(text) if text is not None else None
-            if found is None:
-                ok = False
-                if text is not None:
-                    item.error(f"'{text}' is not a day or range of days such as 'mon', "
-                               "'mon-fri' or 'daily'")
-            else:
-                days.update(found)
-    intervals: list[tuple[int, int]] = []
-    if "hours" in f:
-        hours = f["hours"]
-        parts = hours.sequence() if hours.is_sequence() else [hours]
-        for item in parts or ():
-            text = item.text()
-            for part in (text.split(",") if text is not None else ()):
-                interval = time_range(part)
-                if interval is None:
-                    item.error(f"'{part.strip()}' is not a time range such as '09:00-13:00'")
-                    ok = False
-                else:
-                    intervals.append(interval)
+    days = _days(f["days"]) if "days" in f else set(DAYS_DEFAULT)
+    intervals = _hours(f["hours"]) if "hours" in f else []
     country = subdivision = None
     dates: tuple[str, ...] = ()
     if "holidays" in f:
         country, subdivision, dates = check_holidays(f["holidays"])
-    if not ok or timezone is None or not intervals:
+    if len(cursor.problems.items) > before or timezone is None or not days or not intervals:
         return None
     return Window(timezone, tuple(sorted(days)), tuple(sorted(set(intervals))), country,
                   subdivision, dates)
+
+
+def _days(cursor: Cursor) -> set[int]:
+    days: set[int] = set()
+    before = len(cursor.problems.items)
+    for item in (cursor.sequence() if cursor.is_sequence() else [cursor]) or ():
+        text = item.text()
+        found = day_range(text) if text is not None else None
+        if found is None and text is not None:
+            item.error(f"'{text}' is not a day or range of days such as 'mon', 'mon-fri' or "
+                       "'daily'")
+        days.update(found or ())
+    if not days and len(cursor.problems.items) == before:
+        cursor.error("no day: the campaign would never dial (leave 'days' out for mon-fri)")
+    return days
+
+
+def _hours(cursor: Cursor) -> list[tuple[int, int]]:
+    intervals: list[tuple[int, int]] = []
+    before = len(cursor.problems.items)
+    for item in (cursor.sequence() if cursor.is_sequence() else [cursor]) or ():
+        text = item.text()
+        for part in (text.split(",") if text is not None else ()):
+            interval = time_range(part)
+            if interval is None:
+                item.error(f"'{part.strip()}' is not a time range such as '09:00-13:00'")
+            else:
+                intervals.append(interval)
+    if not intervals and len(cursor.problems.items) == before:
+        cursor.error("no hours: give at least one range such as '09:00-13:00'")
+    return intervals
 
 
 def _flow(values: dict[str, Any], root: Cursor, config: Config,
