@@ -93,8 +93,8 @@ def test_import_csv_column_and_replace(tmp_path):
         dnc.add("3471234567")
         assert dnc.import_file(old, column="numero").added == 2
         report = dnc.import_file(new, column="NUMERO", replace=True)
-        assert report.added == 2
-        assert report.already == 0
+        assert (report.added, report.already, report.removed) == (1, 1, 1)
+        assert "        1  dropped: no longer in the register" in report.summary()
         assert not dnc.is_dnc("0612345678")  # left the register
         assert dnc.is_dnc("0611111111")
         assert dnc.is_dnc("0622222222")
@@ -151,3 +151,24 @@ def test_refused_rows_to_csv(tmp_path):
     assert out.read_text().splitlines() == [
         "line,number,reason,why", "3,abc,invalid,not a telephone number",
         "7,112,not_e164,not an E.164 number after normalisation"]
+
+
+def test_a_register_goes_in_by_chunks_and_a_new_edition_replaces_it(tmp_path, monkeypatch):
+    from ivr.outbound import dnc as module
+
+    monkeypatch.setattr(module, "CHUNK", 3)
+    first = tmp_path / "ed1.txt"
+    first.write_text("".join(f"06{i:08d}\n" for i in range(10)))
+    second = tmp_path / "ed2.txt"
+    second.write_text("".join(f"06{i:08d}\n" for i in range(5, 12)))
+    with DncList(tmp_path / "calls.db") as dnc:
+        dnc.add("0600000001", "internal", "by hand")
+        report = dnc.import_file(first)
+        assert (report.added, report.already) == (9, 1)
+        report = dnc.import_file(second, replace=True)
+        assert (report.added, report.already, report.removed) == (2, 5, 4)
+        assert dnc.count() == {"internal": 1, "register:ed2.txt": 7}
+        assert [dnc.is_dnc(f"06{i:08d}") for i in range(13)] == [
+            False, True, False, False, False, True, True, True, True, True, True, True, False]
+        temp = dnc.db.execute("SELECT COUNT(*) FROM temp.dnc_kept").fetchone()[0]
+        assert temp == 0

@@ -44,6 +44,8 @@ BUSY_TIMEOUT = 10.0
 """Seconds a connection waits for another writer's lock before it gives up."""
 PROGRESS_EVERY = 10_000
 """Rows between two progress calls of an import."""
+CHUNK = 50_000
+"""Numbers of a register written per transaction: a short hold of the store's write lock."""
 SOURCES = ("internal", "disposition", "ivr")
 """Sources besides ``register:<name>``."""
 
@@ -125,6 +127,8 @@ class ImportReport:
     added: int = 0
     already: int = 0
     """Valid numbers not added because they were there already (a register loaded again)."""
+    removed: int = 0
+    """Register entries dropped because a new edition (``replace``) no longer has them."""
     refused: list[Refused] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -141,6 +145,8 @@ class ImportReport:
                  f"({self.seconds:.1f} s)"]
         if self.already:
             lines.append(f"  {self.already:>9}  {REASONS['already_listed']} (kept as it was)")
+        if self.removed:
+            lines.append(f"  {self.removed:>9}  dropped: no longer in the register")
         for reason, n in sorted(self.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {n:>9}  {REASONS.get(reason, reason)}")
         if self.refused and first > 0:
@@ -286,9 +292,15 @@ class DncList:
                     progress: Callable[[int], None] | None = None) -> ImportReport:
         """Load a register file: one number per line, or a CSV file with a header and the
         numbers in *column* (needed when a line has more than one field). *source* defaults to
-        ``register:<file name>``. With *replace*, every ``register:`` entry is dropped first
-        (a new edition of the register replaces the old), in the same transaction, so a check
-        never sees an empty list. *progress* is called every :data:`PROGRESS_EVERY` rows."""
+        ``register:<file name>``. Entries already listed are kept as they were.
+
+        With *replace* (a new edition of the register replaces the old): ``register:`` entries
+        of numbers in the file take its source, and then those not in it are dropped. The
+        numbers go in by transactions of :data:`CHUNK` in key order (a million in a few
+        seconds, the switchboard's writer never waiting long for the lock); the list only
+        ever grows until the new edition is all in, so a check never misses a number of
+        either edition, and an import cut short can simply be run again. *progress* is
+        called every :data:`PROGRESS_EVERY` rows read."""
         started = time.perf_counter()
         src = check_source(source or register_source(path.name))
         at = time.time() if now is None else now
@@ -305,23 +317,57 @@ class DncList:
                 report.refuse(line, raw, "duplicate_in_file")
             else:
                 numbers[number] = None
+        ordered = sorted(numbers)  # in key order: the B-tree fills page by page
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if replace:
-                db.execute("DELETE FROM outbound_dnc WHERE source LIKE 'register:%'")
-            before = db.total_changes
-            db.executemany("INSERT INTO outbound_dnc (number, source, added_at, note) "
-                           "VALUES (?, ?, ?, '') ON CONFLICT(number) DO NOTHING",
-                           ((n, src, at) for n in sorted(numbers)))  # in key order: fast
-            report.added = db.total_changes - before
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        for i in range(0, len(ordered), CHUNK):
+            chunk = ordered[i:i + CHUNK]
+            with _transaction(db):
+                before = db.total_changes
+                db.executemany("INSERT INTO outbound_dnc (number, source, added_at, note) "
+                               "VALUES (?, ?, ?, '') ON CONFLICT(number) DO NOTHING",
+                               ((n, src, at) for n in chunk))
+                report.added += db.total_changes - before
+                if replace:
+                    db.executemany("UPDATE outbound_dnc SET source = ? WHERE number = ? AND "
+                                   "source LIKE 'register:%' AND source <> ?",
+                                   ((src, n, src) for n in chunk))
+        if replace:
+            report.removed = self._drop_register_entries_but(ordered)
         report.already = len(numbers) - report.added
         report.seconds = time.perf_counter() - started
         return report
+
+    def _drop_register_entries_but(self, kept: list[str]) -> int:
+        """Delete ``register:`` entries whose number is not in *kept*, by chunks; how many."""
+        db = self.db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS dnc_kept (number TEXT PRIMARY KEY) "
+                   "WITHOUT ROWID")
+        db.execute("DELETE FROM temp.dnc_kept")
+        db.executemany("INSERT INTO temp.dnc_kept VALUES (?)", ((n,) for n in kept))
+        removed = 0
+        try:
+            while True:
+                with _transaction(db):
+                    cur = db.execute(
+                        "DELETE FROM outbound_dnc WHERE number IN (SELECT number FROM "
+                        "outbound_dnc WHERE source LIKE 'register:%' AND number NOT IN "
+                        "(SELECT number FROM temp.dnc_kept) LIMIT ?)", (CHUNK,))
+                removed += cur.rowcount
+                if cur.rowcount < CHUNK:
+                    return removed
+        finally:
+            db.execute("DELETE FROM temp.dnc_kept")
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _numbers_of(path: Path, column: str | None) -> Iterator[tuple[int, str]]:
