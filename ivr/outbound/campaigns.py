@@ -299,6 +299,8 @@ def load_campaign(path: Path, config: Config,
         _rules(values, root, config, flow, taken or {}, path)
         if not root.problems.items and not flow_problems and window is not None:
             campaign = _build(values, window, config, path, display)
+    if campaign is None and not root.problems.items and not flow_problems:
+        root.error("not a campaign: see the keys of a campaign file")  # a guard; checks name it
     if root.problems.items or flow_problems or campaign is None:
         items = sorted(root.problems.items, key=lambda p: (p.line, p.column))
         raise DocumentError(items + flow_problems)
