@@ -157,6 +157,7 @@ def nav_for(user: User | None) -> list[tuple[str, str]]:
         items.append(("/wallboard", "nav.wallboard"))
     if rank >= ROLE_RANK["team_leader"]:
         items.append(("/reports", "nav.reports"))
+        items.append(("/campaigns", "nav.campaigns"))
     if rank >= ROLE_RANK["admin"]:
         items.append(("/flows", "nav.flows"))
         items.append(("/audit", "nav.audit"))
