@@ -24,6 +24,7 @@ from ivr.yamlsrc import DocumentError
 if TYPE_CHECKING:
     from ivr.config import Config
     from ivr.outbound.campaigns import Campaign
+    from ivr.outbound.contacts import Contact
 
 DEFAULT_CONFIG = "ivr.yaml"
 SHOW_REFUSED = 10
@@ -161,26 +162,34 @@ def cmd_campaign_export(args: argparse.Namespace) -> int:
             contacts = list(book.contacts(args.name))
         if not contacts:
             return _fail(f"campaign {args.name!r} has no contacts")
-        variables = sorted({k for c in contacts for k in c.vars})
-        answers = sorted({k for c in contacts for k in c.answers})
-        header = ["number", "name", "state", "attempts", "last_outcome", "disposition",
-                  "next_at", "created", "updated", *variables, *(f"answers.{k}" for k in answers)]
-
-        def rows() -> Iterator[list[str]]:
-            for c in contacts:
-                yield [c.number, c.name, c.state, str(c.attempts), c.last_outcome or "",
-                       c.disposition or "", _when(c.next_at) if c.next_at else "",
-                       _when(c.created), _when(c.updated),
-                       *(c.vars.get(k, "") for k in variables),
-                       *(_cell(c.answers[k]) if k in c.answers else "" for k in answers)]
+        header, rows = export_table(contacts)
         if args.out is None:
-            _write_csv(sys.stdout, header, rows())
+            _write_csv(sys.stdout, header, rows)
         else:
             with open(args.out, "w", newline="", encoding="utf-8") as out:
-                _write_csv(out, header, rows())
+                _write_csv(out, header, rows)
             print(f"{len(contacts)} contacts of {args.name} written to {args.out}")
         return 0
     return _run(args, action)
+
+
+def export_table(contacts: list[Contact]) -> tuple[list[str], Iterator[list[str]]]:
+    """The header and rows of a campaign's export (``ivr campaign export``, the console's
+    CSV): number, name, state, attempts, last outcome, disposition, times (local), the
+    list's variables, then one answers.KEY column per survey answer."""
+    variables = sorted({k for c in contacts for k in c.vars})
+    answers = sorted({k for c in contacts for k in c.answers})
+    header = ["number", "name", "state", "attempts", "last_outcome", "disposition",
+              "next_at", "created", "updated", *variables, *(f"answers.{k}" for k in answers)]
+
+    def rows() -> Iterator[list[str]]:
+        for c in contacts:
+            yield [c.number, c.name, c.state, str(c.attempts), c.last_outcome or "",
+                   c.disposition or "", _when(c.next_at) if c.next_at else "",
+                   _when(c.created), _when(c.updated),
+                   *(c.vars.get(k, "") for k in variables),
+                   *(_cell(c.answers[k]) if k in c.answers else "" for k in answers)]
+    return header, rows()
 
 
 def _cell(value: object) -> str:
@@ -433,4 +442,5 @@ def add_dnc_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 __all__ = ["add_campaign_parser", "add_dnc_parser", "cmd_campaign_export",
            "cmd_campaign_import", "cmd_campaign_list", "cmd_campaign_status", "cmd_dnc_add",
-           "cmd_dnc_check", "cmd_dnc_count", "cmd_dnc_import", "cmd_dnc_remove"]
+           "cmd_dnc_check", "cmd_dnc_count", "cmd_dnc_import", "cmd_dnc_remove",
+           "export_table"]
