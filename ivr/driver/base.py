@@ -25,6 +25,7 @@ from ivr.driver.state import (
     FilesFor,
     Leg,
     LegPhase,
+    OutboundState,
     Supervision,
     SupervisionPhase,
 )
@@ -33,6 +34,7 @@ from ivr.engine import (
     Enqueue,
 )
 from ivr.flow import Flow
+from ivr.outbound.campaigns import Campaign
 from ivr.sip import events as sip
 from ivr.store import CallRecord
 from ivr.tickets import TicketBook
@@ -54,7 +56,8 @@ class CoreBase:
                  expect_ack: bool = True,
                  transfer_timeout: float = TRANSFER_TIMEOUT,
                  flows: Mapping[str, Flow] | None = None,
-                 tickets: TicketBook | None = None):
+                 tickets: TicketBook | None = None,
+                 campaigns: Mapping[str, Campaign] | None = None):
         self.config = config
         self.flow = flow
         """The flow of calls to the default route (the top-level ``flow``)."""
@@ -107,6 +110,9 @@ class CoreBase:
         """Ended calls that are still an agent's last call (the console's wrap-up)."""
         self._agent_queues: dict[str, list[str]] | None = None
         self._teams: dict[str, str] = {}
+        self.campaigns: dict[str, Campaign] = dict(campaigns or {})
+        """The outbound campaigns (:mod:`ivr.driver.outbound`), by name."""
+        self.outbound = OutboundState(self.campaigns)
         self.stopping = False
         self._next_ref = 0
         self._fx: list[m.Effect] = []
@@ -292,4 +298,10 @@ class CoreBase:
 
     def _supervisor_leg_ended(self, leg: Leg, was: LegPhase, status: int, reason: str,
                               now: float) -> None:
+        raise NotImplementedError
+
+    def _campaigns_view(self, now: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _preview_view(self, agent: str) -> dict[str, Any] | None:
         raise NotImplementedError

@@ -27,7 +27,14 @@ The view (``seq`` grows with every build; times are wall-clock Unix seconds)::
      "queues": {name: {"waiting", "longest_wait", "agents": {state: n}}},
      "supervisions": [{"supervisor", "agent", "call_id", "mode", "phase"}],
                        # phase 'joined', or 'calling' while the supervisor's phone rings
+     "campaigns": {name: {"mode", "window_open", "paused_reason", "dialling", "connected",
+                          "attempts_today", "connects_today", "abandoned_today", "hopper"}},
+                       # paused_reason '' while it may dial; hopper: contacts in hand
      "notices": {name: notice}}
+
+and under ``agents[name]["preview"]`` the contact offered to a preview agent (None if none):
+``{"campaign", "contact_id", "number", "name", "vars", "script"}``; the agent calls it with
+:class:`~ivr.driver.messages.PreviewDial`.
 """
 
 import logging
@@ -369,6 +376,7 @@ class Console(Callers, Queues, Transfers, Supervisions):
         return {"seq": self._view_seq, "at": at, "agents": self._agents_view(now),
                 "calls": calls, "ended": ended, "queues": self._queues_view(now),
                 "supervisions": self._supervisions_view(),
+                "campaigns": self._campaigns_view(now),
                 "notices": dict(self.console_notices)}
 
     def _sessions_by_call(self) -> dict[str, list[str]]:
@@ -432,7 +440,8 @@ class Console(Callers, Queues, Transfers, Supervisions):
                 "wrapup_until": self.wall(wrap) if wrap is not None else None,
                 "answered": agent.answered, "talk_seconds": round(talk, 1),
                 "notice": self.console_notices.get(name),
-                "last_call_id": last.call_id if last is not None else None}
+                "last_call_id": last.call_id if last is not None else None,
+                "preview": self._preview_view(name)}
         return out
 
     def _agents_on_calls(self) -> tuple[dict[str, str], dict[str, str]]:

@@ -33,6 +33,7 @@ from ivr.driver.callbacks import Callbacks
 from ivr.driver.callers import Callers
 from ivr.driver.console import Console
 from ivr.driver.devices import Devices
+from ivr.driver.outbound import Outbound
 from ivr.driver.queues import Queues
 from ivr.driver.state import (
     AGENTS_TRUNK,
@@ -54,7 +55,7 @@ from ivr.sip import events as sip
 
 log = logging.getLogger("ivr.driver")
 
-class Core(Console, Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
+class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
     """The switchboard's state and decisions. See the module doc."""
 
     draining = False

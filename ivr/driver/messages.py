@@ -151,6 +151,18 @@ class FlowReady:
 
 
 @dataclass(frozen=True)
+class PreviewDial:
+    """A preview agent clicks to call *contact_id* of *campaign* (the contact the view offers
+    them under ``agents[name]["preview"]``): the box calls the agent's phone first, then the
+    contact, and bridges them on answer. What came of it is a notice to the agent."""
+
+    agent: str
+    campaign: str
+    contact_id: int
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: fire what is due. The loop sends one every turn."""
 
@@ -158,7 +170,8 @@ class Tick:
 Message = (RecordingDone | RecordingDisk
            | SipEvent | Dialled | Bridged | PromptReady | LookupResult | Registrations
            | TrunkReachability | AgentCommand | FlowReady | Tick | DeviceState
-           | NightSwitchChanged | ConsoleWrapUp | ConsoleTransfer | Supervise | CallNote)
+           | NightSwitchChanged | ConsoleWrapUp | ConsoleTransfer | Supervise | CallNote
+           | PreviewDial)
 
 
 # -- effects: out of the driver -----------------------------------------------------------------

@@ -15,11 +15,13 @@ and ``_sup_to``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.engine import CallSession
+from ivr.outbound.campaigns import Campaign
+from ivr.outbound.plan import Contact, Hopper
 from ivr.store import CallRecord
 
 AGENTS_TRUNK = "agents"
@@ -65,6 +67,10 @@ class LegRole(enum.Enum):
     """The call out to a caller who asked to be called back."""
     SUPERVISOR = "supervisor"
     """The call out to a supervisor's phone asked for from the console (Supervise)."""
+    CONTACT = "contact"
+    """The call out to a campaign's contact (:mod:`ivr.driver.outbound`)."""
+    CAMPAIGN_AGENT = "campaign_agent"
+    """The call out to an agent's phone for a campaign's contact."""
 
 
 class CallbackPhase(enum.Enum):
@@ -191,3 +197,76 @@ def dial_failure(status: int, reason: str) -> str:
     if status in (404, 604):
         return "not found"
     return f"{status} {reason}".strip()
+
+
+class OutPhase(enum.Enum):
+    AGENT_FIRST = "agent_first"
+    """Preview: the agent's phone is called before the contact."""
+    DIALLING = "dialling"
+    """The contact's phone is being called."""
+    AGENT_RINGING = "agent_ringing"
+    """The contact answered; the held agent's phone rings (progressive)."""
+    CONNECTED = "connected"
+    """The contact talks with the agent."""
+    FLOW = "flow"
+    """Automated: the campaign's flow runs on the contact's leg."""
+    SORRY = "sorry"
+    """Answered with no agent to take it: the message plays, then the box hangs up."""
+    ENDED = "ended"
+
+
+@dataclass
+class OutCall:
+    """A call to a campaign's contact, from the dial decision to the record."""
+
+    ref: str
+    """The contact leg's ref (the driver's name for its dial)."""
+    campaign: str
+    contact: Contact
+    record: CallRecord
+    phase: OutPhase = OutPhase.DIALLING
+    agent: str = ""
+    """The agent held for this contact (progressive) or who asked for it (preview)."""
+    agent_ref: str | None = None
+    dial_deadline: float | None = None
+    """No answer by then: the contact leg is cancelled (outcome no_answer)."""
+    agent_deadline: float | None = None
+    """Progressive: the agent has not answered by then: the contact hears the message."""
+    answered_at: float | None = None
+    outcome: str = ""
+    disposition: str = ""
+    caller_call: str = ""
+    """Automated: the caller call (the campaign's flow) running on the contact's leg."""
+
+
+@dataclass
+class CampaignState:
+    """A campaign as the dialler runs it: its hopper and today's counts."""
+
+    campaign: Campaign
+    hopper: Hopper = field(default_factory=Hopper)
+    day: str = ""
+    """The campaign's local date the counts are for."""
+    attempts_today: int = 0
+    connects_today: int = 0
+    answered_today: int = 0
+    abandoned_today: int = 0
+    overdial_stopped: bool = False
+    window_open: bool = False
+    paused_reason: str = ""
+    """Why it dials nothing now ('' : it may dial)."""
+
+
+class OutboundState:
+    """Every campaign's dialling state (no campaign: nothing happens)."""
+
+    def __init__(self, campaigns: Mapping[str, Campaign]) -> None:
+        self.campaigns = {name: CampaignState(c) for name, c in campaigns.items()}
+        self.calls: dict[str, OutCall] = {}
+        """Calls to contacts by their contact leg's ref."""
+        self.held: dict[str, str] = {}
+        """Agent -> the ref of the contact call they are held for (router pause 'outbound')."""
+        self.previews: dict[str, tuple[str, Contact]] = {}
+        """Preview agent -> (campaign, the contact offered to them)."""
+        self.dnc: set[str] = set()
+        """Numbers put on the do-not-call list since the start."""
