@@ -51,7 +51,9 @@ log = logging.getLogger("ivr.store")
 T = TypeVar("T")
 
 OUTCOMES = ("in_progress", "completed", "abandoned_ivr", "abandoned_queue", "refused", "failed",
-            "interrupted", "callback_requested", "ivr_gave_up")
+            "interrupted", "callback_requested", "ivr_gave_up",
+            # calls out to a campaign's contacts (direction 'out')
+            "busy", "no_answer", "abandoned")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -151,13 +153,16 @@ CREATE INDEX IF NOT EXISTS sms_state ON sms(state, next_at);
 """
 """Texts for the modem, queued and retried by ivr/sms.py (version 5)."""
 _SCHEMA += SMS_SCHEMA
-SCHEMA_VERSION = 6  # 5: the sms table (texts the modem sends, ivr/sms.py); 6: calls.note
+SCHEMA_VERSION = 7  # 5: the sms table (texts the modem sends, ivr/sms.py); 6: calls.note;
+# 7: calls.direction, campaign, contact_id (the dialler's calls out)
 _ADDED_COLUMNS = {
     # table -> column -> type: a file made before them gets them with ALTER TABLE
     "calls": {"voicemail_path": "TEXT", "transferred_to": "TEXT",  # version 2
               "ticket": "TEXT", "ticket_seq": "INTEGER", "disposition": "TEXT",  # version 4
               "recording_path": "TEXT",  # a recorded call's stereo WAV (version 4 too)
-              "note": "TEXT NOT NULL DEFAULT ''"},  # version 6: the agents' and CRM's notes
+              "note": "TEXT NOT NULL DEFAULT ''",  # version 6: the agents' and CRM's notes
+              "direction": "TEXT NOT NULL DEFAULT 'in'",  # version 7: 'in' or 'out'...
+              "campaign": "TEXT", "contact_id": "INTEGER"},  # ...a campaign's call out
     "queue_events": {"event_id": "TEXT"},  # version 3: the fallback file's dedupe key
 }
 
@@ -223,6 +228,12 @@ class CallRecord:
     its queue records calls; set when the recording starts."""
     note: str = ""
     """Notes on the call, one a line: ``[HH:MM who] text`` (the agent's console, a CRM)."""
+    direction: str = "in"
+    """'in': a caller called; 'out': the dialler called a campaign's contact."""
+    campaign: str | None = None
+    """The campaign of a call out."""
+    contact_id: int | None = None
+    """The contact a call out was to (``outbound_contacts.id``)."""
 
     def finish(self, ended_at: float, outcome: str, reason: str = "") -> None:
         """Close the record, deriving wait and talk times from the timestamps."""

@@ -131,7 +131,7 @@ def test_a_file_from_version_2_gets_the_event_id_column_and_keeps_its_rows(tmp_p
     store.add_events([QueueEventRow(3.0, "enter", "q", "new", "", {})])
     assert store.close() == 0
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert db.execute("SELECT call_id FROM calls").fetchall() == [("old",)]
         ids = db.execute("SELECT event_id FROM queue_events ORDER BY at").fetchall()
     db.close()
@@ -207,7 +207,7 @@ def test_a_file_from_version_5_gets_the_note_column_empty_and_notes_are_kept(tmp
     store.save(CallRecord("new", 2.0, note="[10:01 anna] wants a callback\n[10:02 crm] VIP"))
     assert store.close() == 0
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 7
         rows = db.execute("SELECT call_id, note FROM calls ORDER BY started_at").fetchall()
     db.close()
     assert rows == [("old", ""), ("new", "[10:01 anna] wants a callback\n[10:02 crm] VIP")]
