@@ -25,8 +25,9 @@ from aiohttp import web
 from ivr.console import i18n
 from ivr.console.hub import View
 from ivr.console.live import stream
+from ivr.console.pages.campaigns import ATTEMPT_OUTCOMES
 from ivr.console.web import Console, client_address, console_of, request_lang, require_agent
-from ivr.driver.messages import AgentCommand, ConsoleTransfer, ConsoleWrapUp
+from ivr.driver.messages import AgentCommand, ConsoleTransfer, ConsoleWrapUp, PreviewDial
 from ivr.tickets import OPEN_STATUSES, is_known
 
 PAUSE_REASONS = ("break", "lunch", "training", "meeting", "other")
@@ -35,6 +36,8 @@ pause code pauses with 'break'. Reports add pause time up by reason."""
 TICKET_ACTIONS = ("", "resolve", "escalate")
 NOTE_MAX = 2000
 HISTORY_CALLS = 10
+PREVIEW_ATTEMPTS = 20
+"""A preview contact's previous attempts shown, newest first."""
 
 COMMAND_STATES: dict[str, tuple[str, ...]] = {
     # what the routing layer accepts (routing/acd.py): anything else would do nothing
@@ -122,6 +125,18 @@ i18n.add({
         "agent.err.target": "Choose an extension or a queue, or type a number agents may "
                             "transfer to.",
         "agent.err.body": "The request could not be read.",
+        "agent.preview": "Next contact",
+        "agent.preview_campaign": "Campaign",
+        "agent.preview_name": "Name",
+        "agent.preview_number": "Number",
+        "agent.preview_vars": "From the list",
+        "agent.preview_call": "Call",
+        "agent.preview_calling": "Calling: your phone rings first.",
+        "agent.preview_attempts": "Previous attempts",
+        "agent.preview_no_attempts": "Never called yet.",
+        "agent.preview_decision": "What was decided",
+        "agent.err.no_preview": "That contact is not the one offered to you now.",
+        "agent.err.preview_busy": "Finish the call you are on first.",
     },
     "it": {
         "agent.title": "La mia postazione",
@@ -194,12 +209,25 @@ i18n.add({
         "agent.err.target": "Scegli un interno o una coda, o scrivi un numero a cui gli "
                             "operatori possono trasferire.",
         "agent.err.body": "Richiesta illeggibile.",
+        "agent.preview": "Prossimo contatto",
+        "agent.preview_campaign": "Campagna",
+        "agent.preview_name": "Nome",
+        "agent.preview_number": "Numero",
+        "agent.preview_vars": "Dalla lista",
+        "agent.preview_call": "Chiama",
+        "agent.preview_calling": "Chiamata in corso: prima squilla il tuo telefono.",
+        "agent.preview_attempts": "Tentativi precedenti",
+        "agent.preview_no_attempts": "Mai chiamato finora.",
+        "agent.preview_decision": "Decisione",
+        "agent.err.no_preview": "Questo contatto non è quello che ti è proposto ora.",
+        "agent.err.preview_busy": "Termina prima la chiamata in corso.",
     },
 })
 
 AGENT_STATES = ("logged_out", "available", "ringing", "on_call", "wrap_up", "paused", "unknown")
 JS_WORDS = ("agent.no_call", "agent.offered", "agent.no_ticket", "agent.ticket_level",
-            "agent.waiting",
+            "agent.waiting", "agent.preview_calling", "agent.preview_no_attempts",
+            *(f"outbound.outcome.{o}" for o in ATTEMPT_OUTCOMES),
             *(f"agent.state.{s}" for s in AGENT_STATES),
             *(f"agent.reason.{r}" for r in (*PAUSE_REASONS, "no answer")))
 """The words the page's script shows (given to it in the page)."""
@@ -302,6 +330,32 @@ def call_context(db: sqlite3.Connection, call_id: str, caller: str, customer: st
             "ticket": _ticket_json(found) if found is not None else None, "history": history}
 
 
+def preview_attempts(db: sqlite3.Connection, contact_id: int) -> list[dict[str, Any]]:
+    """A campaign contact's previous attempts (``outbound_attempts``), newest first."""
+    try:
+        rows = db.execute("SELECT at, outcome, call_id, decision FROM outbound_attempts "
+                          "WHERE contact_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+                          (contact_id, PREVIEW_ATTEMPTS)).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):  # no list was ever imported into this store
+            raise
+        rows = []
+    return [{"at": r["at"], "outcome": r["outcome"], "call_id": r["call_id"] or "",
+             "decision": r["decision"]} for r in rows]
+
+
+def _preview_of(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    preview: Mapping[str, Any] | None = (entry or {}).get("preview") or None
+    return preview
+
+
+def _contact_id(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 # -- handlers ------------------------------------------------------------------------------------
 def _refuse(request: web.Request, key: str, status: int = 409) -> web.Response:
     t = i18n.translator(_lang(request))
@@ -346,6 +400,11 @@ async def page(request: web.Request) -> web.StreamResponse:
     mine = await console.read(lambda db: calls_today(db, agent, now))
     data = agent_slice(console.hub.view, agent)
     entry = data["agent"] or {}
+    preview = _preview_of(entry)
+    attempts: list[dict[str, Any]] = []
+    if preview is not None and isinstance(preview.get("contact_id"), int):
+        contact_id = int(preview["contact_id"])
+        attempts = await console.read(lambda db: preview_attempts(db, contact_id))
     queues = getattr(config, "queues", {}) or {}
     served = [name for name, q in queues.items() if agent in getattr(q, "agents", ())]
     dispositions = list((getattr(config, "dispositions", {}) or {}).values())
@@ -354,8 +413,8 @@ async def page(request: web.Request) -> web.StreamResponse:
         call=data["call"], now=now, reasons=PAUSE_REASONS,
         dispositions=dispositions, labels={d.code: d.label for d in dispositions},
         extensions=sorted((getattr(config, "extensions", {}) or {}).keys()),
-        queues=sorted(queues.keys()), served=served, my_calls=mine,
-        words={k: t(k) for k in JS_WORDS})
+        queues=sorted(queues.keys()), served=served, my_calls=mine, preview=preview,
+        attempts=attempts, words={k: t(k) for k in JS_WORDS})
 
 
 async def live(request: web.Request) -> web.StreamResponse:
@@ -459,11 +518,47 @@ async def transfer(request: web.Request) -> web.StreamResponse:
     return web.json_response({"ok": True})
 
 
+async def preview_context(request: web.Request) -> web.StreamResponse:
+    """The previous attempts of the contact offered to this agent now (no other contact)."""
+    _, agent = require_agent(request)
+    console = console_of(request)
+    contact_id = _contact_id(request.query.get("contact_id", ""))
+    preview = _preview_of(_entry(console, agent))
+    if preview is None or contact_id is None or preview.get("contact_id") != contact_id:
+        return _refuse(request, "agent.err.no_preview", 403)
+    attempts = await console.read(lambda db: preview_attempts(db, contact_id))
+    return web.json_response({"contact_id": contact_id, "attempts": attempts})
+
+
+async def preview_call(request: web.Request) -> web.StreamResponse:
+    """The agent calls the contact offered to them: :class:`PreviewDial` for that contact
+    only (the campaign is the offer's, whatever the request says)."""
+    _, agent = require_agent(request)
+    console = console_of(request)
+    body = await _body(request)
+    contact_id = _contact_id(body.get("contact_id", ""))
+    entry = _entry(console, agent)
+    if entry is None:
+        return _refuse(request, "agent.no_view")
+    preview = _preview_of(entry)
+    if preview is None or contact_id is None or preview.get("contact_id") != contact_id:
+        return _refuse(request, "agent.err.no_preview")
+    if entry.get("call_id"):
+        return _refuse(request, "agent.err.preview_busy")
+    campaign = str(preview.get("campaign") or "")
+    console.post(PreviewDial(agent, campaign, contact_id, _source(request)))
+    await console.audit(request, "agent.preview_call", str(contact_id),
+                        {"agent": agent, "campaign": campaign,
+                         "number": str(preview.get("number") or "")})
+    return web.json_response({"ok": True})
+
+
 def setup(app: web.Application, console: Console) -> None:
     routes: list[tuple[str, str, Callable[[web.Request], Any]]] = [
         ("GET", "/agent", page), ("GET", "/agent/live", live),
         ("GET", "/agent/context", context), ("GET", "/agent/calls", my_calls),
         ("POST", "/agent/state", state_command), ("POST", "/agent/wrapup", wrapup),
-        ("POST", "/agent/transfer", transfer)]
+        ("POST", "/agent/transfer", transfer), ("GET", "/agent/preview", preview_context),
+        ("POST", "/agent/preview-call", preview_call)]
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)

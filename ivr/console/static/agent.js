@@ -22,6 +22,7 @@
   let shownCall = "";     // the call whose details are on the panel
   let contextFor = "";    // the call whose ticket/history were asked for
   let noticeSeq = null;
+  let shownPreview = "";  // the preview contact on the panel
 
   function setNotice(text, ok) {
     const node = $("notice");
@@ -148,6 +149,7 @@
     if (callId && contextFor !== callId) loadContext(callId);
     if (!callId) contextFor = "";
 
+    showPreview(entry);
     const queues = $("agent-queues");
     queues.replaceChildren();
     for (const [name, q] of Object.entries(data.queues || {})) {
@@ -162,6 +164,56 @@
       setTimeout(refreshCalls, 2000);  // the store's writer commits a moment later
     }
     tick();
+  }
+
+  // -- the preview contact (campaigns the agent starts calls of) --------------------------------
+  function showAttempts(attempts) {
+    const body = $("preview-attempts");
+    if (!attempts.length) {
+      body.replaceChildren(Console.el("tr", {},
+        Console.el("td", {colSpan: 3, class: "muted", text: t("agent.preview_no_attempts")})));
+      return;
+    }
+    body.replaceChildren(...attempts.map((a) => Console.el("tr", {},
+      Console.el("td", {text: fmtTime(a.at)}),
+      Console.el("td", {text: t("outbound.outcome." + a.outcome)}),
+      Console.el("td", {text: a.decision}))));
+  }
+
+  async function loadAttempts(contactId) {
+    try {
+      const res = await fetch("/agent/preview?contact_id=" + encodeURIComponent(contactId),
+                              {credentials: "same-origin"});
+      if (!res.ok || shownPreview !== contactId) return;
+      const data = await res.json();
+      if (shownPreview === contactId) showAttempts(data.attempts || []);
+    } catch (e) {
+      // shown again with the next contact
+    }
+  }
+
+  function showPreview(entry) {
+    const preview = entry && entry.preview;
+    const panel = $("preview-panel");
+    const contactId = preview ? String(preview.contact_id) : "";
+    panel.hidden = !preview;
+    panel.dataset.contactId = contactId;
+    panel.dataset.campaign = preview ? preview.campaign : "";
+    $("btn-preview-call").disabled = !preview || !!(entry && entry.call_id);
+    if (contactId === shownPreview) return;
+    shownPreview = contactId;
+    if (!preview) return;
+    $("preview-campaign").textContent = preview.campaign || "";
+    $("preview-name").textContent = preview.name || "";
+    $("preview-number").textContent = preview.number || "";
+    const vars = $("preview-vars");
+    vars.replaceChildren();
+    for (const k of Object.keys(preview.vars || {}).sort()) {
+      vars.append(Console.el("dt", {text: k}), Console.el("dd", {text: String(preview.vars[k])}));
+    }
+    $("preview-script").textContent = preview.script || "";
+    $("preview-attempts").replaceChildren();
+    loadAttempts(contactId);
   }
 
   // -- calls today ----------------------------------------------------------------------------
@@ -222,6 +274,19 @@
     if (await send("/agent/transfer", {target})) $("transfer-number").value = "";
   });
 
+  $("btn-preview-call").addEventListener("click", async () => {
+    const panel = $("preview-panel");
+    const button = $("btn-preview-call");
+    button.disabled = true;
+    if (await send("/agent/preview-call", {contact_id: panel.dataset.contactId,
+                                           campaign: panel.dataset.campaign})) {
+      setNotice(t("agent.preview_calling"), true);
+    } else {
+      button.disabled = false;
+    }
+  });
+
+  shownPreview = $("preview-panel").dataset.contactId || "";
   tick();
   setInterval(tick, 1000);
   Console.live("/agent/live", update);
