@@ -47,6 +47,12 @@ FEATURE_NOTICES: dict[str, Prompts] = {
 }
 """To an agent who dialled a feature code: what it did, or that it was refused."""
 
+OUTBOUND_SORRY_NOTICE = _say(
+    "Ci scusi, al momento non c'è un operatore libero. La richiameremo.",
+    "Sorry, no agent is free to take your call right now. We will call you back.")
+"""To a campaign's contact who answered when no agent could take the call (abandoned): said
+within 2 seconds of the answer, then the box hangs up."""
+
 NOTICES: dict[str, Prompts] = {
     "escalation": ESCALATION_NOTICE,
     **FEATURE_NOTICES,
@@ -55,6 +61,7 @@ NOTICES: dict[str, Prompts] = {
     "callback_refused": CALLBACK_REFUSED_NOTICES["not allowed"],
     "callback_withheld": CALLBACK_REFUSED_NOTICES["withheld"],
     "confirm": CONFIRM_PROMPT,
+    "outbound_sorry": OUTBOUND_SORRY_NOTICE,
 }
 """Every system notice by name, as Say prompts with 'it', 'en' and '*' texts."""
 

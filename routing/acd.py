@@ -404,6 +404,21 @@ class Router:
         agent.wrap_up_min = None
         return self.on_timer(now)
 
+    def after_outbound(self, agent_id: str, queue: str, now: float) -> list[RoutingAction]:
+        """An agent held for a campaign's call out (paused 'outbound') is done with it:
+        wrap-up as after a call of *queue* (or available straight away)."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state != "paused" or agent.pause_reason != "outbound":
+            return []
+        agent.pause_reason = ""
+        self._log(now, "unpause", agent=agent_id)
+        if queue in self.queues:
+            self._after_call(agent, queue, now)
+        else:
+            agent.idle_since = now
+            self._set(agent, "available", now)
+        return self._dispatch(now)
+
     def login(self, agent_id: str, now: float) -> list[RoutingAction]:
         agent = self.agents[agent_id]
         if agent.state == "logged_out":

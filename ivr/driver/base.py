@@ -47,6 +47,9 @@ log = logging.getLogger("ivr.driver")
 class CoreBase:
     """The state shared by the machines; see the module doc."""
 
+    draining = False
+    """Set by :meth:`Core.drain`: new calls are refused with 503, calls in progress go on."""
+
     def __init__(self, config: Config, flow: Flow, *, files_for: FilesFor,
                  music_on_hold: str, now: float, wall_offset: float = 0.0,
                  beep: str | None = None, overrides: Mapping[str, str] | None = None,
@@ -304,4 +307,28 @@ class CoreBase:
         raise NotImplementedError
 
     def _preview_view(self, agent: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _tell(self, name: str, text: str, ok: bool) -> None:
+        raise NotImplementedError
+
+    def _dispose(self, agent: str, code: str, now: float) -> bool:
+        raise NotImplementedError
+
+    def _leg_answered(self, sip_leg: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _prompt_ready(self, msg: m.PromptReady, now: float) -> None:
+        raise NotImplementedError
+
+    def _playback_ended(self, event: sip.PlaybackEnded, now: float) -> None:
+        raise NotImplementedError
+
+    def _bridged(self, msg: m.Bridged, now: float) -> None:
+        raise NotImplementedError
+
+    def _outgoing_ended(self, leg: Leg, status: int, reason: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _session_action(self, call: CallerCall, action: Action, now: float) -> None:
         raise NotImplementedError

@@ -58,9 +58,6 @@ log = logging.getLogger("ivr.driver")
 class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervisions, Devices):
     """The switchboard's state and decisions. See the module doc."""
 
-    draining = False
-    """Set by :meth:`drain`: new calls are refused with 503, calls in progress go on."""
-
     # -- admission: asked by the SIP layer while it holds the INVITE ---------------------------
     def admit(self, address: str) -> tuple[str | None, int, int, tuple[str, ...]]:
         """(trunk, status, lines, media networks) for an INVITE from *address*: the SIP layer
@@ -105,8 +102,8 @@ class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervision
     def drained(self) -> bool:
         """No caller on the line and no callback dialling or connected: a drain is over.
         Callbacks still waiting for an agent do not hold it up (they end interrupted)."""
-        return not self.calls and all(cb.phase is CallbackPhase.WAITING
-                                      for cb in self.callbacks.values())
+        return not self.calls and not self.outbound.calls \
+            and all(cb.phase is CallbackPhase.WAITING for cb in self.callbacks.values())
 
     def stop(self, now: float) -> list[m.Effect]:
         """Stop taking calls and hang up every leg; the legs' ends then close the records."""
@@ -132,6 +129,7 @@ class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervision
             self._callback_done(cb, "interrupted", "switchboard stopped", now)
         for sess in list(self.supervisions.values()):
             self._end_supervision(sess, "switchboard stopped", now, hang_up=False)
+        self._outbound_stopped(now)
         self._queue_log()
         fx, self._fx = self._fx, []
         return fx
@@ -144,6 +142,9 @@ class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervision
         routing = self.router.next_deadline()
         if routing is not None:
             times.append(routing)
+        outbound = self._outbound_deadline()
+        if outbound is not None:
+            times.append(outbound)
         return min(times) if times else None
 
     def snapshot(self, now: float) -> Snapshot:
@@ -171,6 +172,7 @@ class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervision
     def _dispatch(self, msg: m.Message, now: float) -> None:  # noqa: C901 - one arm per kind
         if isinstance(msg, m.Tick):
             self._timers(now)
+            self._outbound_tick(now)
         elif isinstance(msg, sip.IncomingCall):
             self._incoming(msg, now)
         elif isinstance(msg, sip.CallRefused):
@@ -217,6 +219,8 @@ class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervision
             self._agent_command(msg, now)
         elif isinstance(msg, (m.ConsoleWrapUp, m.ConsoleTransfer, m.Supervise, m.CallNote)):
             self._console_command(msg, now)
+        elif isinstance(msg, (m.HopperFill, m.DncAdded, m.PreviewDial)):
+            self._outbound_message(msg, now)
         elif isinstance(msg, m.FlowReady):
             old = self.flows.get(msg.path, self.flow) if msg.path else self.flow
             if msg.path:
@@ -246,7 +250,7 @@ class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervision
     def problems(self) -> list[str]:
         """Disagreements between the call machines and the router (empty: all agree)."""
         return self._router_problems() + self._call_problems() + self._supervision_problems() \
-            + self._ticket_problems()
+            + self._ticket_problems() + self._outbound_problems()
 
     def _router_problems(self) -> list[str]:
         out: list[str] = []

@@ -14,6 +14,7 @@ from typing import Any
 
 from ivr.flow import Flow
 from ivr.lookup import LookupResult
+from ivr.outbound.plan import Contact
 from ivr.recording import RecordingDisk, RecordingDone
 from ivr.sip.events import SipEvent
 from ivr.store import CallRecord, QueueEventRow
@@ -163,6 +164,25 @@ class PreviewDial:
 
 
 @dataclass(frozen=True)
+class HopperFill:
+    """The hopper filler's due contacts of *campaign* (its window open), the longest-due
+    first: they replace the campaign's hopper. *applied*: the last :class:`SaveAttempt`'s
+    ``seq`` the store had written before it looked, so a contact decided since is not put
+    back by an older picture."""
+
+    campaign: str
+    contacts: tuple[Contact, ...]
+    applied: int = 0
+
+
+@dataclass(frozen=True)
+class DncAdded:
+    """Numbers that joined the do-not-call list (another process, a disposition, a key)."""
+
+    numbers: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: fire what is due. The loop sends one every turn."""
 
@@ -171,7 +191,7 @@ Message = (RecordingDone | RecordingDisk
            | SipEvent | Dialled | Bridged | PromptReady | LookupResult | Registrations
            | TrunkReachability | AgentCommand | FlowReady | Tick | DeviceState
            | NightSwitchChanged | ConsoleWrapUp | ConsoleTransfer | Supervise | CallNote
-           | PreviewDial)
+           | PreviewDial | HopperFill | DncAdded)
 
 
 # -- effects: out of the driver -----------------------------------------------------------------
@@ -373,8 +393,61 @@ class RecordingsSuspended:
     suspended: bool
 
 
+@dataclass(frozen=True)
+class SaveAttempt:
+    """A dial decision of a campaign's contact, dialled or not, for the contact book: the
+    attempt row and the contact's next state (:meth:`ContactBook.record_attempt`)."""
+
+    seq: int
+    campaign: str
+    contact_id: int
+    outcome: str
+    call_id: str | None
+    reason: str
+    next_at: float | None
+    state: str
+    """'pending' (retried at *next_at*), 'done', 'dnc', 'failed'."""
+    tries: tuple[tuple[str, int], ...] = ()
+    disposition: str | None = None
+    dnc_checked: bool = True
+
+
+@dataclass(frozen=True)
+class SaveContact:
+    """What an agent or a flow learnt of a contact: *answers* (a survey's keys) and/or
+    the agent's *disposition*, which closes it when *ends*, and lists its number when
+    *dnc*."""
+
+    contact_id: int
+    answers: tuple[tuple[str, str], ...] = ()
+    disposition: str = ""
+    ends: bool = False
+    dnc: bool = False
+
+
+@dataclass(frozen=True)
+class AddDnc:
+    number: str
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FillHoppers:
+    """Ask the hopper filler for due contacts now (a campaign's hopper ran dry)."""
+
+
+@dataclass(frozen=True)
+class CountCampaign:
+    campaign: str
+    event: str
+    """'attempt' (with *outcome*), 'connect', 'abandoned'."""
+    outcome: str = ""
+
+
 Effect = (RecordCall | StopCallRecording | JoinRecording | CountRecording | RecordingsSuspended
           | AnswerLeg | HangupLeg | Dial | Play | StopPlay | Bridge | Record | StopRecord
           | RenderPrompt | StartLookup | CancelLookups | SaveRecord | SaveQueueEvents
           | SaveAgentState | SaveOverride | CountCallEnded | CountIvrPath | CountTransition
-          | FlowInService | Connect | Disconnect | SaveTicket | TextCaller)
+          | FlowInService | Connect | Disconnect | SaveTicket | TextCaller | SaveAttempt
+          | SaveContact | AddDnc | FillHoppers | CountCampaign)

@@ -237,6 +237,8 @@ class OutCall:
     disposition: str = ""
     caller_call: str = ""
     """Automated: the caller call (the campaign's flow) running on the contact's leg."""
+    why: str = ""
+    """Why it was dialled (the pacer's reason), for the attempt's history."""
 
 
 @dataclass
