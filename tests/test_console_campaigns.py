@@ -566,3 +566,67 @@ def test_preview_call_posts_the_offered_contact_only(clean: Kit) -> None:
     assert anna.api("POST", "/agent/preview-call", {"contact_id": carla}).status == 409
     assert [(m.campaign, m.contact_id) for m in kit.posted] == [("renewals", bruno),
                                                                ("renewals", carla)]
+
+
+# -- in a browser --------------------------------------------------------------------------------
+def test_in_a_browser_figures_update_the_preview_calls_and_a_number_is_listed(
+        clean: Kit, tmp_path: Path) -> None:
+    """Debian's Chromium under the console's CSP: the campaign page's live figures follow the
+    view, the DNC form answers; the agent desk's preview panel appears with its contact and
+    attempts, and its Call button sends PreviewDial."""
+    from tests.browser import Tab, chromium, require_browser
+    from tests.consolekit import PASSWORD
+
+    require_browser()
+    kit = clean
+    kit.publish({"campaigns": live_campaigns()})
+    bruno = contact_id(kit, "renewals", "Bruno Verdi")
+    with chromium() as browser:
+        sup = Tab.open(browser, kit.url)
+        sup.login("sup", PASSWORD)
+        page = sup.page
+        page.goto("/campaigns")
+        hopper = '[data-campaign="renewals"] [data-live="hopper"]'
+        page.wait_for_function(f"document.querySelector('{hopper}').textContent === '3'")
+        changed = live_campaigns()
+        changed["renewals"].update(hopper=9, paused_reason="an inbound caller has waited 40s")
+        kit.publish({"campaigns": changed})
+        page.wait_for_function(f"document.querySelector('{hopper}').textContent === '9'")
+        paused = page.text_content('[data-campaign="renewals"] [data-live="paused_reason"]')
+        assert paused == "an inbound caller has waited 40s"
+        page.fill("#dnc-number", "347 555 0101")
+        page.fill("#dnc-note", "asked by letter")
+        page.click("#btn-dnc-add")
+        page.wait_for_selector("#dnc-result:not([hidden])")
+        assert "+393475550101" in (page.text_content("#dnc-result") or "")
+        page.fill("#dnc-number", "12")
+        page.click("#btn-dnc-add")
+        page.wait_for_selector("#dnc-result.bad")
+        sup.shot("campaigns", tmp_path, full_page=True)
+        assert sup.errors[0] == f"HTTP 400: {kit.url}/campaigns/dnc"  # the refused number
+        assert all("/campaigns/dnc" in e and "400" in e for e in sup.errors)
+
+        anna = Tab.open(browser, kit.url)
+        anna.login("anna", PASSWORD)
+        kit.publish({"agents": {"anna": dict(preview_view(kit)["agents"]["anna"],
+                                             preview=None)}})
+        desk = anna.page
+        desk.goto("/agent")
+        desk.wait_for_selector("#agent-state[data-state='available']")
+        assert desk.is_hidden("#preview-panel")
+        kit.publish(preview_view(kit))  # a contact is offered
+        desk.wait_for_selector("#preview-panel:not([hidden])")
+        assert desk.get_attribute("#preview-panel", "data-contact-id") == str(bruno)
+        assert desk.text_content("#preview-name") == "Bruno Verdi"
+        assert desk.text_content("#preview-number") == "+393470000002"
+        assert desk.text_content("#preview-script") == "Hello Bruno Verdi, about modem"
+        desk.wait_for_function("document.querySelectorAll('#preview-attempts tr').length === 2")
+        assert "busy" in (desk.text_content("#preview-attempts") or "")
+        desk.click("#btn-preview-call")
+        desk.wait_for_selector("#notice:not([hidden])")
+        assert kit.posted == [PreviewDial("anna", "renewals", bruno, kit.posted[0].source)]
+        anna.shot("agent-preview", tmp_path, full_page=True)
+        assert anna.errors == []
+    with DncList(kit.console.store_path) as dnc:
+        assert dnc.is_dnc("+393475550101")
+        dnc.remove("+393475550101")
