@@ -18,8 +18,9 @@ Modes:
   meanwhile, even if an inbound caller arrives before the contact answers). On answer the
   agent's phone is called, hears the contact's name (a rendered prompt) and is bridged; after
   the call the agent wraps up as after a call of the queue. Not reached within the queue's
-  ring timeout: the contact hears :data:`ivr.notices.OUTBOUND_SORRY_NOTICE` and the call is
-  abandoned (counted against the cap, no new attempt that day). ``dial_ratio`` above 1 dials
+  ring timeout (2 s at most: :data:`AGENT_ANSWER`): the contact hears
+  :data:`ivr.notices.OUTBOUND_SORRY_NOTICE` and the call is abandoned (counted against the
+  cap, no new attempt that day). ``dial_ratio`` above 1 dials
   more contacts than free agents (while today's abandon rate is under the cap): an answered
   contact with no free agent is abandoned in the same way.
 - **automated**: on answer the campaign's flow runs on the contact's leg as a caller's call;
@@ -76,6 +77,10 @@ log = logging.getLogger("ivr.driver")
 
 NO_ANSWER_TIMEOUT = 30.0
 """Seconds a contact's phone may ring before the attempt counts as no answer."""
+AGENT_ANSWER = 2.0
+"""Seconds the held agent's phone may ring once the contact answered (at most the queue's
+ring timeout): past them the contact hears the message, so an answered contact never waits
+more than 2 s for a person (agents who work progressive campaigns use auto-answer)."""
 SORRY_TOKEN = -10
 """Token of the message to a contact no agent could take."""
 WHISPER_TOKEN = -11
@@ -339,7 +344,8 @@ class Outbound(CoreBase):
         ref = self._ref()
         self.legs[ref] = Leg(ref, LegRole.CAMPAIGN_AGENT, call.record.call_id, name)
         call.agent_ref = ref
-        call.agent_deadline = now + (spec.ring_timeout if spec is not None else 15.0)
+        call.agent_deadline = now + min(AGENT_ANSWER, spec.ring_timeout if spec is not None
+                                        else AGENT_ANSWER)
         call.phase = OutPhase.AGENT_RINGING
         self._emit(m.Play(leg.sip, (self.music_on_hold,), MOH_TOKEN, loop=True))
         self._emit(m.Dial(ref, self.config.agents[name].uri))
@@ -522,6 +528,8 @@ class Outbound(CoreBase):
     def _campaign_agent_ended(self, call: OutCall, was: LegPhase, status: int, reason: str,
                               now: float) -> None:
         call.agent_ref = None
+        if call.phase in (OutPhase.SORRY, OutPhase.FLOW):
+            return  # the contact hears the message; the agent is out of it already
         if call.phase is OutPhase.AGENT_FIRST:
             log.info("campaign %s: preview agent %s did not take the call (%s)",
                      call.campaign, call.agent, f"{status} {reason}".strip())
@@ -802,4 +810,4 @@ class Outbound(CoreBase):
                 "script": fill_script(script, values) if script else ""}
 
 
-__all__ = ["NO_ANSWER_TIMEOUT", "Outbound", "dial_outcome"]
+__all__ = ["AGENT_ANSWER", "NO_ANSWER_TIMEOUT", "Outbound", "dial_outcome"]

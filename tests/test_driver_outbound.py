@@ -1,0 +1,527 @@
+"""The dialler in the core: each mode, each outcome, the pacer's gates, with time by hand.
+
+The bench (tests/driver_bench.py) plays SIP; the contact book is played by the test: it sends
+:class:`HopperFill` as the filler would and reads the :class:`SaveAttempt` and
+:class:`SaveContact` effects the core asks the filler to write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr.config import load_config
+from ivr.driver import messages as m
+from ivr.driver.core import Core
+from ivr.driver.outbound import AGENT_ANSWER, NO_ANSWER_TIMEOUT, SORRY_TOKEN, WHISPER_TOKEN
+from ivr.flow import load_flow
+from ivr.outbound.campaigns import Campaign, PauseWhen, Retry, Window
+from ivr.outbound.plan import Contact
+from ivr.sip import events as sip
+from tests.driver_bench import CONFIG, FLOW, Bench, files_for
+
+WALL = 1_800_000_000.0
+"""The bench's wall clock at now=0: Friday 2027-01-15 08:00 UTC."""
+
+DIAL_OUT = """\
+dial_out:
+  - {pattern: "^3[0-9]{8,9}$", uri: "sip:{number}@192.0.2.1", callbacks: true}
+  - {pattern: "^\\\\+393[0-9]{8,9}$", uri: "sip:{number}@192.0.2.1", campaigns: true}"""
+
+EXTRA = """
+dispositions:
+  "1": {label: sale}
+  "2": {label: call back later}
+  "6": {label: do not call}
+"""
+
+SURVEY = """
+flow: survey
+languages: [en]
+start: q1
+nodes:
+  q1:
+    type: collect
+    prompt: {say: "From 1 to 5, how did we do?"}
+    variable: score
+    max_length: 1
+    next: bye
+  bye: {type: hangup, prompt: {say: "Thank you."}}
+"""
+
+
+def window(start: str = "06:00", end: str = "20:00") -> Window:
+    def minutes(text: str) -> int:
+        hours, mins = text.split(":")
+        return int(hours) * 60 + int(mins)
+    return Window("UTC", tuple(range(7)), ((minutes(start), minutes(end)),))
+
+
+def campaign(**kw: Any) -> Campaign:
+    values: dict[str, Any] = dict(
+        name="spring", mode="progressive", trunk="gw", trunk_lines=30, max_lines=10,
+        window=window(), queue="support", reserve_inbound=1, caller_id="+390612345678",
+        retries={"busy": Retry(3, 900.0), "no_answer": Retry(3, 3600.0),
+                 "failed": Retry(1, 1800.0), "callback": Retry(2, 86400.0)},
+        final_dispositions=frozenset({"1"}), dnc_disposition="6",
+        pause_when=PauseWhen(None, 30.0), script="Hello {name}, {agent} here")
+    values.update(kw)
+    return Campaign(**values)
+
+
+def make(tmp_path: Path, camp: Campaign | None = None, lines: int = 30,
+         logged_out: tuple[str, ...] = ("marco",)) -> Bench:
+    camp = camp or campaign()
+    (tmp_path / "flow.yaml").write_text(textwrap.dedent(FLOW))
+    (tmp_path / "survey.yaml").write_text(textwrap.dedent(SURVEY))
+    (tmp_path / "ivr.yaml").write_text(
+        CONFIG.format(lines=lines, strategy="longest_idle", dial_out=DIAL_OUT) + EXTRA)
+    config = load_config(tmp_path / "ivr.yaml")
+    flow = load_flow(tmp_path / "flow.yaml", known_queues=config.queues)
+    survey = load_flow(tmp_path / "survey.yaml", known_queues=config.queues)
+    ids = itertools.count(1)
+    core = Core(config, flow, files_for=files_for, music_on_hold="moh.wav", now=0.0,
+                wall_offset=WALL, beep="beep.wav", new_id=lambda: f"c{next(ids)}",
+                flows={str(tmp_path / "survey.yaml"): survey},
+                campaigns={camp.name: camp},
+                agent_states={a: ("logged_out", "") for a in logged_out})
+    return Bench(core)
+
+
+def contact(cid: int, number: str | None = None, name: str = "", due: float = 0.0) -> Contact:
+    return Contact(cid, number or f"+3933300000{cid:02d}", name or f"Contact {cid}",
+                   {"last_order": "shoes"}, next_at=WALL + due)
+
+
+def fill(bench: Bench, *contacts: Contact, name: str = "spring", applied: int = 0) -> None:
+    bench.send(m.HopperFill(name, contacts, applied))
+
+
+def attempts(bench: Bench) -> list[m.SaveAttempt]:
+    return [fx for fx in bench.effects if isinstance(fx, m.SaveAttempt)]
+
+
+def contact_saves(bench: Bench) -> list[m.SaveContact]:
+    return [fx for fx in bench.effects if isinstance(fx, m.SaveContact)]
+
+
+def dialled(bench: Bench) -> list[str]:
+    """Numbers the core dialled (contacts), in order."""
+    return [fx.uri.split(":")[1].split("@")[0] for fx in bench.effects
+            if isinstance(fx, m.Dial) and fx.uri.startswith("sip:+")]
+
+
+def leg_to(bench: Bench, number: str) -> str:
+    legs = [leg.leg for leg in bench.legs.values() if leg.uri.startswith(f"sip:{number}@")]
+    assert legs, f"{number} was not dialled"
+    return legs[-1]
+
+
+def out_record(bench: Bench, number: str) -> Any:
+    found = [r for r in bench.records.values() if r.called == number and r.direction == "out"]
+    assert found, f"no record of a call to {number}"
+    return found[-1]
+
+
+def connect(bench: Bench, number: str) -> tuple[str, str]:
+    """The contact on *number* answers, the agent's phone answers and hears the whisper:
+    (contact leg, agent leg)."""
+    leg = leg_to(bench, number)
+    bench.answer(leg)
+    agent_leg = bench.ringing()["anna"]
+    bench.answer(agent_leg)
+    assert bench.playing_token(agent_leg) == WHISPER_TOKEN
+    bench.prompt_done(agent_leg)
+    return leg, agent_leg
+
+
+# -- progressive ----------------------------------------------------------------------------------
+
+def test_progressive_dials_one_contact_per_free_agent_and_holds_the_agent(
+        tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1), contact(2))
+    bench.tick()
+    assert dialled(bench) == ["+393330000001"]
+    anna = bench.core.router.agents["anna"]
+    assert (anna.state, anna.pause_reason) == ("paused", "outbound")
+    bench.tick(1)
+    assert dialled(bench) == ["+393330000001"]  # one agent, one call
+    record = out_record(bench, "+393330000001")
+    assert (record.direction, record.campaign, record.contact_id) == ("out", "spring", 1)
+    assert record.caller == "+390612345678"
+    assert record.trunk == "gw"
+    assert bench.core.problems() == []
+
+
+def test_progressive_connects_with_a_whisper_then_the_agent_wraps_up(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1, name="Maria Rossi"))
+    bench.tick()
+    leg = leg_to(bench, "+393330000001")
+    bench.answer(leg)
+    assert bench.legs[leg].playing == ("moh.wav",)
+    agent_leg = bench.ringing()["anna"]
+    bench.answer(agent_leg)
+    assert bench.legs[agent_leg].playing == ("say:Maria Rossi",)  # the name before the bridge
+    assert bench.legs[leg].bridged_to is None
+    bench.prompt_done(agent_leg)
+    assert bench.legs[leg].bridged_to == agent_leg
+    record = out_record(bench, "+393330000001")
+    assert record.agent == "anna"
+    assert record.connected_at is not None
+    view = bench.core.console_view(bench.now)["campaigns"]["spring"]
+    assert (view["connected"], view["connects_today"], view["attempts_today"]) == (1, 1, 1)
+    bench.now += 40
+    bench.end(leg)
+    bench.settle()
+    record = out_record(bench, "+393330000001")
+    assert record.outcome == "completed"
+    assert record.talk_seconds == 40
+    assert bench.core.router.agents["anna"].state == "available"  # support: wrap_up 0
+    [attempt] = attempts(bench)
+    assert (attempt.outcome, attempt.state, attempt.contact_id) == ("answered", "pending", 1)
+    assert attempt.next_at == WALL + 40 + 86400  # no disposition: retries.callback
+    assert bench.core.agent_talk["anna"] == 40
+    assert bench.core.problems() == []
+
+
+def test_a_final_disposition_closes_the_contact_and_lands_on_the_record(
+        tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    leg, _ = connect(bench, "+393330000001")
+    bench.end(leg)
+    bench.settle()
+    call_id = out_record(bench, "+393330000001").call_id
+    bench.send(m.ConsoleWrapUp("anna", call_id, disposition="1"))
+    assert out_record(bench, "+393330000001").disposition == "1"
+    assert contact_saves(bench) == [m.SaveContact(1, disposition="1", ends=True, dnc=False)]
+
+
+def test_the_dnc_disposition_lists_the_number_and_no_campaign_dials_it(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    leg, _ = connect(bench, "+393330000001")
+    bench.send(m.ConsoleWrapUp("anna", out_record(bench, "+393330000001").call_id,
+                               disposition="6"))  # during the call
+    assert contact_saves(bench) == [m.SaveContact(1, disposition="6", ends=True, dnc=True)]
+    bench.end(leg)
+    bench.settle()
+    assert attempts(bench)[-1].state == "dnc"  # after_attempt sees the disposition
+    fill(bench, contact(7, number="+393330000001"))  # the same number, another list
+    assert 7 not in bench.core.outbound.campaigns["spring"].hopper
+    bench.tick(1)
+    assert dialled(bench) == ["+393330000001"]  # once, before the disposition
+
+
+@pytest.mark.parametrize(("status", "outcome", "after"), [
+    (486, "busy", 900.0), (600, "busy", 900.0), (480, "no_answer", 3600.0),
+    (487, "no_answer", 3600.0), (503, "failed", 1800.0)])
+def test_unanswered_outcomes_release_the_agent_and_retry_per_rule(
+        tmp_path: Path, status: int, outcome: str, after: float) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    bench.now += 5
+    bench.end(leg_to(bench, "+393330000001"), status, "no")
+    assert bench.core.router.agents["anna"].state == "available"
+    assert out_record(bench, "+393330000001").outcome == outcome
+    [attempt] = attempts(bench)
+    assert (attempt.outcome, attempt.state, attempt.next_at) == (outcome, "pending",
+                                                                 WALL + 5 + after)
+    assert bench.core.problems() == []
+
+
+def test_no_answer_in_30_seconds_cancels_the_call(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    leg = leg_to(bench, "+393330000001")
+    bench.run_until(NO_ANSWER_TIMEOUT - 1)
+    assert not bench.legs[leg].hangup_asked
+    bench.run_until(NO_ANSWER_TIMEOUT)
+    assert bench.legs[leg].hangup_asked
+    assert attempts(bench)[0].outcome == "no_answer"
+    bench.settle()
+    assert out_record(bench, "+393330000001").outcome == "no_answer"
+    assert len(attempts(bench)) == 1
+    assert bench.core.router.agents["anna"].state == "available"
+
+
+def test_the_last_retry_fails_the_contact(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, replace(contact(1), attempts=2, tries={"failed": 1}))
+    bench.tick()
+    bench.end(leg_to(bench, "+393330000001"), 503, "Service Unavailable")
+    [attempt] = attempts(bench)
+    assert (attempt.state, attempt.next_at) == ("failed", None)
+    assert "all made" in attempt.reason
+
+
+def test_agent_not_answering_gives_the_contact_the_message_within_2_seconds(
+        tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    leg = leg_to(bench, "+393330000001")
+    bench.now = 10.0
+    bench.answer(leg)
+    agent_leg = bench.ringing()["anna"]
+    bench.run_until(10.0 + AGENT_ANSWER)
+    assert bench.playing_token(leg) == SORRY_TOKEN
+    assert bench.legs[agent_leg].hangup_asked
+    bench.settle()
+    bench.prompt_done(leg)  # the message ends: the box hangs up
+    bench.settle()
+    record = out_record(bench, "+393330000001")
+    assert record.outcome == "abandoned"
+    [attempt] = attempts(bench)
+    assert attempt.outcome == "abandoned"
+    assert attempt.next_at is not None
+    assert attempt.next_at >= WALL + 22 * 3600
+    view = bench.core.console_view(bench.now)["campaigns"]["spring"]
+    assert view["abandoned_today"] == 1
+    assert bench.core.router.agents["anna"].state == "available"
+    assert bench.core.problems() == []
+
+
+def test_contact_answering_and_hanging_up_before_the_agent(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    leg = leg_to(bench, "+393330000001")
+    bench.answer(leg)
+    agent_leg = bench.ringing()["anna"]
+    bench.end(leg)
+    assert bench.legs[agent_leg].hangup_asked
+    bench.settle()
+    [attempt] = attempts(bench)
+    assert attempt.outcome == "answered"
+    assert attempt.state == "pending"
+    assert bench.core.router.agents["anna"].state == "available"
+    assert bench.core.problems() == []
+
+
+def test_agent_hanging_up_ends_the_contact_call(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    leg, agent_leg = connect(bench, "+393330000001")
+    bench.end(agent_leg)
+    assert bench.legs[leg].hangup_asked
+    bench.settle()
+    assert out_record(bench, "+393330000001").outcome == "completed"
+    assert bench.core.router.agents["anna"].state == "available"
+
+
+# -- dial ratio above 1 ---------------------------------------------------------------------------
+
+def test_overdial_abandons_the_answer_with_no_free_agent_and_stops_overdialling(
+        tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(dial_ratio=2.0, abandon_cap=0.03))
+    fill(bench, *(contact(i) for i in range(1, 6)))
+    bench.tick()
+    assert dialled(bench) == ["+393330000001", "+393330000002"]
+    first, second = leg_to(bench, "+393330000001"), leg_to(bench, "+393330000002")
+    bench.answer(first)
+    agent_leg = bench.ringing()["anna"]
+    bench.answer(agent_leg)
+    bench.prompt_done(agent_leg)  # the whisper
+    bench.answer(second)  # anna is taken: the message at once
+    assert bench.playing_token(second) == SORRY_TOKEN
+    bench.prompt_done(second)
+    bench.settle()
+    assert out_record(bench, "+393330000002").outcome == "abandoned"
+    bench.end(first)
+    bench.settle()
+    bench.tick(1)
+    assert len(dialled(bench)) == 3  # ratio 1 for the rest of the day: one for anna
+    bench.tick(1)
+    assert len(dialled(bench)) == 3
+    assert "stopped over-dialling" in bench.core.outbound.campaigns["spring"].paused_reason
+    assert bench.core.problems() == []
+
+
+# -- inbound first --------------------------------------------------------------------------------
+
+def test_an_inbound_caller_waiting_for_the_agents_stops_dialling(tmp_path: Path) -> None:
+    bench = make(tmp_path, logged_out=())
+    leg = bench.incoming()
+    bench.key(leg, "1")  # queued for support: anna's phone rings, marco is free
+    fill(bench, contact(1))
+    bench.tick()
+    assert dialled(bench) == []
+    assert "inbound caller" in bench.core.outbound.campaigns["spring"].paused_reason
+    bench.answer(bench.ringing()["anna"])
+    bench.tick(1)
+    assert dialled(bench) == ["+393330000001"]  # nobody waits now: marco works the campaign
+    assert bench.core.router.agents["marco"].pause_reason == "outbound"
+
+
+def test_reserved_lines_stay_free_for_inbound(tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(trunk_lines=3, reserve_inbound=1, max_lines=4), lines=3,
+                 logged_out=())
+    fill(bench, *(contact(i) for i in range(1, 5)))
+    bench.incoming()  # one inbound call in the IVR: 3 lines - 1 reserved - 1 in use = 1
+    bench.tick()
+    assert len(dialled(bench)) == 1
+    bench.incoming()  # a second inbound call arrives on the reserved line
+    bench.tick(1)
+    assert len(dialled(bench)) == 1
+    state = bench.core.outbound.campaigns["spring"]
+    assert "no line free" in state.paused_reason
+
+
+def test_a_caller_waiting_too_long_pauses_the_campaign(tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(queue="level2"), logged_out=())
+    leg = bench.incoming()
+    bench.key(leg, "1")  # waits for support (anna, marco), not for the campaign's queue
+    bench.end(bench.ringing()["anna"], 486, "Busy")
+    bench.end(bench.ringing()["marco"], 486, "Busy")
+    bench.now = 31.0
+    fill(bench, contact(1))
+    bench.tick()
+    assert dialled(bench) == []
+    assert "waited" in bench.core.outbound.campaigns["spring"].paused_reason
+
+
+# -- the window, the list, the rules --------------------------------------------------------------
+
+def test_nothing_is_dialled_once_the_window_closes(tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(window=window("06:00", "08:01")))
+    fill(bench, contact(1), contact(2))
+    bench.tick()
+    assert dialled(bench) == ["+393330000001"]
+    bench.now = 30.0
+    bench.end(leg_to(bench, "+393330000001"), 486, "Busy")
+    bench.tick(31)  # 08:01:01
+    assert dialled(bench) == ["+393330000001"]
+    state = bench.core.console_view(bench.now)["campaigns"]["spring"]
+    assert (state["window_open"], state["paused_reason"]) == (False,
+                                                              "outside the calling window")
+
+
+def test_a_number_put_on_the_dnc_list_mid_campaign_is_never_dialled(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1), contact(2))
+    bench.send(m.DncAdded(frozenset({"+393330000001"})))
+    assert len(bench.core.outbound.campaigns["spring"].hopper) == 1
+    bench.tick()
+    assert dialled(bench) == ["+393330000002"]
+    fill(bench, contact(1), contact(3))  # an older picture of the list: still not dialled
+    bench.end(leg_to(bench, "+393330000002"), 486, "Busy")
+    bench.tick(1)
+    assert dialled(bench) == ["+393330000002", "+393330000003"]
+
+
+def test_a_number_no_dial_out_rule_allows_is_never_dialled(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1, number="+448001234567"), contact(2))
+    bench.tick()
+    assert dialled(bench) == ["+393330000002"]
+    refused = attempts(bench)[0]
+    assert (refused.contact_id, refused.outcome, refused.state) == (1, "not_dialled", "failed")
+    assert "no dial_out rule" in refused.reason
+
+
+def test_a_contact_decided_is_not_put_back_by_an_older_fill(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    bench.end(leg_to(bench, "+393330000001"), 486, "Busy")
+    seq = attempts(bench)[0].seq
+    fill(bench, contact(1), applied=seq - 1)  # looked before the busy was written
+    assert 1 not in bench.core.outbound.campaigns["spring"].hopper
+    fill(bench, contact(1, due=900), applied=seq)  # looked after: its retry time
+    assert 1 in bench.core.outbound.campaigns["spring"].hopper
+
+
+def test_a_contact_not_due_yet_waits(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1, due=60))
+    bench.tick()
+    assert dialled(bench) == []
+    bench.tick(60)
+    assert dialled(bench) == ["+393330000001"]
+
+
+# -- automated ------------------------------------------------------------------------------------
+
+def test_automated_runs_the_flow_and_keeps_the_answers(tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(mode="automated", queue=None, max_lines=2,
+                                    flow=tmp_path / "survey.yaml", answers=("score",)))
+    fill(bench, contact(1), contact(2), contact(3))
+    bench.tick()
+    assert dialled(bench) == ["+393330000001", "+393330000002"]
+    leg = leg_to(bench, "+393330000001")
+    bench.answer(leg)
+    assert bench.legs[leg].playing == ("say:From 1 to 5, how did we do?",)
+    assert not any(isinstance(fx, m.AnswerLeg) and fx.leg == leg for fx in bench.effects)
+    bench.key(leg, "4")
+    bench.prompt_done(leg)  # "Thank you."
+    bench.settle()
+    assert contact_saves(bench) == [m.SaveContact(1, answers=(("score", "4"),))]
+    [attempt] = attempts(bench)
+    assert (attempt.outcome, attempt.state) == ("answered", "done")
+    record = out_record(bench, "+393330000001")
+    assert (record.outcome, record.flow, record.direction) == ("completed", "survey", "out")
+    assert bench.core.problems() == []
+
+
+# -- preview --------------------------------------------------------------------------------------
+
+def test_preview_offers_a_contact_then_calls_the_agent_first(tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(mode="preview"))
+    fill(bench, contact(1, name="Maria"))
+    bench.tick()
+    assert dialled(bench) == []
+    offer = bench.core.console_view(bench.now)["agents"]["anna"]["preview"]
+    assert offer == {"campaign": "spring", "contact_id": 1, "number": "+393330000001",
+                     "name": "Maria", "vars": {"last_order": "shoes"},
+                     "script": "Hello Maria, anna here"}
+    bench.send(m.PreviewDial("anna", "spring", 2))
+    assert bench.core.console_notices["anna"]["ok"] is False
+    bench.send(m.PreviewDial("anna", "spring", 1, source="console"))
+    agent_leg = bench.ringing()["anna"]
+    assert dialled(bench) == []
+    bench.answer(agent_leg)
+    assert dialled(bench) == ["+393330000001"]
+    leg = leg_to(bench, "+393330000001")
+    bench.answer(leg)
+    assert bench.legs[leg].bridged_to == agent_leg
+    assert out_record(bench, "+393330000001").agent == "anna"
+    assert bench.core.console_view(bench.now)["agents"]["anna"]["preview"] is None
+    bench.end(agent_leg)
+    bench.settle()
+    assert out_record(bench, "+393330000001").outcome == "completed"
+    assert bench.core.router.agents["anna"].state == "available"
+    assert bench.core.problems() == []
+
+
+def test_the_view_lists_campaigns(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1), contact(2))
+    bench.tick()
+    view = bench.core.console_view(bench.now)["campaigns"]
+    assert view == {"spring": {"mode": "progressive", "window_open": True, "paused_reason": "",
+                               "dialling": 1, "connected": 0, "attempts_today": 1,
+                               "connects_today": 0, "abandoned_today": 0, "hopper": 1}}
+
+
+def test_a_stop_closes_campaign_calls_as_interrupted(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    bench.core.stop(bench.now)
+    bench.send(sip.LegEnded("nope", 0, ""))
+    bench.core.abandon(bench.now)
+    assert not bench.core.outbound.calls
+    assert bench.core.router.agents["anna"].state == "available"
