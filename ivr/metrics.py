@@ -56,6 +56,10 @@ class Snapshot:
     """Serial device -> its port is open."""
     night_switches: dict[str, bool] = field(default_factory=dict)
     """Night switch -> its key is on."""
+    campaign_dialling: dict[str, int] = field(default_factory=dict)
+    """Campaign -> its calls out now (ringing or answered)."""
+    campaign_paused: dict[str, str] = field(default_factory=dict)
+    """Campaign -> why it dials nothing now, as a short kind ('' : it may dial)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,19 @@ class _StateCollector(Collector):
         for device, on in sorted(snap.night_switches.items()):
             switches.add_metric([device], 1 if on else 0)
         yield switches
+        dialling = GaugeMetricFamily("ivr_campaign_dialling", "Calls out of each campaign now "
+                                     "(ringing or answered).", labels=["campaign"])
+        for campaign, n in sorted(snap.campaign_dialling.items()):
+            dialling.add_metric([campaign], n)
+        yield dialling
+        paused = GaugeMetricFamily("ivr_campaign_paused", "1 while the campaign dials nothing, "
+                                   "with why: window, inbound_waiting, service_level, "
+                                   "wait_over, lines, agents, preview, stopping.",
+                                   labels=["campaign", "reason"])
+        for campaign, reason in sorted(snap.campaign_paused.items()):
+            if reason:
+                paused.add_metric([campaign, reason], 1)
+        yield paused
 
 
 class _StoreCollector(Collector):
@@ -304,6 +321,17 @@ class Metrics:
         self.recordings_suspended = Gauge("ivr_recordings_suspended", "1 while free disk under "
                                           "'recordings' is below recording_min_free_mb: no "
                                           "call is recorded.", registry=registry)
+        self.campaign_attempts = Counter("ivr_campaign_attempts", "Dial decisions of each "
+                                         "campaign by outcome: answered, busy, no_answer, "
+                                         "failed, abandoned, and not_dialled or dnc_skipped "
+                                         "(never dialled).", ["campaign", "outcome"],
+                                         registry=registry)
+        self.campaign_connects = Counter("ivr_campaign_connects", "Contacts of each campaign "
+                                         "who talked to an agent (or whose flow ran).",
+                                         ["campaign"], registry=registry)
+        self.campaign_abandoned = Counter("ivr_campaign_abandoned", "Contacts of each campaign "
+                                          "who answered and had no agent (they heard the "
+                                          "message).", ["campaign"], registry=registry)
         registry.register(_StateCollector(self.fresh_snapshot))
         registry.register(_ServiceLevelCollector(self))
         registry.register(_FlowCollector(self.flow_in_service))
@@ -315,6 +343,21 @@ class Metrics:
 
     def transition(self, machine: str, old: str, new: str) -> None:
         self.transitions.labels(machine=machine, from_state=old, to_state=new).inc()
+
+    def campaign_event(self, campaign: str, event: str, outcome: str = "") -> None:
+        """A campaign's attempt (with its outcome), connect or abandoned call."""
+        if event == "attempt":
+            self.campaign_attempts.labels(campaign=campaign, outcome=outcome).inc()
+        elif event == "connect":
+            self.campaign_connects.labels(campaign=campaign).inc()
+        elif event == "abandoned":
+            self.campaign_abandoned.labels(campaign=campaign).inc()
+
+    def campaigns_defined(self, names: Iterable[str]) -> None:
+        """Every campaign's counters exist from the start (0 until something happens)."""
+        for name in names:
+            self.campaign_connects.labels(campaign=name)
+            self.campaign_abandoned.labels(campaign=name)
 
     def call_ended(self, trunk: str, outcome: str) -> None:
         self.calls.labels(trunk=trunk or "none", outcome=outcome).inc()

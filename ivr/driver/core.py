@@ -164,9 +164,11 @@ class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervision
                 by_queue[key] = by_queue.get(key, 0) + 1
         registered = {a: self.router.agents[a].reachable for a in self.registering
                       if a in self.router.agents}
+        dialling, paused = self._campaign_snapshot()
         return Snapshot(len(self.calls), waiting, agents, longest, by_queue, registered,
                         dict(self.trunk_state), devices=dict(self.device_up),
-                        night_switches=dict(self.night_switches))
+                        night_switches=dict(self.night_switches),
+                        campaign_dialling=dialling, campaign_paused=paused)
 
     # -- dispatch ------------------------------------------------------------------------------
     def _dispatch(self, msg: m.Message, now: float) -> None:  # noqa: C901 - one arm per kind
@@ -219,7 +221,7 @@ class Core(Console, Outbound, Callers, Queues, Transfers, Callbacks, Supervision
             self._agent_command(msg, now)
         elif isinstance(msg, (m.ConsoleWrapUp, m.ConsoleTransfer, m.Supervise, m.CallNote)):
             self._console_command(msg, now)
-        elif isinstance(msg, (m.HopperFill, m.DncAdded, m.PreviewDial)):
+        elif isinstance(msg, (m.HopperFill, m.DncAdded, m.PreviewDial, m.ServiceLevels)):
             self._outbound_message(msg, now)
         elif isinstance(msg, m.FlowReady):
             old = self.flows.get(msg.path, self.flow) if msg.path else self.flow

@@ -67,6 +67,13 @@ class Renderer(Protocol):
     def submit(self, key: str, play_id: int, pieces: Any, deadline_s: float) -> None: ...
 
 
+class Dialler(Protocol):
+    """The hopper filler (:class:`ivr.driver.filler.HopperFiller`): takes the dialler's
+    writes and fill requests, returns at once."""
+
+    def submit(self, write: Any) -> None: ...
+
+
 class Recorder(Protocol):
     """Joins a call recording's parts into its stereo file (see :mod:`ivr.recording`)."""
 
@@ -93,6 +100,8 @@ class Executor:
         """Effects that failed (each logged with its trace)."""
         self.texts: Texts | None = None
         """Where a flow's texts go (None: no modem configured)."""
+        self.dialler: Dialler | None = None
+        """Where the dialler's writes go (None: no campaigns)."""
 
     def run(self, effects: list[m.Effect]) -> list[m.Message]:
         """Carry out *effects* in order; returns what the SIP layer answered at once.
@@ -183,6 +192,13 @@ class Executor:
             self.metrics.ivr_path(fx.flow, fx.steps, fx.gave_up_at)
         elif isinstance(fx, m.CountTransition):
             self.metrics.transition(fx.machine, fx.old, fx.new)
+        elif isinstance(fx, (m.SaveAttempt, m.SaveContact, m.AddDnc, m.FillHoppers)):
+            if self.dialler is None:
+                log.warning("no hopper filler for the dialler's %s", type(fx).__name__)
+            else:
+                self.dialler.submit(fx)
+        elif isinstance(fx, m.CountCampaign):
+            self.metrics.campaign_event(fx.campaign, fx.event, fx.outcome)
         elif isinstance(fx, m.FlowInService):
             if fx.reloaded:
                 self.metrics.reload_done(ok=True)

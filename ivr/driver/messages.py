@@ -183,6 +183,14 @@ class DncAdded:
 
 
 @dataclass(frozen=True)
+class ServiceLevels:
+    """Each queue's service level now (0 to 1; None: no call to tell yet), from the metrics'
+    window: a campaign pauses while its queue's is under ``pause_when``."""
+
+    levels: tuple[tuple[str, float | None], ...]
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passed: fire what is due. The loop sends one every turn."""
 
@@ -191,7 +199,7 @@ Message = (RecordingDone | RecordingDisk
            | SipEvent | Dialled | Bridged | PromptReady | LookupResult | Registrations
            | TrunkReachability | AgentCommand | FlowReady | Tick | DeviceState
            | NightSwitchChanged | ConsoleWrapUp | ConsoleTransfer | Supervise | CallNote
-           | PreviewDial | HopperFill | DncAdded)
+           | PreviewDial | HopperFill | DncAdded | ServiceLevels)
 
 
 # -- effects: out of the driver -----------------------------------------------------------------

@@ -93,6 +93,19 @@ BUSY = frozenset({486, 600})
 NO_ANSWER = frozenset({408, 480, 487})
 
 
+_PAUSE_KINDS = (("outside the calling window", "window"), ("inbound caller", "inbound_waiting"),
+                ("service level", "service_level"), ("has waited", "wait_over"),
+                ("no line free", "lines"), ("free agent", "agents"), ("preview", "preview"),
+                ("stopping", "stopping"))
+
+
+def pause_kind(reason: str) -> str:
+    """The pacer's reason for dialling nothing, as a bounded label ('' : it may dial)."""
+    if not reason:
+        return ""
+    return next((kind for words, kind in _PAUSE_KINDS if words in reason), "other")
+
+
 def dial_outcome(status: int) -> str:
     """A contact leg that ended unanswered: 'busy', 'no_answer' or 'failed'."""
     if status in BUSY:
@@ -117,6 +130,8 @@ class Outbound(CoreBase):
             self._dnc_added(msg.numbers)
         elif isinstance(msg, m.PreviewDial):
             self._preview_dial(msg, now)
+        elif isinstance(msg, m.ServiceLevels):
+            self.outbound.service_levels = dict(msg.levels)
 
     def _decided_ids(self) -> dict[int, int]:
         try:
@@ -212,6 +227,7 @@ class Outbound(CoreBase):
         on_trunk += sum(1 for c in self.outbound.calls.values()
                         if self.outbound.campaigns[c.campaign].campaign.trunk == campaign.trunk)
         return PacerState(
+            service_level=self.outbound.service_levels.get(campaign.queue or ""),
             free_agents=len(self._free_agents(st)) + held_ringing,
             inbound_waiting=sum(1 for c in waiting if c.queue in queues),
             longest_wait=max((now - c.joined for c in waiting), default=0.0),
@@ -781,6 +797,14 @@ class Outbound(CoreBase):
                 out.append(f"campaign call {ref} has agent {call.agent}, who is not held for it")
         return out
 
+    def _campaign_snapshot(self) -> tuple[dict[str, int], dict[str, str]]:
+        """Campaign -> calls out now; campaign -> why it dials nothing (a short kind)."""
+        dialling = {name: 0 for name in self.outbound.campaigns}
+        for call in self.outbound.calls.values():
+            dialling[call.campaign] = dialling.get(call.campaign, 0) + 1
+        return dialling, {name: pause_kind(st.paused_reason)
+                          for name, st in self.outbound.campaigns.items()}
+
     # -- the console's view --------------------------------------------------------------------
     def _campaigns_view(self, now: float) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -810,4 +834,4 @@ class Outbound(CoreBase):
                 "script": fill_script(script, values) if script else ""}
 
 
-__all__ = ["AGENT_ANSWER", "NO_ANSWER_TIMEOUT", "Outbound", "dial_outcome"]
+__all__ = ["AGENT_ANSWER", "NO_ANSWER_TIMEOUT", "Outbound", "dial_outcome", "pause_kind"]

@@ -30,8 +30,10 @@ from ivr.config import Config
 from ivr.driver import messages as m
 from ivr.driver.core import Core
 from ivr.driver.executor import Executor, Sip
+from ivr.driver.filler import HopperFiller
 from ivr.flow import DocumentError, Flow
 from ivr.metrics import Metrics, Snapshot
+from ivr.outbound.campaigns import Campaign
 from ivr.tickets import TicketBook
 from ivr.watch import FilesState, FileWatcher, files_state, flow_files
 
@@ -130,6 +132,9 @@ class Loop:
             self.feed(m.Tick())
         asked = self.metrics.snapshot_asked()
         if asked or now - self._published >= PUBLISH_EVERY:
+            if self.core.campaigns:  # the dialler pauses on a queue's service level
+                levels = self.metrics.service_levels(time.time())
+                self.feed(m.ServiceLevels(tuple((q, sl) for q, (sl, _) in levels.items())))
             self.metrics.publish(self.core.snapshot(now), answers=asked)
             self._published = now
         if self.on_view is not None:
@@ -478,6 +483,7 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
     from ivr.store import CallStore
 
     check_startup(config)
+    campaigns = _load_campaigns(config, flows)
     inbox = Inbox()
     metrics = Metrics(CollectorRegistry(), sl_threshold=config.sl_threshold,
                       sl_window=config.sl_window)
@@ -503,6 +509,7 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
     metrics.watch_sip(sip.traffic_counts)
     sip.start()
     store = None
+    filler: HopperFiller | None = None
     recorder: RecordingWorker | None = None
     texts: SmsOutbox | None = None
     try:
@@ -524,7 +531,8 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
                     music_on_hold=moh, now=now,
                     wall_offset=time.time() - now, beep=beep, overrides=store.overrides(),
                     agent_states=store.agent_states(), tickets=tickets,
-                    registering=config.edge.agents if config.edge is not None else ())
+                    registering=config.edge.agents if config.edge is not None else (),
+                    campaigns=campaigns)
         for name, state in sorted(core.overrides.items()):
             log.warning("hours override %s is set to %s (a set_override node with state auto "
                         "releases it)", name, state)
@@ -544,11 +552,20 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
         # the modem's own thread and the outbox's: texts to callers and alerts to supervisors
         texts = executor.texts = start_sms(config, metrics, store.pending_count,
                                            lambda name, up: inbox.post(m.DeviceState(name, up)))
+        if campaigns:
+            # the dialler's worker: the contact lists, the hoppers, the do-not-call list
+            metrics.campaigns_defined(campaigns)
+            filler = executor.dialler = HopperFiller(config.store, campaigns, inbox.post)
+            filler.start()
+            log.info("campaigns: %s", ", ".join(f"{c.name} ({c.mode})"
+                                                for c in campaigns.values()))
         loop = Loop(core, executor, sip, inbox, metrics)
         code = _serve(config, flows, load_flow_file, loop, prompts, store, lookups, inbox,
                       metrics, stack_version())
     finally:
         sip.shutdown()
+        if filler is not None:
+            filler.stop()  # the last attempts are written first
         if recorder is not None:
             recorder.stop()  # the recordings of the last calls are joined first
         if texts is not None:
@@ -560,6 +577,30 @@ def run(config: Config, flows: dict[str, Flow], load_flow_file: Callable[[str], 
         return EXIT_UNWRITTEN
     log.info("stopped cleanly")
     return code
+
+
+def _load_campaigns(config: Config, flows: dict[str, Flow]) -> dict[str, Campaign]:
+    """The campaign files, checked, and the flows of automated ones added to *flows* (their
+    prompts are made with the others'). Raises :class:`~ivr.errors.StartupError` after logging
+    every problem, as a bad flow stops the start."""
+    from ivr.errors import StartupError
+    from ivr.flow import load_flow
+    from ivr.outbound.campaigns import load_campaigns
+
+    try:
+        campaigns = load_campaigns(config)
+        for campaign in campaigns.values():
+            if campaign.flow is not None and str(campaign.flow) not in flows:
+                flows[str(campaign.flow)] = load_flow(campaign.flow,
+                                                      known_queues=config.queues)
+    except DocumentError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        n = len(exc.problems)
+        raise StartupError(f"the campaign files have {n} problem{'s' if n != 1 else ''} "
+                           "(logged above); fix them or take 'campaigns' out of ivr.yaml") \
+            from None
+    return campaigns
 
 
 def start_devices(config: Config, post: Callable[[m.Message], None],

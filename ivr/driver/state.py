@@ -272,3 +272,5 @@ class OutboundState:
         """Preview agent -> (campaign, the contact offered to them)."""
         self.dnc: set[str] = set()
         """Numbers put on the do-not-call list since the start."""
+        self.service_levels: dict[str, float | None] = {}
+        """Queue -> its service level now (the loop sends them every second)."""
