@@ -138,6 +138,7 @@ recordings: recordings
 music_on_hold: moh.wav
 prompts: {{cache: {cache}}}
 metrics: 127.0.0.1:{self.metrics_port}
+console: off
 log_level: info
 """
         path = self.workdir / "ivr.yaml"

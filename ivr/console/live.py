@@ -27,9 +27,10 @@ def encode(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)
 
 
-async def stream(request: web.Request, key: str, make: Callable[[View], Any]) -> \
-        web.StreamResponse:
-    """Serve *make(view)* as a Server-Sent Events stream until the page goes away."""
+async def stream(request: web.Request, key: str, make: Callable[[View], Any],
+                 min_gap: float = 0.1) -> web.StreamResponse:
+    """Serve *make(view)* as a Server-Sent Events stream until the page goes away; at most
+    one message per *min_gap* seconds (the loop publishes up to 20 views a second)."""
     console = console_of(request)
     hub = console.hub
     response = web.StreamResponse(headers={
@@ -49,6 +50,7 @@ async def stream(request: web.Request, key: str, make: Callable[[View], Any]) ->
             if text != last_text:
                 last_text = text
                 await response.write(f"data: {text}\n\n".encode())
+                await asyncio.sleep(min_gap)  # a burst of views is one message, the latest
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     return response

@@ -53,6 +53,9 @@ from ivr.report import compute
 
 log = logging.getLogger("ivr.console.wallboard")
 
+WALL_GAP = 0.2
+"""Seconds at least between two messages to one wallboard."""
+
 STATS_EVERY = 5.0
 """Seconds between two reads of today's and the last hour's figures while a wallboard is open."""
 HOUR = 3600.0
@@ -577,6 +580,13 @@ async def live(request: web.Request) -> web.StreamResponse:
                 last_text = text
                 await response.write(f"data: {text}\n\n".encode())
                 last_write = time.monotonic()
+                # a burst of changes is one message: at most one per WALL_GAP (a wallboard's
+                # message is ~10 KB; 50 of them 20 times a second cost the box more than the
+                # calls), then the latest view
+                await asyncio.sleep(WALL_GAP)
+                if view_wait is None and hub.view.get("seq") != view.get("seq"):
+                    view = hub.view
+                    continue
             elif time.monotonic() - last_write >= KEEPALIVE * 0.9:
                 await response.write(b": keepalive\n\n")
                 last_write = time.monotonic()
