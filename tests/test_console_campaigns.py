@@ -587,11 +587,11 @@ def test_in_a_browser_figures_update_the_preview_calls_and_a_number_is_listed(
         page = sup.page
         page.goto("/campaigns")
         hopper = '[data-campaign="renewals"] [data-live="hopper"]'
-        page.wait_for_function(f"document.querySelector('{hopper}').textContent === '3'")
+        page.wait_for_function(f"() => document.querySelector('{hopper}').textContent === '3'")
         changed = live_campaigns()
         changed["renewals"].update(hopper=9, paused_reason="an inbound caller has waited 40s")
         kit.publish({"campaigns": changed})
-        page.wait_for_function(f"document.querySelector('{hopper}').textContent === '9'")
+        page.wait_for_function(f"() => document.querySelector('{hopper}').textContent === '9'")
         paused = page.text_content('[data-campaign="renewals"] [data-live="paused_reason"]')
         assert paused == "an inbound caller has waited 40s"
         page.fill("#dnc-number", "347 555 0101")
@@ -620,7 +620,8 @@ def test_in_a_browser_figures_update_the_preview_calls_and_a_number_is_listed(
         assert desk.text_content("#preview-name") == "Bruno Verdi"
         assert desk.text_content("#preview-number") == "+393470000002"
         assert desk.text_content("#preview-script") == "Hello Bruno Verdi, about modem"
-        desk.wait_for_function("document.querySelectorAll('#preview-attempts tr').length === 2")
+        desk.wait_for_function(
+            "() => document.querySelectorAll('#preview-attempts tr').length === 2")
         assert "busy" in (desk.text_content("#preview-attempts") or "")
         desk.click("#btn-preview-call")
         desk.wait_for_selector("#notice:not([hidden])")
