@@ -25,6 +25,7 @@ from ivr.console.web import SESSION_COOKIE
 from ivr.driver.messages import PreviewDial
 from ivr.outbound.contacts import ContactBook, import_csv
 from ivr.outbound.dnc import DncList
+from ivr.store import CallRecord, CallStore
 from tests.consolekit import Browser, Kit, start_console
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +129,15 @@ def _fill(path: Path, tmp: Path) -> None:
                             now - 100, "pending", now - 2600, dnc_checked=True)
         book.add_dnc("3470000004", "internal", "asked by mail", now - 200)
         assert [c.name for c in book.due("renewals", now, 10)] == ["Elena Gallo"]
+    store = CallStore(path)  # the dialler's calls out put through to agents, and one call in
+    for call_id, agent, talk in (("o1", "anna", 187.0), ("o3", "anna", 63.0),
+                                 ("o6", "marco", 30.0)):
+        store.save(CallRecord(call_id, now - 3000, caller="+390612345678", agent=agent,
+                              outcome="completed", talk_seconds=talk, direction="out",
+                              campaign="renewals", contact_id=ids["Anna"]))
+    store.save(CallRecord("in1", now - 100, caller="+390211111", queue="sales", agent="anna",
+                          outcome="completed", talk_seconds=500.0))
+    assert store.close() == 0
 
 
 def signed_in(kit: Kit, name: str) -> Browser:
@@ -224,7 +234,9 @@ def test_definitions_and_figures_on_the_page(clean: Kit) -> None:
                    'data-kpi="abandon_rate">33.3%<', 'data-kpi="reached">2<',
                    'data-disposition="1"><td>1 · sale</td><td class="num">1</td>'
                    '<td class="num">50.0%<',
-                   'data-disposition="2"><td>2 · call back later</td>'):
+                   'data-disposition="2"><td>2 · call back later</td>',
+                   'data-agent="anna"><td>anna</td><td class="num">2</td>'
+                   '<td class="num">4:10<'):
         assert anchor in renewals, anchor
     assert 'data-figure="total">1<' in spring
     assert 'data-kpi="contact_rate">-<' in spring  # never dialled: no rate
@@ -248,7 +260,10 @@ def test_figures_json_and_its_cache(clean: Kit) -> None:
     assert kpis["contact_rate"] == pytest.approx(0.6)
     assert kpis["abandon_rate"] == pytest.approx(1 / 3)
     assert kpis["conversions"] == {"1": 0.5, "2": 0.5}
+    assert renewals["agents"] == {"anna": {"calls": 2, "talk": 250.0},
+                                  "marco": {"calls": 1, "talk": 30.0}}
     assert data["spring"]["total"] == 1
+    assert data["spring"]["agents"] == {}
 
     elena = contact_id(kit, "renewals", "Elena Gallo")
     cache = kit.server._runner.app[CACHE]

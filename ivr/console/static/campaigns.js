@@ -48,6 +48,13 @@
         const v = f.kpis[node.dataset.kpi];
         node.textContent = node.dataset.kpi.endsWith("_rate") ? percent(v) : String(v);
       }
+      const agents = Object.keys(f.agents || {}).sort();
+      if (agents.length) {
+        section.querySelector("[data-agents]").replaceChildren(...agents.map((name) =>
+          Console.el("tr", {"data-agent": name}, Console.el("td", {text: name}),
+            Console.el("td", {class: "num", text: String(f.agents[name].calls)}),
+            Console.el("td", {class: "num", text: Console.duration(f.agents[name].talk)}))));
+      }
       const body = section.querySelector("[data-conversions]");
       const codes = Object.keys(f.dispositions).sort();
       if (!codes.length) continue;
