@@ -89,6 +89,8 @@ HOPPER_LOW = 2
 """A campaign's hopper with fewer contacts due asks the filler for more."""
 FILL_EVERY = 2.0
 """Seconds between two asks for more contacts at most."""
+LOOK_EVERY = 1.0
+"""Seconds between two looks at the campaigns when nothing else happens."""
 BUSY = frozenset({486, 600})
 NO_ANSWER = frozenset({408, 480, 487})
 
@@ -121,6 +123,9 @@ class Outbound(CoreBase):
     _write_seq = 0
     _decided: dict[int, int]
     _last_fill_ask = -1e9
+    _next_look: float | None = None
+    """When the campaigns are looked at again without a message (a window opening or
+    closing, a contact coming due): every :data:`LOOK_EVERY` seconds."""
 
     # -- messages ------------------------------------------------------------------------------
     def _outbound_message(self, msg: m.Message, now: float) -> None:
@@ -169,6 +174,7 @@ class Outbound(CoreBase):
     def _outbound_tick(self, now: float) -> None:
         if not self.outbound.campaigns:
             return
+        self._next_look = now + LOOK_EVERY
         for call in list(self.outbound.calls.values()):
             self._out_timers(call, now)
         wall = self.wall(now)
@@ -779,6 +785,10 @@ class Outbound(CoreBase):
                  for t in (c.dial_deadline if c.phase is OutPhase.DIALLING else None,
                            c.agent_deadline if c.phase is OutPhase.AGENT_RINGING else None)
                  if t is not None]
+        if self._next_look is not None:
+            times.append(self._next_look)
+        elif self.outbound.campaigns:
+            times.append(0.0)  # the first look: at once
         return min(times) if times else None
 
     def _outbound_problems(self) -> list[str]:
