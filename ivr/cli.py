@@ -478,6 +478,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     where = _store_and_recordings(args)
     if where is None:
         return 2
+    if args.campaign:
+        return _campaign_report(args, where[0], start, end)
     try:
         calls, events = read_rows(where[0], start, end, args.fcr_days)
     except sqlite3.Error as exc:  # e.g. locked for longer than the timeout, or damaged
@@ -491,6 +493,40 @@ def cmd_report(args: argparse.Namespace) -> int:
                    teams=_teams(args) if args.by == "team" else None)
     sys.stdout.write(format_csv(rows, args.by, labels) if args.csv
                      else format_table(rows, args.by, labels))
+    return 0
+
+
+def _campaign_report(args: argparse.Namespace, store: Path, start: float, end: float) -> int:
+    """``ivr report --campaign NAME``: the campaign's KPIs (see ivr.report.compute_campaign).
+    Right-party contacts count the campaign file's final dispositions; with --store alone,
+    the dispositions that closed its contacts."""
+    from ivr.report import compute_campaign, format_campaign, read_campaign_rows
+
+    try:
+        calls, attempts, closing = read_campaign_rows(store, args.campaign, start, end)
+    except sqlite3.Error as exc:
+        return _fail(f"{store}: cannot read the campaign's records: {exc}")
+    final: set[str] = closing
+    if getattr(args, "store", None) is None:
+        from ivr.config import load_config
+        from ivr.outbound.campaigns import load_campaigns
+
+        config = _checked(load_config, args.config)
+        campaigns = _checked(load_campaigns, config) if config is not None else None
+        if campaigns is None:
+            return 2
+        if args.campaign not in campaigns and not calls and not attempts:
+            return _fail(f"no campaign '{args.campaign}': neither a campaign file nor calls "
+                         "of that name")
+        if args.campaign in campaigns:
+            campaign = campaigns[args.campaign]
+            final = set(campaign.final_dispositions)
+            if campaign.dnc_disposition:
+                final.add(campaign.dnc_disposition)
+    labels = {code: d.label for code, d in sorted(_dispositions(args).items())}
+    report = compute_campaign(args.campaign, calls, attempts, start=start, end=end,
+                              final_dispositions=final)
+    sys.stdout.write(format_campaign(report, labels, csv_form=args.csv))
     return 0
 
 
@@ -847,6 +883,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "KPIs: calls, AHT, wrap-up, escalations made, tickets resolved at "
                         "first contact, dispositions, pause time by reason")
     report.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    report.add_argument("--campaign", metavar="NAME",
+                        help="an outbound campaign's figures instead: attempts, connects, "
+                             "contact rate, right-party contacts (a final disposition), "
+                             "conversions by disposition, abandon rate, agents' talk and idle "
+                             "time")
     report.add_argument("--threshold", type=_threshold, default=20.0,
                         help="service level threshold (default: 20 s)")
     report.add_argument("--fcr-days", type=_days(1, inclusive=True), default=7.0,

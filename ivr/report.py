@@ -35,6 +35,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,7 @@ def compute(calls: Iterable[Row], events: Iterable[Row], *, start: float, end: f
     """
     if by not in GROUPINGS:
         raise ValueError(f"unknown grouping '{by}'")
-    all_calls = list(calls)
+    all_calls = [c for c in calls if c.get("direction") != "out"]  # the dialler's: --campaign
     all_events = list(events)
     escalated = {e["call_id"] for e in all_events if e["kind"] == "escalate" and e["call_id"]}
     wrap = _wrap_ups(all_events)
@@ -456,3 +457,174 @@ def read_rows(store_path: Path, start: float, end: float,
     finally:
         db.close()
     return calls, events
+
+
+# -- campaigns (``ivr report --campaign NAME``) ---------------------------------------------------
+
+DIALLED = ("answered", "busy", "no_answer", "failed", "abandoned")
+"""Attempts' outcomes of a number actually dialled (``not_dialled`` and ``dnc_skipped`` are
+decisions not to dial)."""
+BREAK_GAP = 900.0
+"""Seconds between two campaign calls of an agent over which the gap is a break, not idle."""
+
+
+@dataclass
+class CampaignReport:
+    """A campaign's figures over a window (see :func:`compute_campaign`)."""
+
+    campaign: str
+    attempts: int = 0
+    """Numbers dialled."""
+    not_dialled: dict[str, int] = field(default_factory=dict)
+    """Decisions not to dial, by why (no dial_out rule, on the do-not-call list)."""
+    outcomes: dict[str, int] = field(default_factory=dict)
+    answered: int = 0
+    connects: int = 0
+    """Answered and put through to an agent (or, automated, the flow ran)."""
+    right_party: int = 0
+    abandoned: int = 0
+    conversions: dict[str, int] = field(default_factory=dict)
+    """Connects by the agent's disposition ('' : none given)."""
+    talk: dict[str, float] = field(default_factory=dict)
+    """Agent -> seconds talked on the campaign's calls."""
+    idle: dict[str, float] = field(default_factory=dict)
+    """Agent -> seconds between their campaign calls (gaps up to :data:`BREAK_GAP`)."""
+
+    @property
+    def contact_rate(self) -> float | None:
+        return _ratio(self.answered, self.attempts)
+
+    @property
+    def abandon_rate(self) -> float | None:
+        return _ratio(self.abandoned, self.answered)
+
+
+def compute_campaign(campaign: str, calls: Iterable[Row], attempts: Iterable[Row], *,
+                     start: float, end: float,
+                     final_dispositions: Collection[str]) -> CampaignReport:
+    """A campaign's KPIs from its calls out (``calls`` rows with ``direction`` 'out') and its
+    attempts (``outbound_attempts`` rows) started in [start, end):
+
+    * attempts: numbers dialled; contact rate = answered / attempts;
+    * connects: answered calls put through to an agent (``connected_at``), or an automated
+      campaign's answered calls whose flow ran (``flow`` set, outcome completed);
+    * right-party contacts: connects whose disposition is one of *final_dispositions*;
+    * conversions: connects by disposition; abandon rate = abandoned / answered;
+    * agent talk: talk seconds of the campaign's calls; agent idle: seconds from the end of an
+      agent's campaign call to the start of their next (gaps over :data:`BREAK_GAP` are breaks).
+    """
+    report = CampaignReport(campaign)
+    _count_attempts(report, attempts, start, end)
+    by_agent: dict[str, list[tuple[float, float]]] = {}
+    for c in calls:
+        if c.get("direction") != "out" or c.get("campaign") != campaign \
+                or not start <= float(c["started_at"]) < end:
+            continue
+        if c["answered_at"] is not None:
+            report.answered += 1
+        if c["outcome"] == "abandoned":
+            report.abandoned += 1
+            continue
+        connected = c["connected_at"] is not None or (  # automated: the flow ran
+            c["answered_at"] is not None and bool(c["flow"]) and c["outcome"] == "completed")
+        if not connected:
+            continue
+        report.connects += 1
+        code = c["disposition"] or ""
+        report.conversions[code] = report.conversions.get(code, 0) + 1
+        if code and code in final_dispositions:
+            report.right_party += 1
+        if c["agent"] and c["connected_at"] is not None:
+            talk = float(c["talk_seconds"] or 0.0)
+            report.talk[c["agent"]] = report.talk.get(c["agent"], 0.0) + talk
+            ended = float(c["ended_at"] if c["ended_at"] is not None else c["connected_at"])
+            by_agent.setdefault(c["agent"], []).append((float(c["started_at"]), ended))
+    for agent, spans in by_agent.items():
+        spans.sort()
+        report.idle[agent] = sum(nxt - done for (_, done), (nxt, _) in pairwise(spans)
+                                 if 0 < nxt - done <= BREAK_GAP)
+    return report
+
+
+def _count_attempts(report: CampaignReport, attempts: Iterable[Row], start: float,
+                    end: float) -> None:
+    for a in attempts:
+        if a["campaign"] != report.campaign or not start <= float(a["at"]) < end:
+            continue
+        outcome = str(a["outcome"])
+        if outcome in DIALLED:
+            report.attempts += 1
+            report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+        else:
+            report.not_dialled[outcome] = report.not_dialled.get(outcome, 0) + 1
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def campaign_lines(report: CampaignReport,
+                   labels: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """The report as (figure, value) pairs, in the order shown."""
+    names = labels or {}
+    out = [("campaign", report.campaign), ("attempts", str(report.attempts))]
+    out += [(f"attempts {k}", str(v)) for k, v in sorted(report.outcomes.items())]
+    out += [(f"not dialled ({k})", str(v)) for k, v in sorted(report.not_dialled.items())]
+    out += [("answered", str(report.answered)), ("contact rate", _percent(report.contact_rate)),
+            ("connects", str(report.connects)),
+            ("right-party contacts", str(report.right_party)),
+            ("abandoned", str(report.abandoned)),
+            ("abandon rate", _percent(report.abandon_rate))]
+    for code, n in sorted(report.conversions.items()):
+        label = f"{code} {names[code]}" if code in names else (code or "none")
+        out.append((f"disposition {label}", str(n)))
+    for agent in sorted(set(report.talk) | set(report.idle)):
+        out.append((f"agent {agent} talk s", f"{report.talk.get(agent, 0.0):.0f}"))
+        out.append((f"agent {agent} idle s", f"{report.idle.get(agent, 0.0):.0f}"))
+    return out
+
+
+def format_campaign(report: CampaignReport, labels: Mapping[str, str] | None = None, *,
+                    csv_form: bool = False) -> str:
+    lines = campaign_lines(report, labels)
+    if csv_form:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["figure", "value"])
+        writer.writerows(lines)
+        return out.getvalue()
+    width = max(len(k) for k, _ in lines)
+    return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
+
+
+def read_campaign_rows(store_path: Path, campaign: str, start: float, end: float
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
+    """The campaign's calls out and attempts in [start, end), and the dispositions that closed
+    its contacts (for right-party contacts when no campaign file says which are final);
+    read-only. Raises :class:`~ivr.errors.RecordsError` for a file that is not a store."""
+    problem = record_file_problem(store_path)
+    if problem is not None:
+        raise RecordsError(problem)
+    db = sqlite3.connect(f"{Path(store_path).resolve().as_uri()}?mode=ro", uri=True,
+                         timeout=5.0)
+    db.row_factory = sqlite3.Row
+    try:
+        columns = {r["name"] for r in db.execute("PRAGMA table_info(calls)")}
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        calls: list[dict[str, Any]] = []
+        if "campaign" in columns:
+            calls = [dict(r) for r in db.execute(
+                "SELECT * FROM calls WHERE campaign = ? AND started_at >= ? AND started_at < ? "
+                "ORDER BY started_at", (campaign, start, end))]
+        attempts: list[dict[str, Any]] = []
+        closing: set[str] = set()
+        if "outbound_attempts" in tables:
+            attempts = [dict(r) for r in db.execute(
+                "SELECT * FROM outbound_attempts WHERE campaign = ? AND at >= ? AND at < ? "
+                "ORDER BY at, id", (campaign, start, end))]
+            closing = {str(r[0]) for r in db.execute(
+                "SELECT DISTINCT disposition FROM outbound_contacts WHERE campaign = ? AND "
+                "state IN ('done', 'dnc') AND disposition IS NOT NULL", (campaign,))}
+    finally:
+        db.close()
+    return calls, attempts, closing

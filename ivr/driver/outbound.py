@@ -284,7 +284,7 @@ class Outbound(CoreBase):
         call_id = self.new_id()
         record = CallRecord(call_id=call_id, started_at=self.wall(now),
                             caller=campaign.caller_id, called=contact.number,
-                            trunk=campaign.trunk, source="dialler", queue=campaign.queue,
+                            trunk=campaign.trunk, source="dialler",
                             direction="out", campaign=campaign.name, contact_id=contact.id)
         call = OutCall(ref, campaign.name, contact, record, agent=agent,
                        dial_deadline=now + NO_ANSWER_TIMEOUT, why=why)
@@ -751,7 +751,7 @@ class Outbound(CoreBase):
         campaign = st.campaign
         record = CallRecord(call_id=call_id, started_at=self.wall(now),
                             caller=campaign.caller_id, called=contact.number,
-                            trunk=campaign.trunk, source="dialler", queue=campaign.queue,
+                            trunk=campaign.trunk, source="dialler",
                             direction="out", campaign=campaign.name, contact_id=contact.id)
         agent_ref = self._ref()
         call = OutCall(ref, campaign.name, contact, record, phase=OutPhase.AGENT_FIRST,
