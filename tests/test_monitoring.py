@@ -92,12 +92,16 @@ def exported_sample_names() -> set[str]:
     m.queue_event("pause", "", 967.0, {"reason": "lunch"}, "anna")
     m.queue_event("unpause", "", 968.0, {}, "anna")
     m.ivr_path("main", [("welcome", "1"), ("menu", "!~2")], "menu")
+    m.campaign_event("spring", "attempt", "answered")
+    m.campaign_event("spring", "connect")
+    m.campaign_event("spring", "abandoned")
     m.watch_store(lambda: 2, lambda: 1)
     m.publish(Snapshot(calls_in_progress=1, callers_waiting={"support": 1},
                        agents_by_state={"available": 1}, longest_wait={"support": 4.0},
                        queue_agents={("support", "available"): 1},
                        registered={"alice": True}, trunks={"gateway": True},
-                       devices={"modem": True}))
+                       devices={"modem": True}, campaign_dialling={"spring": 1},
+                       campaign_paused={"spring": "window"}))
     texts = SmsMetrics(registry)
     texts.total.labels("failed").inc()
     texts.queued.set(0)
@@ -120,7 +124,7 @@ def test_alert_names():
         "QueueAbandonmentHigh", "FlowReloadFailed", "AgentPhoneUnregistered",
         "GatewayUnreachable", "CallRecordsNotWritten", "CallRecordingSuspended",
         "CallRecordingsFailing", "AgentWrapUpLong", "AgentEscalatesMost",
-        "DeviceUnplugged", "TextsNotSent"}
+        "DeviceUnplugged", "TextsNotSent", "CampaignAbandonRateHigh"}
 
 
 NO_AGENT_TEST = """
