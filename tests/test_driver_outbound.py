@@ -47,8 +47,20 @@ start: q1
 nodes:
   q1:
     type: collect
-    prompt: {say: "From 1 to 5, how did we do?"}
+    prompt: {say: "From 1 to 5, how did we do? 9: never call me again."}
     variable: score
+    max_length: 1
+    next: never
+  never:
+    type: branch
+    cases:
+      - when: {variable: score, equals: "9"}
+        next: listed
+    default: bye
+  listed:
+    type: collect
+    prompt: {say: "Press 1 to confirm."}
+    variable: dnc
     max_length: 1
     next: bye
   bye: {type: hangup, prompt: {say: "Thank you."}}
@@ -463,7 +475,8 @@ def test_automated_runs_the_flow_and_keeps_the_answers(tmp_path: Path) -> None:
     assert dialled(bench) == ["+393330000001", "+393330000002"]
     leg = leg_to(bench, "+393330000001")
     bench.answer(leg)
-    assert bench.legs[leg].playing == ("say:From 1 to 5, how did we do?",)
+    assert bench.legs[leg].playing == ("say:From 1 to 5, how did we do? 9: never call me "
+                                       "again.",)
     assert not any(isinstance(fx, m.AnswerLeg) and fx.leg == leg for fx in bench.effects)
     bench.key(leg, "4")
     bench.prompt_done(leg)  # "Thank you."
@@ -525,3 +538,20 @@ def test_a_stop_closes_campaign_calls_as_interrupted(tmp_path: Path) -> None:
     bench.core.abandon(bench.now)
     assert not bench.core.outbound.calls
     assert bench.core.router.agents["anna"].state == "available"
+
+
+def test_automated_contact_asking_not_to_be_called_is_listed(tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(mode="automated", queue=None, max_lines=1,
+                                    flow=tmp_path / "survey.yaml", answers=("score",)))
+    fill(bench, contact(1), contact(2, number="+393330000001"))  # same number, 2nd list row
+    bench.tick()
+    leg = leg_to(bench, "+393330000001")
+    bench.answer(leg)
+    bench.key(leg, "9")
+    bench.key(leg, "1")  # confirmed
+    bench.prompt_done(leg)
+    bench.settle()
+    assert m.AddDnc("+393330000001", "ivr", "asked in campaign spring's flow") in bench.effects
+    bench.tick(1)
+    assert dialled(bench) == ["+393330000001"]
+    assert 2 not in bench.core.outbound.campaigns["spring"].hopper

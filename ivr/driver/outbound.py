@@ -24,7 +24,8 @@ Modes:
   more contacts than free agents (while today's abandon rate is under the cap): an answered
   contact with no free agent is abandoned in the same way.
 - **automated**: on answer the campaign's flow runs on the contact's leg as a caller's call;
-  at its end the ``answers`` variables are stored on the contact.
+  at its end the ``answers`` variables are stored on the contact, and a ``dnc`` variable set to
+  1 lists the number (:data:`DNC_VARIABLE`).
 - **preview**: an idle agent of the queue is offered the next due contact (the console's view,
   ``agents[name]["preview"]``); :class:`~ivr.driver.messages.PreviewDial` calls the agent's
   phone first, then the contact, and bridges them on answer.
@@ -91,6 +92,9 @@ FILL_EVERY = 2.0
 """Seconds between two asks for more contacts at most."""
 LOOK_EVERY = 1.0
 """Seconds between two looks at the campaigns when nothing else happens."""
+DNC_VARIABLE = "dnc"
+"""An automated campaign's flow that sets this variable to 1 (a key the contact pressed: "press
+9 not to be called again") puts the number on the do-not-call list (source 'ivr')."""
 BUSY = frozenset({486, 600})
 NO_ANSWER = frozenset({408, 480, 487})
 
@@ -668,6 +672,12 @@ class Outbound(CoreBase):
             self._emit(m.SaveContact(out.contact.id, answers=answers))
             log.info("campaign %s: contact %d answered %s", campaign.name, out.contact.id,
                      ", ".join(f"{k}={v}" for k, v in answers))
+        if variables.get(DNC_VARIABLE, "").strip().lower() in ("1", "yes", "true"):
+            number = out.contact.number
+            log.info("campaign %s: contact %d asked in the flow not to be called again",
+                     campaign.name, out.contact.id)
+            self._emit(m.AddDnc(number, "ivr", f"asked in campaign {campaign.name}'s flow"))
+            self._dnc_added(frozenset({number}))
         out.phase = OutPhase.CONNECTED  # ended by the flow's end, not abandoned
         self._out_done(out, ANSWERED, call.record.end_reason or "the flow ended", now)
 

@@ -591,8 +591,9 @@ def _load_campaigns(config: Config, flows: dict[str, Flow]) -> dict[str, Campaig
         campaigns = load_campaigns(config)
         for campaign in campaigns.values():
             if campaign.flow is not None and str(campaign.flow) not in flows:
-                flows[str(campaign.flow)] = load_flow(campaign.flow,
-                                                      known_queues=config.queues)
+                flows[str(campaign.flow)] = load_flow(
+                    campaign.flow, known_queues=config.queues,
+                    transfer_allowed=lambda d: config.transfer_target(d) is not None)
     except DocumentError as exc:
         for problem in exc.problems:
             log.error("%s", problem)
