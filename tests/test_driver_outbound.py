@@ -555,3 +555,29 @@ def test_automated_contact_asking_not_to_be_called_is_listed(tmp_path: Path) -> 
     bench.tick(1)
     assert dialled(bench) == ["+393330000001"]
     assert 2 not in bench.core.outbound.campaigns["spring"].hopper
+
+
+def test_a_held_agent_asking_for_a_pause_gets_it_after_the_call(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    leg, _ = connect(bench, "+393330000001")
+    bench.send(m.AgentCommand("anna", "unpause", source="console"))
+    assert bench.core.router.agents["anna"].pause_reason == "outbound"
+    bench.send(m.AgentCommand("anna", "pause", "lunch", source="console"))
+    assert bench.core.problems() == []
+    bench.end(leg)
+    bench.settle()
+    anna = bench.core.router.agents["anna"]
+    assert (anna.state, anna.pause_reason) == ("paused", "lunch")
+
+
+def test_an_agent_held_when_the_process_stopped_starts_available(tmp_path: Path) -> None:
+    config_dir = tmp_path / "first"
+    config_dir.mkdir()
+    bench = make(config_dir)
+    core = Core(bench.core.config, bench.core.flow, files_for=files_for,
+                music_on_hold="moh.wav", now=0.0,
+                agent_states={"anna": ("paused", "outbound"), "lia": ("paused", "lunch")})
+    assert core.router.agents["anna"].state == "available"
+    assert core.router.agents["lia"].pause_reason == "lunch"

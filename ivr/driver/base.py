@@ -127,6 +127,8 @@ class CoreBase:
                 continue
             if state == "logged_out":
                 self.router.logout(name, now)
+            elif state == "paused" and reason == "outbound":
+                state = "available"  # held for a campaign's call when the process stopped
             elif state == "paused":
                 self.router.pause(name, now, reason or "break")
             log.info("agent %s restored as %s%s", name, state, f" ({reason})" if reason else "")

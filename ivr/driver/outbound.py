@@ -515,10 +515,10 @@ class Outbound(CoreBase):
         if start is not None:
             self.agent_talk[agent] = self.agent_talk.get(agent, 0.0) + now - start
         queue = self.outbound.campaigns[call.campaign].campaign.queue or ""
-        if wrap_up:
-            self._routing(self.router.after_outbound(agent, queue, now), now)
-        else:
-            self._routing(self.router.after_outbound(agent, "", now), now)
+        self._routing(self.router.after_outbound(agent, queue if wrap_up else "", now), now)
+        reason = self.outbound.pause_after.pop(agent, None)
+        if reason is not None:
+            self._routing(self.router.pause(agent, now, reason), now)
 
     # -- legs ending -----------------------------------------------------------------------------
     def _outgoing_ended(self, leg: Leg, status: int, reason: str, now: float) -> None:
@@ -618,6 +618,22 @@ class Outbound(CoreBase):
         self._emit(m.SaveAttempt(self._write_seq, st.campaign.name, contact.id, outcome,
                                  call_id, reason, next_at, state, tries, disposition))
         self._emit(m.CountCampaign(st.campaign.name, "attempt", outcome))
+
+    # -- agents held for a campaign's call -------------------------------------------------------
+    def _agent_command(self, cmd: m.AgentCommand, now: float) -> None:
+        """An agent held for a campaign's call (paused 'outbound') who asks for a pause gets it
+        when the call is over; an unpause meanwhile is ignored (they are on that call)."""
+        ref = self.outbound.held.get(cmd.agent)
+        if ref is None or cmd.command not in ("pause", "unpause"):
+            super()._agent_command(cmd, now)
+            return
+        if cmd.command == "pause":
+            self.outbound.pause_after[cmd.agent] = cmd.reason or "break"
+            log.info("agent %s: pause (%s) after their campaign call", cmd.agent,
+                     cmd.reason or "break")
+        else:
+            self.outbound.pause_after.pop(cmd.agent, None)
+            log.info("agent %s: unpause ignored: on a campaign's call", cmd.agent)
 
     # -- automated: the campaign's flow on the contact's leg --------------------------------------
     def _start_flow(self, call: OutCall, leg: Leg, now: float) -> None:

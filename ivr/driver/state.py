@@ -272,5 +272,7 @@ class OutboundState:
         """Preview agent -> (campaign, the contact offered to them)."""
         self.dnc: set[str] = set()
         """Numbers put on the do-not-call list since the start."""
+        self.pause_after: dict[str, str] = {}
+        """Held agent -> the pause reason they asked for during the campaign's call."""
         self.service_levels: dict[str, float | None] = {}
         """Queue -> its service level now (the loop sends them every second)."""
