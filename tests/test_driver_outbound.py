@@ -581,3 +581,73 @@ def test_an_agent_held_when_the_process_stopped_starts_available(tmp_path: Path)
                 agent_states={"anna": ("paused", "outbound"), "lia": ("paused", "lunch")})
     assert core.router.agents["anna"].state == "available"
     assert core.router.agents["lia"].pause_reason == "lunch"
+
+
+# -- random walks: the invariants hold whatever happens -------------------------------------------
+
+def _random_step(bench: Bench, rng: Any, listed: set[str]) -> None:
+    live = [leg for leg in bench.legs.values() if not leg.ended]
+    action = rng.randrange(8)
+    if action == 0:
+        bench.tick(rng.choice([0.5, 1.0, 3.0, 31.0]))
+    elif action == 1 and live:
+        leg = rng.choice(live)
+        if not leg.answered and not leg.incoming:
+            bench.answer(leg.leg)
+    elif action == 2 and live:
+        bench.end(rng.choice(live).leg, rng.choice([200, 486, 480, 487, 503, 600]), "x")
+    elif action == 3:
+        bench.settle()
+    elif action == 4 and live:
+        leg = rng.choice(live)
+        if bench.playing_token(leg.leg) not in (None, 0):
+            bench.prompt_done(leg.leg)
+    elif action == 5:
+        number = f"+3933300000{rng.randrange(1, 30):02d}"
+        listed.add(number)
+        bench.send(m.DncAdded(frozenset({number})))
+    elif action == 6 and len([x for x in live if x.incoming]) < 2:
+        bench.incoming()
+    elif action == 7:
+        bench.send(m.AgentCommand(rng.choice(["anna", "marco"]),
+                                  rng.choice(["pause", "unpause"]), "break"))
+
+
+def _dials_checked(bench: Bench, effects: list[m.Effect], listed: set[str],
+                   closes: float) -> int:
+    """The contacts dialled among *effects*, each checked against the rules."""
+    dials = 0
+    for fx in effects:
+        if isinstance(fx, m.Dial) and fx.uri.startswith("sip:+"):
+            number = fx.uri.split(":")[1].split("@")[0]
+            assert number not in listed, f"dialled {number} after it was listed"
+            assert WALL + bench.now < closes, "dialled after the window closed"
+            inbound = sum(1 for leg in bench.legs.values() if leg.incoming and not leg.ended)
+            out = len(bench.core.outbound.calls)
+            assert out + inbound <= 3, "dialled into the line kept for inbound"
+            dials += 1
+    return dials
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_walk_keeps_the_dialler_consistent(tmp_path: Path, seed: int) -> None:
+    """Contacts, answers, hang-ups with every status, inbound callers, DNC adds, pauses, the
+    window closing: the core and the router always agree, nothing is dialled to a listed
+    number, outside the window or into the line kept for inbound."""
+    import random
+
+    rng = random.Random(seed)
+    camp = campaign(dial_ratio=rng.choice([1.0, 1.0, 2.0]), trunk_lines=4, reserve_inbound=1,
+                    max_lines=3, window=window("06:00", "08:05"))
+    bench = make(tmp_path, camp, lines=4, logged_out=())
+    fill(bench, *(contact(i, name=rng.choice(["", "Ada"])) for i in range(1, 30)))
+    listed: set[str] = set()
+    dials = 0
+    for _ in range(150):
+        before = len(bench.effects)
+        _random_step(bench, rng, listed)
+        assert bench.core.problems() == [], seed
+        dials += _dials_checked(bench, bench.effects[before:], listed, WALL + 5 * 60)
+    bench.settle()
+    assert bench.core.problems() == []
+    assert dials > 0
