@@ -167,6 +167,8 @@ def test_progressive_dials_one_contact_per_free_agent_and_holds_the_agent(
     record = out_record(bench, "+393330000001")
     assert (record.direction, record.campaign, record.contact_id) == ("out", "spring", 1)
     assert record.caller == "+390612345678"
+    dial = next(fx for fx in bench.effects if isinstance(fx, m.Dial))
+    assert dial.caller_id == "+390612345678"
     assert record.trunk == "gw"
     assert bench.core.problems() == []
 

@@ -152,6 +152,9 @@ def test_progressive_campaign_end_to_end(tmp_path: Path) -> None:
     assert (talk["campaign"], talk["caller"]) == ("e2e", "+390600000000")
     assert agent is not None
     assert len(agent.events("answered")) >= 1
+    # the campaign's caller ID is presented to the people called (P-Asserted-Identity)
+    assert {e["pai"] for e in customers["answers"].events("incoming")} == {
+        "<tel:+390600000000>"}
     # busy: tried again per the rule, every ~3 s, until the window closed
     busy = by_number[CUSTOMERS["busy"][0]]
     assert len(busy) >= 3

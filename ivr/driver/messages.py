@@ -219,6 +219,8 @@ class HangupLeg:
 class Dial:
     ref: str
     uri: str
+    caller_id: str = ""
+    """The number to present ('' : the trunk's own); a campaign's calls out."""
 
 
 @dataclass(frozen=True)

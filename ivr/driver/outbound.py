@@ -301,7 +301,7 @@ class Outbound(CoreBase):
         log.info("campaign %s: dialling contact %d (%s)%s: %s", campaign.name, contact.id,
                  shown(contact.number, log), f" for agent {agent}" if agent else "", why)
         self._save(record)
-        self._emit(m.Dial(ref, uri))
+        self._emit(m.Dial(ref, uri, campaign.caller_id))
         return True
 
     # -- the contact's leg -----------------------------------------------------------------------
@@ -389,7 +389,7 @@ class Outbound(CoreBase):
             call.dial_deadline = now + NO_ANSWER_TIMEOUT
             self.legs[call.ref] = Leg(call.ref, LegRole.CONTACT, call.record.call_id)
             self._emit(m.Play(leg.sip, (self.music_on_hold,), MOH_TOKEN, loop=True))
-            self._emit(m.Dial(call.ref, uri))
+            self._emit(m.Dial(call.ref, uri, call.record.caller))
             return
         contact_leg = self.legs.get(call.ref)
         if call.phase is not OutPhase.AGENT_RINGING or contact_leg is None \

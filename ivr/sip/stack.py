@@ -744,13 +744,21 @@ class SipStack:
             log.warning("leg %s: cannot answer: %s", leg_id, _describe(exc))
             self.hangup(leg_id)
 
-    def dial(self, uri: str) -> str | None:
-        """Call *uri* (an agent); returns the leg, or None if the call could not be started."""
+    def dial(self, uri: str, caller_id: str = "") -> str | None:
+        """Call *uri* (an agent, a campaign's contact); returns the leg, or None if the call
+        could not be started. *caller_id*: the number to present, sent as
+        ``P-Asserted-Identity: <tel:NUMBER>`` (RFC 3325) for the gateway to put on the line."""
         assert self._account is not None
         leg_id = self._new_leg_id()
         leg = _Leg(self, self._account, leg_id)
+        op = pj.CallOpParam(True)
+        if caller_id:
+            header = pj.SipHeader()
+            header.hName = "P-Asserted-Identity"
+            header.hValue = f"<tel:{caller_id}>"
+            op.txOption.headers.append(header)
         try:
-            leg.makeCall(uri, pj.CallOpParam(True))
+            leg.makeCall(uri, op)
         except Exception as exc:  # noqa: BLE001 - pjsua2 raises its own Error type
             log.error("cannot call %s: %s", uri, _describe(exc))
             return None

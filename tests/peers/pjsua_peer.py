@@ -114,7 +114,9 @@ class Account(pj.Account):
         call = Call(self.peer, self, prm.callId)
         call.index = len(self.peer.calls)
         self.peer.calls[prm.callId] = call
-        emit("incoming", call=prm.callId, src=str(prm.rdata.srcAddress))
+        pai = next((line.split(":", 1)[1].strip() for line in prm.rdata.wholeMsg.splitlines()
+                    if line.lower().startswith("p-asserted-identity:")), "")
+        emit("incoming", call=prm.callId, src=str(prm.rdata.srcAddress), pai=pai)
         if self.peer.args.reject:
             op = pj.CallOpParam()
             op.statusCode = self.peer.args.reject
