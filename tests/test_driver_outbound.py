@@ -653,3 +653,16 @@ def test_random_walk_keeps_the_dialler_consistent(tmp_path: Path, seed: int) -> 
     bench.settle()
     assert bench.core.problems() == []
     assert dials > 0
+
+
+def test_an_automated_call_in_its_flow_takes_one_line(tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(mode="automated", queue=None, max_lines=3, trunk_lines=4,
+                                    reserve_inbound=1, flow=tmp_path / "survey.yaml"), lines=4)
+    fill(bench, *(contact(i) for i in range(1, 6)))
+    bench.tick()
+    assert len(dialled(bench)) == 3
+    bench.answer(leg_to(bench, "+393330000001"))  # its flow runs: still one line
+    bench.end(leg_to(bench, "+393330000002"), 486, "Busy")
+    bench.tick(1)
+    assert len(dialled(bench)) == 4
+    assert bench.core.problems() == []

@@ -124,13 +124,6 @@ def dial_outcome(status: int) -> str:
 class Outbound(CoreBase):
     """Campaigns' calls; see the module doc."""
 
-    _write_seq = 0
-    _decided: dict[int, int]
-    _last_fill_ask = -1e9
-    _next_look: float | None = None
-    """When the campaigns are looked at again without a message (a window opening or
-    closing, a contact coming due): every :data:`LOOK_EVERY` seconds."""
-
     # -- messages ------------------------------------------------------------------------------
     def _outbound_message(self, msg: m.Message, now: float) -> None:
         if isinstance(msg, m.HopperFill):
@@ -142,18 +135,11 @@ class Outbound(CoreBase):
         elif isinstance(msg, m.ServiceLevels):
             self.outbound.service_levels = dict(msg.levels)
 
-    def _decided_ids(self) -> dict[int, int]:
-        try:
-            return self._decided
-        except AttributeError:
-            self._decided = {}
-            return self._decided
-
     def _hopper_fill(self, msg: m.HopperFill) -> None:
         st = self.outbound.campaigns.get(msg.campaign)
         if st is None:
             return
-        decided = self._decided_ids()
+        decided = self.outbound.decided
         for cid in [c for c, seq in decided.items() if seq <= msg.applied]:
             del decided[cid]  # the store had it when it looked: its picture is current
         busy = {c.contact.id for c in self.outbound.calls.values()}
@@ -178,7 +164,7 @@ class Outbound(CoreBase):
     def _outbound_tick(self, now: float) -> None:
         if not self.outbound.campaigns:
             return
-        self._next_look = now + LOOK_EVERY
+        self.outbound.next_look = now + LOOK_EVERY
         for call in list(self.outbound.calls.values()):
             self._out_timers(call, now)
         wall = self.wall(now)
@@ -199,8 +185,8 @@ class Outbound(CoreBase):
             else:
                 self._pace(st, now)
             low = low or st.hopper.due_count(wall) < HOPPER_LOW
-        if low and now - self._last_fill_ask >= FILL_EVERY:
-            self._last_fill_ask = now
+        if low and now - self.outbound.last_fill_ask >= FILL_EVERY:
+            self.outbound.last_fill_ask = now
             self._emit(m.FillHoppers())
 
     def _roll_day(self, st: CampaignState, wall: float) -> None:
@@ -233,7 +219,9 @@ class Outbound(CoreBase):
         ringing = [c for c in mine if c.answered_at is None]
         held_ringing = sum(1 for c in ringing if c.agent and self.outbound.held.get(c.agent)
                            == c.ref)
-        on_trunk = sum(1 for c in self.calls.values() if c.trunk == campaign.trunk)
+        flows = {c.caller_call for c in self.outbound.calls.values() if c.caller_call}
+        on_trunk = sum(1 for c in self.calls.values()
+                       if c.trunk == campaign.trunk and c.call_id not in flows)
         on_trunk += sum(1 for c in self.outbound.calls.values()
                         if self.outbound.campaigns[c.campaign].campaign.trunk == campaign.trunk)
         return PacerState(
@@ -604,8 +592,9 @@ class Outbound(CoreBase):
     def _save_attempt(self, st: CampaignState, contact: Contact, outcome: str,
                       call_id: str | None, reason: str, decision: Decision | None, state: str,
                       now: float, disposition: str | None = None) -> None:
-        self._write_seq += 1
-        self._decided_ids()[contact.id] = self._write_seq
+        out = self.outbound
+        out.write_seq += 1
+        out.decided[contact.id] = out.write_seq
         if decision is not None:
             state = {"retry": "pending", "done": "done", "dnc": "dnc",
                      "failed": "failed"}[decision.action]
@@ -615,7 +604,7 @@ class Outbound(CoreBase):
             tries, next_at = (), None
         if state == "dnc":
             self.outbound.dnc.add(contact.number)
-        self._emit(m.SaveAttempt(self._write_seq, st.campaign.name, contact.id, outcome,
+        self._emit(m.SaveAttempt(out.write_seq, st.campaign.name, contact.id, outcome,
                                  call_id, reason, next_at, state, tries, disposition))
         self._emit(m.CountCampaign(st.campaign.name, "attempt", outcome))
 
@@ -811,8 +800,8 @@ class Outbound(CoreBase):
                  for t in (c.dial_deadline if c.phase is OutPhase.DIALLING else None,
                            c.agent_deadline if c.phase is OutPhase.AGENT_RINGING else None)
                  if t is not None]
-        if self._next_look is not None:
-            times.append(self._next_look)
+        if self.outbound.next_look is not None:
+            times.append(self.outbound.next_look)
         elif self.outbound.campaigns:
             times.append(0.0)  # the first look: at once
         return min(times) if times else None

@@ -272,6 +272,15 @@ class OutboundState:
         """Preview agent -> (campaign, the contact offered to them)."""
         self.dnc: set[str] = set()
         """Numbers put on the do-not-call list since the start."""
+        self.decided: dict[int, int] = {}
+        """Contact id -> the seq of the attempt that decided its fate, until a hopper fill
+        that saw it written (an older fill must not put the contact back)."""
+        self.write_seq = 0
+        """The seq of the last attempt sent to the hopper filler."""
+        self.last_fill_ask = -1e9
+        self.next_look: float | None = None
+        """When the campaigns are looked at again without a message (a window opening or
+        closing, a contact coming due)."""
         self.pause_after: dict[str, str] = {}
         """Held agent -> the pause reason they asked for during the campaign's call."""
         self.service_levels: dict[str, float | None] = {}
