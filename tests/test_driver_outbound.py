@@ -666,3 +666,20 @@ def test_an_automated_call_in_its_flow_takes_one_line(tmp_path: Path) -> None:
     bench.tick(1)
     assert len(dialled(bench)) == 4
     assert bench.core.problems() == []
+
+
+def test_a_preview_agent_who_takes_an_inbound_call_gives_the_contact_back(
+        tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(mode="preview"))
+    fill(bench, contact(1))
+    bench.tick()
+    assert bench.core.console_view(bench.now)["agents"]["anna"]["preview"] is not None
+    bench.send(m.AgentCommand("anna", "pause", "lunch"))
+    bench.tick(1)
+    assert bench.core.console_view(bench.now)["agents"]["anna"]["preview"] is None
+    assert 1 in bench.core.outbound.campaigns["spring"].hopper
+    bench.send(m.AgentCommand("anna", "unpause"))
+    bench.tick(1)
+    offer = bench.core.console_view(bench.now)["agents"]["anna"]["preview"]
+    assert offer is not None
+    assert offer["contact_id"] == 1

@@ -707,7 +707,13 @@ class Outbound(CoreBase):
 
     # -- preview ---------------------------------------------------------------------------------
     def _offer_previews(self, st: CampaignState, wall: float) -> None:
-        """Offer the next due contact to each idle preview agent of the campaign."""
+        """Offer the next due contact to each idle preview agent of the campaign; an agent
+        who is no longer idle (an inbound call, a pause) gives theirs back."""
+        for agent, (name, given) in list(self.outbound.previews.items()):
+            state = self.router.agents.get(agent)
+            if name == st.campaign.name and (state is None or state.state != "available"):
+                del self.outbound.previews[agent]
+                st.hopper.put(given)
         offered = {c.id for _, c in self.outbound.previews.values()}
         for agent in self._free_agents(st):
             contact = st.hopper.take(wall)
