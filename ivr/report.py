@@ -428,6 +428,18 @@ def format_csv(rows: Sequence[ReportRow], by: str,
     return out.getvalue()
 
 
+def open_records(store_path: Path) -> sqlite3.Connection:
+    """A read-only connection to the store, rows as :class:`sqlite3.Row`; raises
+    :class:`~ivr.errors.RecordsError` for a file that is not a store (never creates one)."""
+    problem = record_file_problem(store_path)
+    if problem is not None:
+        raise RecordsError(problem)
+    db = sqlite3.connect(f"{Path(store_path).resolve().as_uri()}?mode=ro", uri=True,
+                         timeout=5.0)
+    db.row_factory = sqlite3.Row
+    return db
+
+
 def read_rows(store_path: Path, start: float, end: float,
               fcr_days: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Calls started in [start, end + fcr_days) and queue events in [start, end), read-only.
@@ -435,12 +447,7 @@ def read_rows(store_path: Path, start: float, end: float,
     Raises :class:`~ivr.errors.RecordsError` if *store_path* is not a call record database
     (missing, a folder, text, another program's SQLite file); the file is never created.
     """
-    problem = record_file_problem(store_path)
-    if problem is not None:
-        raise RecordsError(problem)
-    db = sqlite3.connect(f"{Path(store_path).resolve().as_uri()}?mode=ro", uri=True,
-                         timeout=5.0)
-    db.row_factory = sqlite3.Row
+    db = open_records(store_path)
     try:
         calls = [dict(r) for r in db.execute(
             "SELECT * FROM calls WHERE started_at >= ? AND started_at < ? ORDER BY started_at",
@@ -602,12 +609,7 @@ def read_campaign_rows(store_path: Path, campaign: str, start: float, end: float
     """The campaign's calls out and attempts in [start, end), and the dispositions that closed
     its contacts (for right-party contacts when no campaign file says which are final);
     read-only. Raises :class:`~ivr.errors.RecordsError` for a file that is not a store."""
-    problem = record_file_problem(store_path)
-    if problem is not None:
-        raise RecordsError(problem)
-    db = sqlite3.connect(f"{Path(store_path).resolve().as_uri()}?mode=ro", uri=True,
-                         timeout=5.0)
-    db.row_factory = sqlite3.Row
+    db = open_records(store_path)
     try:
         columns = {r["name"] for r in db.execute("PRAGMA table_info(calls)")}
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

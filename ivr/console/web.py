@@ -188,6 +188,21 @@ def console_of(request: web.Request) -> Console:
     return request.app[CONSOLE]
 
 
+async def request_fields(request: web.Request) -> dict[str, str]:
+    """A command's fields, from JSON (a page's script) or a form, as strings; 400 when the
+    body cannot be read."""
+    if request.content_type == "application/json":
+        try:
+            data = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text="The request could not be read.") from None
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(text="The request could not be read.")
+        return {str(k): "" if v is None else str(v) for k, v in data.items()}
+    form = await request.post()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
 def _is_public(path: str) -> bool:
     return any(path == p or (p.endswith("/") and path.startswith(p)) for p in PUBLIC)
 

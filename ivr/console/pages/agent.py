@@ -26,7 +26,14 @@ from ivr.console import i18n
 from ivr.console.hub import View
 from ivr.console.live import stream
 from ivr.console.pages.campaigns import ATTEMPT_OUTCOMES
-from ivr.console.web import Console, client_address, console_of, request_lang, require_agent
+from ivr.console.web import (
+    Console,
+    client_address,
+    console_of,
+    request_fields,
+    request_lang,
+    require_agent,
+)
 from ivr.driver.messages import AgentCommand, ConsoleTransfer, ConsoleWrapUp, PreviewDial
 from ivr.tickets import OPEN_STATUSES, is_known
 
@@ -366,20 +373,6 @@ def _lang(request: web.Request) -> str:
     return request_lang(request, console_of(request))
 
 
-async def _body(request: web.Request) -> dict[str, str]:
-    """The request's fields, from JSON (the page's script) or a form."""
-    if request.content_type == "application/json":
-        try:
-            data = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(text="The request could not be read.") from None
-        if not isinstance(data, dict):
-            raise web.HTTPBadRequest(text="The request could not be read.")
-        return {str(k): "" if v is None else str(v) for k, v in data.items()}
-    form = await request.post()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
 def _source(request: web.Request) -> str:
     user = request["user"]
     return f"console {user.name}@{client_address(request)}"
@@ -452,7 +445,7 @@ async def context(request: web.Request) -> web.StreamResponse:
 async def state_command(request: web.Request) -> web.StreamResponse:
     _, agent = require_agent(request)
     console = console_of(request)
-    body = await _body(request)
+    body = await request_fields(request)
     command = body.get("command", "")
     if command not in COMMAND_STATES:
         return _refuse(request, "agent.err.command", 400)
@@ -475,7 +468,7 @@ async def state_command(request: web.Request) -> web.StreamResponse:
 async def wrapup(request: web.Request) -> web.StreamResponse:
     _, agent = require_agent(request)
     console = console_of(request)
-    body = await _body(request)
+    body = await request_fields(request)
     call_id = body.get("call_id", "")
     disposition = body.get("disposition", "").strip()
     note = body.get("note", "").strip()
@@ -503,7 +496,7 @@ async def wrapup(request: web.Request) -> web.StreamResponse:
 async def transfer(request: web.Request) -> web.StreamResponse:
     _, agent = require_agent(request)
     console = console_of(request)
-    body = await _body(request)
+    body = await request_fields(request)
     target = body.get("target", "").strip().replace(" ", "")
     entry = _entry(console, agent)
     if entry is None:
@@ -535,7 +528,7 @@ async def preview_call(request: web.Request) -> web.StreamResponse:
     only (the campaign is the offer's, whatever the request says)."""
     _, agent = require_agent(request)
     console = console_of(request)
-    body = await _body(request)
+    body = await request_fields(request)
     contact_id = _contact_id(body.get("contact_id", ""))
     entry = _entry(console, agent)
     if entry is None:

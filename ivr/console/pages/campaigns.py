@@ -42,7 +42,7 @@ from aiohttp import web
 from ivr.console import i18n
 from ivr.console.hub import View
 from ivr.console.live import stream
-from ivr.console.web import Console, console_of, request_lang, require
+from ivr.console.web import Console, console_of, request_fields, request_lang, require
 from ivr.outbound.campaigns import OUTCOMES as RETRY_OUTCOMES
 from ivr.outbound.campaigns import Campaign, load_campaigns
 from ivr.outbound.contacts import _COLUMNS, STATES, Contact, check_campaign_name
@@ -579,24 +579,11 @@ async def export(request: web.Request) -> web.StreamResponse:
                                  f'attachment; filename="campaign-{name}-{stamp}.csv"'})
 
 
-async def _fields(request: web.Request) -> dict[str, str]:
-    if request.content_type == "application/json":
-        try:
-            data = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(text="The request could not be read.") from None
-        if not isinstance(data, dict):
-            raise web.HTTPBadRequest(text="The request could not be read.")
-        return {str(k): "" if v is None else str(v) for k, v in data.items()}
-    form = await request.post()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
-
-
 async def dnc_add(request: web.Request) -> web.StreamResponse:
     require(request, "supervisor")
     console = console_of(request)
     t = i18n.translator(request_lang(request, console))
-    body = await _fields(request)
+    body = await request_fields(request)
     number = body.get("number", "").strip()
     note = " ".join(body.get("note", "").split())
     if len(note) > NOTE_MAX:

@@ -32,6 +32,7 @@ from ivr.console import i18n
 from ivr.console.web import Console, console_of, require
 from ivr.flow import DocumentError, Flow
 from ivr.flow.graph import GraphError, render, to_dot
+from ivr.yamlsrc import Problem
 
 MAX_BYTES = 1024 * 1024
 """The largest flow file an upload may send."""
@@ -161,19 +162,6 @@ def in_service(console: Console) -> list[InService]:
 
 
 # -- the upload (on an I/O thread) ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    column: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        return f"{self.file}:{self.line}:{self.column}: {where}{self.message}"
-
-
 @dataclass
 class Upload:
     state: str
