@@ -8,7 +8,8 @@ the customers and runs the shipped example flows on their legs, with no agent.
   1 confirms it, 2 then a day as DDMM asks for another day, kept as an answer.
 
 The customers key their digits a fixed time after answering: the flow's questions take keys
-while they are being said, so the digits are taken whenever they come.
+while they are being said, so the digits are taken whenever they come. A first test (not e2e)
+loads the shipped campaign files as ivr.yaml would.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from ivr.config import load_config
+from ivr.outbound.campaigns import load_campaigns
 from tests.e2e import (
     ROOT,
     Peer,
@@ -32,8 +35,6 @@ from tests.e2e import (
     require_sip_stack,
     wait_until,
 )
-
-pytestmark = pytest.mark.e2e
 
 CAMPAIGN = """\
 name: {name}
@@ -123,9 +124,27 @@ def wait_settled(sb: Switchboard, expected: dict[str, dict[str, str]]) -> dict[s
         settled = all(state.get(n, {}).get("answers") == a for n, a in expected.items()) \
             and all(c["state"] not in ("pending", "dialling", "retry") for c in state.values())
         return state if settled else None
-    return wait_until(check, "the answers stored", timeout=15)
+    return wait_until(check, "the answers stored", timeout=15,
+                      details=lambda: f"{contacts(sb.db)}\n{sb.log_tail()}")
 
 
+def test_the_shipped_campaign_files_load(tmp_path: Path) -> None:
+    """campaigns/*.yaml as ivr.yaml would load them once `campaigns:` is uncommented."""
+    config = (ROOT / "ivr.yaml").read_text().replace(
+        "flow: flows/", f"flow: {ROOT}/flows/").replace("store: var/", f"store: {tmp_path}/")
+    (tmp_path / "ivr.yaml").write_text(
+        f"{config}\ncampaigns: {ROOT / 'campaigns'}\ndial_out:\n"
+        "  - {pattern: '^\\+39[0-9]{6,11}$', uri: 'sip:{number}@192.0.2.1', "
+        "campaigns: true}\n")
+    campaigns = load_campaigns(load_config(tmp_path / "ivr.yaml"))
+    assert {name: c.mode for name, c in campaigns.items()} == {
+        "spring-offer": "progressive", "survey": "automated", "reminder": "automated"}
+    assert campaigns["survey"].flow == ROOT / "campaigns" / ".." / "flows" / "survey.yaml"
+    assert campaigns["survey"].answers == ("q1", "q2")
+    assert campaigns["reminder"].answers == ("confirm", "new_day")
+
+
+@pytest.mark.e2e
 def test_survey_keeps_each_contacts_answers_and_a_9_lists_the_number(tmp_path: Path) -> None:
     require_sip_stack()
     customers = {
@@ -186,6 +205,7 @@ def test_survey_keeps_each_contacts_answers_and_a_9_lists_the_number(tmp_path: P
     assert free.returncode == 1, free.stdout
 
 
+@pytest.mark.e2e
 def test_reminder_confirms_or_changes_the_appointment(tmp_path: Path) -> None:
     require_sip_stack()
     customers = {
