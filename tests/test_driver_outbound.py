@@ -683,3 +683,55 @@ def test_a_preview_agent_who_takes_an_inbound_call_gives_the_contact_back(
     offer = bench.core.console_view(bench.now)["agents"]["anna"]["preview"]
     assert offer is not None
     assert offer["contact_id"] == 1
+
+
+def test_the_name_is_rendered_while_the_phone_rings_and_never_holds_the_agent(
+        tmp_path: Path) -> None:
+    """The whisper is asked for at the dial; an agent who answers before it is ready is put
+    through at once (a contact on hold waits for nobody's text-to-speech)."""
+    bench = make(tmp_path)
+
+    def names_not_rendered(pieces: tuple[Any, ...]) -> tuple[str, ...] | None:
+        return None if any(getattr(p, "kind", "") == "say" for p in pieces) \
+            else files_for(pieces)
+
+    bench.core.files_for = names_not_rendered
+    fill(bench, contact(1, name="Mario Rossi"), contact(2, name="Lucia Bianchi"))
+    bench.tick()
+    asked = [fx for fx in bench.effects if isinstance(fx, m.RenderPrompt)]
+    assert [(fx.play_id, fx.pieces[0].value) for fx in asked] == [
+        (WHISPER_TOKEN, "Mario Rossi")]
+    # not rendered yet when anna answers: straight through, no whisper
+    leg = leg_to(bench, "+393330000001")
+    bench.answer(leg)
+    agent_leg = bench.ringing()["anna"]
+    bench.answer(agent_leg)
+    assert bench.playing_token(agent_leg) != WHISPER_TOKEN
+    assert any(isinstance(fx, m.Bridge) and {fx.a, fx.b} == {leg, agent_leg}
+               for fx in bench.effects)
+    # the render's late answer changes nothing
+    before = len(bench.effects)
+    bench.send(m.PromptReady(asked[0].call_id, WHISPER_TOKEN, ("name.wav",)))
+    assert not [fx for fx in bench.effects[before:] if isinstance(fx, (m.Play, m.Bridge))]
+    assert bench.core.problems() == []
+
+
+def test_a_name_rendered_while_the_phone_rang_is_whispered(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    rendered: set[tuple[Any, ...]] = set()
+
+    def names(pieces: tuple[Any, ...]) -> tuple[str, ...] | None:
+        return ("name.wav",) if pieces in rendered else None
+
+    bench.core.files_for = names
+    fill(bench, contact(1, name="Mario Rossi"))
+    bench.tick()
+    [asked] = [fx for fx in bench.effects if isinstance(fx, m.RenderPrompt)]
+    rendered.add(asked.pieces)  # the renderer's worker put it in the cache...
+    bench.send(m.PromptReady(asked.call_id, WHISPER_TOKEN, ("name.wav",)))  # ...and says so
+    leg = leg_to(bench, "+393330000001")
+    bench.answer(leg)
+    agent_leg = bench.ringing()["anna"]
+    assert not any(isinstance(fx, m.Play) and fx.leg == agent_leg for fx in bench.effects)
+    bench.answer(agent_leg)
+    assert bench.playing_token(agent_leg) == WHISPER_TOKEN

@@ -290,7 +290,19 @@ class Outbound(CoreBase):
                  shown(contact.number, log), f" for agent {agent}" if agent else "", why)
         self._save(record)
         self._emit(m.Dial(ref, uri, campaign.caller_id))
+        pieces = self._whisper_pieces(st, contact)
+        if pieces and campaign.mode == "progressive" and self.files_for(pieces) is None:
+            # the name is rendered while the contact's phone rings, so that it is ready
+            # when the agent answers (the answer only warms the prompt cache)
+            self._emit(m.RenderPrompt(call_id, WHISPER_TOKEN, pieces, NO_ANSWER_TIMEOUT))
         return True
+
+    def _whisper_pieces(self, st: CampaignState, contact: Contact) -> tuple[Any, ...]:
+        """The contact's name as the agent hears it before the connect (() for none)."""
+        name = contact.name.strip()
+        if not st.campaign.whisper or not name:
+            return ()
+        return (PromptPiece("say", name, self._campaign_language(st)),)
 
     # -- the contact's leg -----------------------------------------------------------------------
     def _out_timers(self, call: OutCall, now: float) -> None:
@@ -386,15 +398,14 @@ class Outbound(CoreBase):
             return
         call.agent_deadline = None
         st = self.outbound.campaigns[call.campaign]
-        name = call.contact.name.strip()
-        if st.campaign.whisper and name:
-            pieces = (PromptPiece("say", name, self._campaign_language(st)),)
-            files = self.files_for(pieces)
-            if files is not None:
-                self._emit(m.Play(leg.sip, files, WHISPER_TOKEN))
-            else:
-                self._emit(m.RenderPrompt(call.record.call_id, WHISPER_TOKEN, pieces, 2.0))
+        pieces = self._whisper_pieces(st, call.contact)
+        files = self.files_for(pieces) if pieces else None
+        if files is not None:
+            self._emit(m.Play(leg.sip, files, WHISPER_TOKEN))
             return
+        if pieces:  # still rendering (rendered while the phone rang): the contact waits no more
+            log.info("campaign %s: contact %d's name is not rendered yet: put through without "
+                     "the whisper", call.campaign, call.contact.id)
         self._out_bridge(call, contact_leg, leg.sip)
 
     def _campaign_language(self, st: CampaignState) -> str:
@@ -406,13 +417,11 @@ class Outbound(CoreBase):
         if call is None:
             super()._prompt_ready(msg, now)
             return
-        agent = self.legs.get(call.agent_ref) if call.agent_ref else None
-        if agent is None or agent.sip is None or msg.play_id != WHISPER_TOKEN:
-            return
-        if msg.files:
-            self._emit(m.Play(agent.sip, msg.files, WHISPER_TOKEN))
-        else:
-            self._whispered(call, now)
+        if msg.play_id == WHISPER_TOKEN and not msg.files:
+            log.warning("campaign %s: contact %d's name could not be rendered (%s): the agent "
+                        "is put through without it", call.campaign, call.contact.id,
+                        msg.error or "no audio")
+        # otherwise the name is in the prompt cache now: the agent's answer plays it
 
     def _playback_ended(self, event: sip.PlaybackEnded, now: float) -> None:
         leg = self._leg_of(event.leg)
