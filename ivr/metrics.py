@@ -323,9 +323,10 @@ class Metrics:
                                           "call is recorded.", registry=registry)
         self.campaign_attempts = Counter("ivr_campaign_attempts", "Dial decisions of each "
                                          "campaign by outcome: answered, busy, no_answer, "
-                                         "failed, abandoned, and not_dialled or dnc_skipped "
-                                         "(never dialled).", ["campaign", "outcome"],
-                                         registry=registry)
+                                         "failed, abandoned, withdrawn (called off while "
+                                         "ringing: an inbound caller waited for the agent), "
+                                         "and not_dialled or dnc_skipped (never dialled).",
+                                         ["campaign", "outcome"], registry=registry)
         self.campaign_connects = Counter("ivr_campaign_connects", "Contacts of each campaign "
                                          "who talked to an agent (or whose flow ran).",
                                          ["campaign"], registry=registry)

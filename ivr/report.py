@@ -470,7 +470,9 @@ def read_rows(store_path: Path, start: float, end: float,
 
 DIALLED = ("answered", "busy", "no_answer", "failed", "abandoned")
 """Attempts' outcomes of a number actually dialled (``not_dialled`` and ``dnc_skipped`` are
-decisions not to dial)."""
+decisions not to dial; ``withdrawn``, a dial called off while the phone rang because an
+inbound caller waited for the agent, is counted apart: not the contact's outcome)."""
+WITHDRAWN = "withdrawn"
 BREAK_GAP = 900.0
 """Seconds between two campaign calls of an agent over which the gap is a break, not idle."""
 
@@ -484,6 +486,8 @@ class CampaignReport:
     """Numbers dialled."""
     not_dialled: dict[str, int] = field(default_factory=dict)
     """Decisions not to dial, by why (no dial_out rule, on the do-not-call list)."""
+    withdrawn: int = 0
+    """Dials called off before the answer for an inbound caller (not in :attr:`attempts`)."""
     outcomes: dict[str, int] = field(default_factory=dict)
     answered: int = 0
     connects: int = 0
@@ -562,6 +566,8 @@ def _count_attempts(report: CampaignReport, attempts: Iterable[Row], start: floa
         if outcome in DIALLED:
             report.attempts += 1
             report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+        elif outcome == WITHDRAWN:
+            report.withdrawn += 1
         else:
             report.not_dialled[outcome] = report.not_dialled.get(outcome, 0) + 1
 
@@ -577,6 +583,8 @@ def campaign_lines(report: CampaignReport,
     out = [("campaign", report.campaign), ("attempts", str(report.attempts))]
     out += [(f"attempts {k}", str(v)) for k, v in sorted(report.outcomes.items())]
     out += [(f"not dialled ({k})", str(v)) for k, v in sorted(report.not_dialled.items())]
+    if report.withdrawn:
+        out.append(("withdrawn for inbound", str(report.withdrawn)))
     out += [("answered", str(report.answered)), ("contact rate", _percent(report.contact_rate)),
             ("connects", str(report.connects)),
             ("right-party contacts", str(report.right_party)),

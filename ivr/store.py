@@ -53,7 +53,7 @@ T = TypeVar("T")
 OUTCOMES = ("in_progress", "completed", "abandoned_ivr", "abandoned_queue", "refused", "failed",
             "interrupted", "callback_requested", "ivr_gave_up",
             # calls out to a campaign's contacts (direction 'out')
-            "busy", "no_answer", "abandoned")
+            "busy", "no_answer", "abandoned", "withdrawn")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (

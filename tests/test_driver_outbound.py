@@ -18,7 +18,13 @@ import pytest
 from ivr.config import load_config
 from ivr.driver import messages as m
 from ivr.driver.core import Core
-from ivr.driver.outbound import AGENT_ANSWER, NO_ANSWER_TIMEOUT, SORRY_TOKEN, WHISPER_TOKEN
+from ivr.driver.outbound import (
+    AGENT_ANSWER,
+    NO_ANSWER_TIMEOUT,
+    SORRY_TOKEN,
+    WHISPER_TOKEN,
+    WITHDRAWN,
+)
 from ivr.flow import load_flow
 from ivr.outbound.campaigns import Campaign, PauseWhen, Retry, Window
 from ivr.outbound.plan import Contact
@@ -407,6 +413,97 @@ def test_a_caller_waiting_too_long_pauses_the_campaign(tmp_path: Path) -> None:
     assert "waited" in bench.core.outbound.campaigns["spring"].paused_reason
 
 
+def test_an_inbound_caller_takes_back_an_agent_held_for_a_ringing_contact(
+        tmp_path: Path) -> None:
+    """Inbound first: the dial is withdrawn on the dialler's next turn, the agent rings for
+    the caller at once (no wrap-up), the contact is due again with no try counted and is
+    dialled first once an agent is free."""
+    bench = make(tmp_path)  # anna alone in support (marco logged out)
+    fill(bench, replace(contact(1), tries={"busy": 1}), contact(2, due=0.5))
+    bench.tick()
+    assert dialled(bench) == ["+393330000001"]
+    leg = leg_to(bench, "+393330000001")
+    bench.now = 3.0
+    caller = bench.incoming()
+    bench.key(caller, "1")  # waits for support: anna is held
+    assert "anna" not in bench.ringing()
+    assert not bench.legs[leg].hangup_asked  # not yet: on the dialler's turn
+    bench.tick(0.5)
+    assert bench.legs[leg].hangup_asked
+    assert "anna" in bench.ringing()  # offered the caller at once
+    assert "anna" not in bench.core.outbound.held
+    [attempt] = attempts(bench)
+    assert (attempt.contact_id, attempt.outcome, attempt.state) == (1, WITHDRAWN, "pending")
+    assert attempt.next_at == WALL  # its place in the line
+    assert attempt.tries == ()  # the store keeps its counts: no try counted
+    assert "withdrawn: inbound caller waiting for agent anna" in attempt.reason
+    bench.settle()
+    record = out_record(bench, "+393330000001")
+    assert (record.outcome, record.end_reason) == (
+        WITHDRAWN, "withdrawn: inbound caller waiting for agent anna")
+    assert record.agent is None
+    assert 1 in bench.core.outbound.campaigns["spring"].hopper
+    bench.tick(1)
+    assert dialled(bench) == ["+393330000001"]  # anna is ringing for the caller
+    assert bench.core.problems() == []
+    agent_leg = bench.ringing()["anna"]
+    bench.answer(agent_leg)
+    bench.now += 60
+    bench.end(caller)
+    bench.settle()
+    assert bench.core.router.agents["anna"].state == "available"
+    bench.tick(1)
+    assert dialled(bench) == ["+393330000001", "+393330000001"]  # first in line again
+    assert bench.core.router.agents["anna"].pause_reason == "outbound"
+    bench.end(leg_to(bench, "+393330000001"), 486, "Busy")
+    busy = attempts(bench)[-1]
+    assert busy.outcome == "busy"
+    assert dict(busy.tries) == {"busy": 2}  # the withdrawn dial counted for no rule
+    assert bench.core.problems() == []
+
+
+def test_no_withdraw_for_a_caller_waiting_in_a_queue_the_agent_does_not_serve(
+        tmp_path: Path) -> None:
+    bench = make(tmp_path, campaign(queue="level2"), logged_out=("anna", "marco"))
+    fill(bench, contact(1))
+    bench.tick()
+    leg = leg_to(bench, "+393330000001")
+    assert bench.core.outbound.held == {"lia": bench.core.outbound.calls[
+        next(iter(bench.core.outbound.calls))].ref}
+    caller = bench.incoming()
+    bench.key(caller, "1")  # waits for support: anna and marco are logged out
+    assert bench.core.router.waiting
+    bench.tick(1)
+    assert not bench.legs[leg].hangup_asked
+    assert "lia" in bench.core.outbound.held
+    assert attempts(bench) == []
+    assert bench.core.problems() == []
+
+
+def test_no_withdraw_once_the_contact_answered(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    fill(bench, contact(1))
+    bench.tick()
+    leg = leg_to(bench, "+393330000001")
+    bench.answer(leg)  # anna's phone rings for the contact
+    caller = bench.incoming()
+    bench.key(caller, "1")
+    bench.tick(0.5)
+    agent_leg = bench.ringing()["anna"]
+    assert not bench.legs[leg].hangup_asked
+    bench.answer(agent_leg)
+    bench.prompt_done(agent_leg)  # the whisper
+    bench.tick(1)
+    assert bench.legs[leg].bridged_to == agent_leg
+    assert not bench.legs[leg].hangup_asked
+    assert attempts(bench) == []
+    bench.end(leg)
+    bench.settle()
+    assert out_record(bench, "+393330000001").outcome == "completed"
+    assert attempts(bench)[-1].outcome == "answered"
+    assert bench.core.problems() == []
+
+
 # -- the window, the list, the rules --------------------------------------------------------------
 
 def test_nothing_is_dialled_once_the_window_closes(tmp_path: Path) -> None:
@@ -587,7 +684,8 @@ def test_an_agent_held_when_the_process_stopped_starts_available(tmp_path: Path)
 
 # -- random walks: the invariants hold whatever happens -------------------------------------------
 
-def _random_step(bench: Bench, rng: Any, listed: set[str]) -> None:
+def _random_step(bench: Bench, rng: Any, listed: set[str]) -> int:
+    """One random thing happens; which (0: a tick, the dialler's turn)."""
     live = [leg for leg in bench.legs.values() if not leg.ended]
     action = rng.randrange(8)
     if action == 0:
@@ -609,10 +707,27 @@ def _random_step(bench: Bench, rng: Any, listed: set[str]) -> None:
         listed.add(number)
         bench.send(m.DncAdded(frozenset({number})))
     elif action == 6 and len([x for x in live if x.incoming]) < 2:
-        bench.incoming()
+        caller = bench.incoming()
+        if rng.random() < 0.5:
+            bench.key(caller, "1")  # waits for support, the campaign's agents
     elif action == 7:
         bench.send(m.AgentCommand(rng.choice(["anna", "marco"]),
                                   rng.choice(["pause", "unpause"]), "break"))
+    return action
+
+
+def _inbound_first_holds(bench: Bench) -> None:
+    """After a dialler's turn no agent is held for a contact still ringing while an inbound
+    caller waits in one of the agent's queues."""
+    core = bench.core
+    waiting = {c.queue for c in core.router.waiting.values() if not c.callback}
+    for agent, ref in core.outbound.held.items():
+        call = core.outbound.calls[ref]
+        if call.answered_at is None and call.agent_ref is None:
+            serves = {q for q, spec in core.config.queues.items()
+                      if agent in {mem.agent for mem in spec.all_members()}}
+            assert not serves & waiting, f"{agent} held for a ringing contact while a " \
+                                         f"caller waits in {serves & waiting}"
 
 
 def _dials_checked(bench: Bench, effects: list[m.Effect], listed: set[str],
@@ -647,7 +762,8 @@ def test_random_walk_keeps_the_dialler_consistent(tmp_path: Path, seed: int) -> 
     dials = 0
     for _ in range(150):
         before = len(bench.effects)
-        _random_step(bench, rng, listed)
+        if _random_step(bench, rng, listed) == 0:
+            _inbound_first_holds(bench)
         assert bench.core.problems() == [], seed
         dials += _dials_checked(bench, bench.effects[before:], listed, WALL + 5 * 60)
     bench.settle()

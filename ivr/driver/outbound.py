@@ -15,7 +15,11 @@ Modes:
 
 - **progressive**: one contact per free agent of the campaign's queue (none while an inbound
   caller waits for them); the agent is held for it (paused 'outbound': not offered inbound
-  meanwhile, even if an inbound caller arrives before the contact answers). On answer the
+  meanwhile). Inbound first: an inbound caller who starts waiting in a queue of the held agent
+  before the contact answers gets the agent back on the dialler's next turn: the dial is
+  withdrawn (the contact's phone stops ringing, outcome :data:`WITHDRAWN`, due again at once:
+  no retry rule, no try counted) and the agent, released with no wrap-up, is offered the
+  caller. Once the contact answered the call goes on as planned. On answer the
   agent's phone is called, hears the contact's name (a rendered prompt) and is bridged; after
   the call the agent wraps up as after a call of the queue. Not reached within the queue's
   ring timeout (2 s at most: :data:`AGENT_ANSWER`): the contact hears
@@ -33,6 +37,8 @@ Modes:
 Outcomes: busy (486, 600), no_answer (408, 480, 487, or no answer in
 :data:`NO_ANSWER_TIMEOUT`), failed (any other), answered, abandoned; each goes through
 :func:`ivr.outbound.plan.after_attempt` and its decision is stored with the attempt. A
+withdrawn dial (:data:`WITHDRAWN`) is the switchboard's decision, not the contact's: it is
+stored with its reason and the contact is due again at once. A
 disposition the agent gives lands on the call's record and on the contact: the campaign's
 ``final_dispositions`` close it, its ``dnc_disposition`` lists the number.
 """
@@ -40,6 +46,7 @@ disposition the agent gives lands on the call's record and on the contact: the c
 import datetime as dt
 import logging
 import zoneinfo
+from dataclasses import replace
 from typing import Any
 
 from ivr.driver import messages as m
@@ -95,6 +102,9 @@ LOOK_EVERY = 1.0
 DNC_VARIABLE = "dnc"
 """An automated campaign's flow that sets this variable to 1 (a key the contact pressed: "press
 9 not to be called again") puts the number on the do-not-call list (source 'ivr')."""
+WITHDRAWN = "withdrawn"
+"""Outcome (of the call record and of the attempt) of a progressive dial called off while the
+contact's phone rang because an inbound caller waits for the agent held for it."""
 BUSY = frozenset({486, 600})
 NO_ANSWER = frozenset({408, 480, 487})
 
@@ -167,6 +177,7 @@ class Outbound(CoreBase):
         self.outbound.next_look = now + LOOK_EVERY
         for call in list(self.outbound.calls.values()):
             self._out_timers(call, now)
+        self._withdraw_for_inbound(now)
         wall = self.wall(now)
         low = False
         for st in self.outbound.campaigns.values():
@@ -188,6 +199,46 @@ class Outbound(CoreBase):
         if low and now - self.outbound.last_fill_ask >= FILL_EVERY:
             self.outbound.last_fill_ask = now
             self._emit(m.FillHoppers())
+
+    def _withdraw_for_inbound(self, now: float) -> None:
+        """Inbound first: each progressive dial whose contact has not answered and whose held
+        agent serves a queue where a (non-callback) inbound caller waits is withdrawn."""
+        waiting = {c.queue for c in self.router.waiting.values() if not c.callback}
+        if not waiting:
+            return
+        for call in list(self.outbound.calls.values()):
+            if call.phase is not OutPhase.DIALLING or call.answered_at is not None \
+                    or call.agent_ref is not None or not call.agent \
+                    or self.outbound.held.get(call.agent) != call.ref:
+                continue  # answered, a preview call, or no agent held for it
+            if any(self._serves(call.agent, queue) for queue in waiting):
+                self._withdraw(call, now)
+
+    def _serves(self, agent: str, queue: str) -> bool:
+        spec = self.config.queues.get(queue)
+        return spec is not None and any(mem.agent == agent for mem in spec.all_members())
+
+    def _withdraw(self, call: OutCall, now: float) -> None:
+        """Call the dial off: the contact's leg is cancelled, the agent released at once (the
+        router offers them the caller), the contact due again now with no try counted."""
+        st = self.outbound.campaigns[call.campaign]
+        reason = f"withdrawn: inbound caller waiting for agent {call.agent}"
+        call.phase = OutPhase.ENDED
+        self.outbound.calls.pop(call.ref, None)
+        self._cancel(call.ref, reason)
+        self._release_agent(call, now, wrap_up=False)
+        record = call.record
+        if record.ended_at is None:
+            record.finish(self.wall(now), WITHDRAWN, reason)
+            self._save(record)
+            self._emit(m.CountCallEnded(record.trunk, WITHDRAWN))
+        # its place in the line: it was due when taken, and is the first dialled again
+        again = replace(call.contact, next_at=min(call.contact.next_at, self.wall(now)))
+        self._save_attempt(st, again, WITHDRAWN, record.call_id,
+                           f"dialled ({call.why}): {reason}; due again now, no try counted",
+                           None, "pending", now, next_at=again.next_at)
+        st.hopper.put(again)
+        log.info("campaign %s: contact %d %s", call.campaign, call.contact.id, reason)
 
     def _roll_day(self, st: CampaignState, wall: float) -> None:
         day = dt.datetime.fromtimestamp(
@@ -600,17 +651,17 @@ class Outbound(CoreBase):
 
     def _save_attempt(self, st: CampaignState, contact: Contact, outcome: str,
                       call_id: str | None, reason: str, decision: Decision | None, state: str,
-                      now: float, disposition: str | None = None) -> None:
+                      now: float, disposition: str | None = None,
+                      next_at: float | None = None) -> None:
         out = self.outbound
         out.write_seq += 1
         out.decided[contact.id] = out.write_seq
+        tries: tuple[tuple[str, int], ...] = ()  # (): the store keeps the contact's counts
         if decision is not None:
             state = {"retry": "pending", "done": "done", "dnc": "dnc",
                      "failed": "failed"}[decision.action]
             tries = tuple(sorted(decision.contact.tries.items()))
             next_at = decision.at if state == "pending" else None
-        else:
-            tries, next_at = (), None
         if state == "dnc":
             self.outbound.dnc.add(contact.number)
         self._emit(m.SaveAttempt(out.write_seq, st.campaign.name, contact.id, outcome,
@@ -874,4 +925,5 @@ class Outbound(CoreBase):
                 "script": fill_script(script, values) if script else ""}
 
 
-__all__ = ["AGENT_ANSWER", "NO_ANSWER_TIMEOUT", "Outbound", "dial_outcome", "pause_kind"]
+__all__ = ["AGENT_ANSWER", "NO_ANSWER_TIMEOUT", "WITHDRAWN", "Outbound", "dial_outcome",
+           "pause_kind"]

@@ -54,8 +54,11 @@ T = TypeVar("T")
 CACHE_SECONDS = 5.0
 """How long figures read from the store (and the campaign files) are reused."""
 ATTEMPT_OUTCOMES = ("answered", "busy", "no_answer", "failed", "callback", "abandoned",
-                    "dnc_skipped")
-"""Outcomes of an attempt row (ivr.outbound.plan, and the do-not-call skip)."""
+                    "dnc_skipped", "withdrawn")
+"""Outcomes of an attempt row (ivr.outbound.plan, the do-not-call skip, and a dial withdrawn
+for an inbound caller)."""
+NOT_DIALS = ("dnc_skipped", "withdrawn")
+"""Attempt outcomes that are not the contact's (not in the dials of the contact rate)."""
 LIVE_FIELDS = ("window_open", "paused_reason", "dialling", "connected", "attempts_today",
                "connects_today", "abandoned_today", "hopper")
 """The view's figures of a campaign the page shows."""
@@ -150,6 +153,7 @@ i18n.add({
         "outbound.outcome.callback": "call back",
         "outbound.outcome.abandoned": "abandoned",
         "outbound.outcome.dnc_skipped": "not dialled: do not call",
+        "outbound.outcome.withdrawn": "withdrawn for an inbound caller",
     },
     "it": {
         "nav.campaigns": "Campagne",
@@ -240,6 +244,7 @@ i18n.add({
         "outbound.outcome.callback": "da richiamare",
         "outbound.outcome.abandoned": "abbandonata",
         "outbound.outcome.dnc_skipped": "non chiamato: non chiamare",
+        "outbound.outcome.withdrawn": "ritirata per una chiamata in entrata",
     },
 })
 
@@ -433,7 +438,7 @@ def kpis(outcomes: Mapping[str, int], reached: int,
          dispositions: Mapping[str, int]) -> dict[str, Any]:
     """Dials, answered, contact rate, abandon rate, conversions by disposition (None: no
     denominator yet)."""
-    dials = sum(n for outcome, n in outcomes.items() if outcome != "dnc_skipped")
+    dials = sum(n for outcome, n in outcomes.items() if outcome not in NOT_DIALS)
     answered = outcomes.get("answered", 0) + outcomes.get("abandoned", 0)
     abandoned = outcomes.get("abandoned", 0)
     return {"dials": dials, "answered": answered, "reached": reached,
