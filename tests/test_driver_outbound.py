@@ -504,6 +504,22 @@ def test_no_withdraw_once_the_contact_answered(tmp_path: Path) -> None:
     assert bench.core.problems() == []
 
 
+def test_a_preview_call_the_agent_made_is_not_withdrawn(tmp_path: Path) -> None:
+    """The agent chose to call and is on the phone hearing it ring: theirs to hang up."""
+    bench = make(tmp_path, campaign(mode="preview"))
+    fill(bench, contact(1))
+    bench.tick()
+    bench.send(m.PreviewDial("anna", "spring", 1))
+    bench.answer(bench.ringing()["anna"])
+    leg = leg_to(bench, "+393330000001")
+    caller = bench.incoming()
+    bench.key(caller, "1")  # waits for support: anna is on her preview call
+    bench.tick(1)
+    assert not bench.legs[leg].hangup_asked
+    assert attempts(bench) == []
+    assert bench.core.problems() == []
+
+
 # -- the window, the list, the rules --------------------------------------------------------------
 
 def test_nothing_is_dialled_once_the_window_closes(tmp_path: Path) -> None:
