@@ -105,8 +105,11 @@ def test_a_repeat_caller_hears_the_ticket_and_reaches_level_2_first(tmp_path: Pa
             assert (ticket["number"], ticket["customer"], ticket["status"], ticket["level"],
                     ticket["calls"]) == ("1001", CALLER, "escalated", 2, 2)
             # the caller heard the ticket's prompt before anything else: speech from the start
+            # (the prompt lasts about 5 s, so nothing but it can sound in the first 4; it has
+            # pauses between its words and, on a loaded machine, may start a few frames late:
+            # most, not all, of the 3.5 s is sound; CI once measured 2.4 s)
             samples, rate = read_wav_mono(heard / f"{CALLER}-0.wav", max_s=4.0)
-            assert audible_seconds(samples[rate // 2:], rate) >= 2.5
+            assert audible_seconds(samples[rate // 2:], rate) >= 2.0
             assert sb.metric("ivr_node_entries_total",
                              {"flow": "office", "node": "ticket_support"}) == 1.0
         finally:
